@@ -1,0 +1,1 @@
+"""The ``torrentkit`` command: one module per subcommand, wired up in :mod:`.main`."""

@@ -1,0 +1,137 @@
+"""The transport seam: drivers open streams and datagram endpoints through a ``Network``.
+
+Production passes :class:`TrioNetwork` (real trio sockets); simulations and tests pass
+:class:`torrentkit.testing.network.SimNetwork` (in-memory streams and a datagram router on
+the virtual clock). The node and engine code above is the same in both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from typing import Protocol
+
+import trio
+
+from torrentkit.ids import PeerAddr
+
+
+class Listener(Protocol):
+    """A bound TCP listener: where it listens, and a way to accept connections."""
+
+    @property
+    def address(self) -> PeerAddr: ...
+
+    async def accept(self) -> tuple[trio.abc.Stream, PeerAddr]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DatagramEndpoint(Protocol):
+    """A bound UDP endpoint."""
+
+    @property
+    def address(self) -> PeerAddr: ...
+
+    async def send(self, data: bytes, addr: PeerAddr) -> None: ...
+
+    async def receive(self) -> tuple[bytes, PeerAddr]: ...
+
+    def close(self) -> None: ...
+
+
+class Network(Protocol):
+    async def connect_tcp(self, addr: PeerAddr) -> trio.abc.Stream: ...
+
+    async def listen_tcp(self, host: str, port: int) -> Listener: ...
+
+    async def bind_udp(self, host: str, port: int) -> DatagramEndpoint: ...
+
+
+# --------------------------------------------------------------------------- real sockets
+
+
+class _TcpListener:
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+        host, port = sock.getsockname()[:2]
+        self._address = PeerAddr(host, port)
+
+    @property
+    def address(self) -> PeerAddr:
+        return self._address
+
+    async def accept(self) -> tuple[trio.abc.Stream, PeerAddr]:
+        while True:
+            try:
+                sock, remote = await self._sock.accept()
+            except OSError as exc:
+                # Transient per-connection failures (e.g. ECONNABORTED, EMFILE): keep serving.
+                if exc.errno is None:
+                    raise
+                await trio.sleep(0.01)
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return trio.SocketStream(sock), PeerAddr(remote[0], remote[1])
+
+    async def aclose(self) -> None:
+        self._sock.close()
+        await trio.lowlevel.checkpoint()
+
+
+class _UdpEndpoint:
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+        host, port = sock.getsockname()[:2]
+        self._address = PeerAddr(host, port)
+
+    @property
+    def address(self) -> PeerAddr:
+        return self._address
+
+    async def send(self, data: bytes, addr: PeerAddr) -> None:
+        # UDP is best effort: an unreachable peer is the protocol's problem.
+        with contextlib.suppress(OSError):
+            await self._sock.sendto(data, (addr.host, addr.port))
+
+    async def receive(self) -> tuple[bytes, PeerAddr]:
+        while True:
+            try:
+                data, remote = await self._sock.recvfrom(65536)
+            except ConnectionResetError:
+                continue  # ICMP port unreachable from an earlier send
+            return data, PeerAddr(remote[0], remote[1])
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class TrioNetwork:
+    """Real TCP and UDP sockets."""
+
+    async def connect_tcp(self, addr: PeerAddr) -> trio.abc.Stream:
+        stream = await trio.open_tcp_stream(addr.host, addr.port)
+        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return stream
+
+    async def listen_tcp(self, host: str, port: int) -> Listener:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = trio.socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            await sock.bind((host, port))
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            raise
+        return _TcpListener(sock)
+
+    async def bind_udp(self, host: str, port: int) -> DatagramEndpoint:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            await sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        return _UdpEndpoint(sock)
