@@ -43,9 +43,7 @@ def _piece_size(text: str | None) -> int | None:
         return None
     size = parse_size(text, "--piece-size")
     if size < BLOCK_SIZE or size > MAX_PIECE_LENGTH or size & (size - 1):
-        raise UsageError(
-            f"--piece-size: must be a power of two from 16K to 512M, got {text!r}"
-        )
+        raise UsageError(f"--piece-size: must be a power of two from 16K to 512M, got {text!r}")
     return size
 
 

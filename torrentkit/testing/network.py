@@ -138,9 +138,7 @@ class _SimListener:
     def __init__(self, net: SimNetwork, address: PeerAddr) -> None:
         self._net = net
         self._address = address
-        self.send_channel, self._receive = trio.open_memory_channel[tuple[SimStream, PeerAddr]](
-            128
-        )
+        self.send_channel, self._receive = trio.open_memory_channel[tuple[SimStream, PeerAddr]](128)
 
     @property
     def address(self) -> PeerAddr:
