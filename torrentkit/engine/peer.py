@@ -1,0 +1,233 @@
+"""The trio driver of one peer connection: bytes between a stream and a PeerConnection.
+
+A :class:`PeerLink` owns three tasks in its own nursery, and dies as a whole:
+
+- the **reader** feeds received bytes to the sans-IO connection and hands every event to
+  the torrent (synchronously: the torrent's handlers never block), then lets the torrent
+  top up our requests once per batch of events rather than once per block;
+- the **writer** sends whatever the engine queued, joined into one ``send_all``; it is the
+  only task that writes to the stream;
+- the **uploader** serves the peer's requests in order: reads the block (through the
+  torrent's piece cache, off the event loop), waits for the upload rate limits, and sends
+  it if the peer still wants it.
+
+Timers (keep-alives, the 120 s silence limit, snubbing) are checked by the torrent's ticker
+for every link at once, not by a timer per connection. Closing a link is cancelling its
+scope (:meth:`PeerLink.close`); the torrent then cleans up after it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+
+from torrentkit.engine.ratelimit import acquire_all
+from torrentkit.engine.rates import RollingRate
+from torrentkit.errors import RemoteProtocolError
+from torrentkit.ids import PeerAddr
+from torrentkit.wire.connection import NEED_DATA, PeerConnection
+from torrentkit.wire.events import Event, KeepAlive, Piece, Request
+from torrentkit.wire.peer_id import client_name
+
+if TYPE_CHECKING:
+    from torrentkit.engine.torrent import Torrent
+
+RECEIVE_SIZE = 256 * 1024
+#: Stop serving uploads while this much is queued for the writer.
+OUTBOX_HIGH_WATER = 1024 * 1024
+BLOCK = 16 * 1024
+
+
+class PeerGone(Exception):
+    """The link ended; ``reason`` says why (shown in ``peer_disconnected`` events)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PeerLink:
+    """One connected peer of one torrent."""
+
+    def __init__(
+        self,
+        torrent: Torrent,
+        stream: trio.abc.Stream,
+        conn: PeerConnection,
+        addr: PeerAddr,
+        *,
+        outgoing: bool,
+        now: float,
+    ) -> None:
+        self.torrent = torrent
+        self.stream = stream
+        self.conn = conn
+        self.addr = addr
+        self.outgoing = outgoing
+        self.peer_id = b""
+        self.client = "?"
+        self.listen_port: int | None = addr.port if outgoing else None
+        self.connected_at = now
+        self.last_receive = now
+        self.last_send = now
+        self.last_block = now  # last PIECE we accepted from it
+        self.unchoked_us_at: float | None = None
+        self.snubbed = False
+        self.optimistic = False
+        self.unchoked_at: float | None = None  # when we last unchoked it
+        self.unchoked_time = 0.0  # total seconds we kept it unchoked
+        self.optimistic_time = 0.0
+        self.down = RollingRate(now=now)
+        self.up = RollingRate(now=now)
+        self.short_down = RollingRate(now=now, window=3)  # drives the request depth
+        self.downloaded = 0
+        self.uploaded = 0
+        self.hash_failures = 0
+        self.close_reason = "closed"
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        self._outbox_ready = trio.Event()
+        self._outbox_drained = trio.Event()
+        self._uploads: deque[Request] = deque()
+        self._uploads_ready = trio.Event()
+        self._scope = trio.CancelScope()
+        self._closed = False
+
+    # ------------------------------------------------------------------ identity
+
+    def set_peer_id(self, peer_id: bytes) -> None:
+        self.peer_id = peer_id
+        self.client = client_name(peer_id) or "unknown"
+
+    @property
+    def key(self) -> PeerAddr:
+        """How trust and bans name this peer: its address and port, never the IP alone."""
+        if self.listen_port is not None:
+            return PeerAddr(self.addr.host, self.listen_port)
+        return self.addr
+
+    def __repr__(self) -> str:
+        return f"<PeerLink {self.addr} {self.client}>"
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, event: Event) -> None:
+        """Queue one message for the writer (never blocks)."""
+        if self._closed:
+            return
+        data = self.conn.send(event)
+        self._outbox.append(data)
+        self._outbox_bytes += len(data)
+        self._outbox_ready.set()
+
+    def request_depth(self, now: float) -> int:
+        """How many requests to keep outstanding: about two seconds' worth at the rate the
+        peer is delivering now, within what it allows (BEP 10 ``reqq``). A peer that named
+        no ``reqq`` starts shallow and is capped low: older clients drop deep queues."""
+        reqq = self.conn.peer_reqq
+        cap = min(reqq, 1000) if reqq is not None else 64
+        floor = min(16 if reqq is not None else 4, cap)
+        want = int(self.short_down.rate(now) * 2.0 / BLOCK) + floor
+        return max(floor, min(cap, want))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self, reason: str) -> None:
+        if not self._closed:
+            self.close_reason = reason
+        self._closed = True
+        self._scope.cancel()
+
+    async def run(self) -> None:
+        """Drive the link until it ends; raise nothing (the reason is in close_reason)."""
+        with self._scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer)
+                    nursery.start_soon(self._uploader)
+                    await self._reader()
+                    nursery.cancel_scope.cancel()
+            except PeerGone as exc:
+                self.close_reason = exc.reason
+            except RemoteProtocolError as exc:
+                self.close_reason = f"protocol error: {exc}"
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self.close_reason = f"connection lost: {exc.__class__.__name__}"
+        self._closed = True
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await self.stream.aclose()
+
+    async def _reader(self) -> None:
+        torrent, conn, stream = self.torrent, self.conn, self.stream
+        now = trio.current_time()
+        while True:
+            # Bytes that arrived with the handshake are already buffered: parse first.
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    break
+                torrent.on_event(self, event, now)
+                if self._closed:
+                    return
+            torrent.fill_requests(self, now)
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise PeerGone("closed by peer")
+            now = trio.current_time()
+            self.last_receive = now
+            limits = torrent.down_limiters
+            if limits:
+                await acquire_all(limits, len(data))
+            conn.receive_data(data)
+
+    async def _writer(self) -> None:
+        stream = self.stream
+        while True:
+            if not self._outbox:
+                self._outbox_drained.set()
+                await self._outbox_ready.wait()
+                self._outbox_ready = trio.Event()
+                continue
+            chunks, self._outbox = self._outbox, []
+            size = self._outbox_bytes
+            self._outbox_bytes = 0
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            await stream.send_all(data)
+            self.last_send = trio.current_time()
+            if size and self._outbox_bytes < OUTBOX_HIGH_WATER:
+                self._outbox_drained.set()
+
+    def queue_upload(self, request: Request) -> None:
+        self._uploads.append(request)
+        self._uploads_ready.set()
+
+    async def _uploader(self) -> None:
+        torrent, conn = self.torrent, self.conn
+        while True:
+            if not self._uploads:
+                await self._uploads_ready.wait()
+                self._uploads_ready = trio.Event()
+                continue
+            req = self._uploads.popleft()
+            if not conn.peer_request_pending(req.index, req.begin, req.length):
+                continue
+            while self._outbox_bytes >= OUTBOX_HIGH_WATER:
+                self._outbox_drained = trio.Event()
+                await self._outbox_drained.wait()
+            data = await torrent.read_block(req.index, req.begin, req.length)
+            limits = torrent.up_limiters
+            if limits:
+                await acquire_all(limits, len(data))
+            if conn.am_choking or not conn.peer_request_pending(req.index, req.begin, req.length):
+                continue
+            self.send(Piece(index=req.index, begin=req.begin, data=data))
+            now = trio.current_time()
+            self.uploaded += len(data)
+            self.up.add(now, len(data))
+            torrent.count_upload(len(data))
+
+    def send_keepalive_if_idle(self, now: float, idle: float) -> None:
+        if now - self.last_send >= idle and not self._outbox:
+            self.send(KeepAlive())

@@ -1,0 +1,142 @@
+"""The session: one listen socket and many torrents (DESIGN.md layer 4).
+
+A :class:`Session` owns the listener, every :class:`Torrent` and the global rate limits.
+Incoming connections are read up to the peer's handshake (10 s at most), matched by
+info-hash to a torrent, and handed to it. Everything runs in the nursery of
+:meth:`Session.run`; cancelling it stops every torrent (their discovery sources send
+``stopped`` on the way out).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import trio
+
+from torrentkit.engine.ratelimit import RateLimiter
+from torrentkit.engine.storage import PieceStorage
+from torrentkit.engine.torrent import (
+    HANDSHAKE_TIMEOUT,
+    EventSink,
+    Torrent,
+    TorrentOptions,
+    _close_quietly,
+    read_handshake,
+)
+from torrentkit.errors import RemoteProtocolError
+from torrentkit.ids import PeerAddr
+from torrentkit.metainfo import Info
+from torrentkit.net import Listener, Network
+from torrentkit.wire.connection import PeerConnection
+from torrentkit.wire.peer_id import generate_peer_id
+
+
+@dataclass(slots=True)
+class SessionOptions:
+    bind: str = "0.0.0.0"
+    port: int = 0
+    down_limit: float = 0.0
+    up_limit: float = 0.0
+    max_incoming_handshakes: int = 64
+    peer_id: bytes = field(default_factory=generate_peer_id)
+
+
+class Session:
+    def __init__(
+        self,
+        network: Network,
+        options: SessionOptions | None = None,
+        *,
+        rng: random.Random | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.network = network
+        self.options = options or SessionOptions()
+        self.peer_id = self.options.peer_id
+        self.rng = rng or random.Random()
+        self.on_event = on_event
+        self.torrents: dict[bytes, Torrent] = {}
+        self.listener: Listener | None = None
+        self.down_limiter = (
+            RateLimiter(self.options.down_limit) if self.options.down_limit else None
+        )
+        self.up_limiter = RateLimiter(self.options.up_limit) if self.options.up_limit else None
+        self._nursery: trio.Nursery | None = None
+        self._handshakes = trio.Semaphore(self.options.max_incoming_handshakes)
+
+    @property
+    def address(self) -> PeerAddr:
+        assert self.listener is not None, "the session is not running"
+        return self.listener.address
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[PeerAddr] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen and serve until cancelled. ``nursery.start(session.run)`` returns the
+        address the session listens on."""
+        listener = await self.network.listen_tcp(self.options.bind, self.options.port)
+        self.listener = listener
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._accept_loop, listener)
+                task_status.started(listener.address)
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
+
+    async def add_torrent(
+        self,
+        info: Info,
+        storage: PieceStorage,
+        options: TorrentOptions | None = None,
+    ) -> Torrent:
+        """Create a torrent and start it (after its recheck) in the session's nursery."""
+        assert self._nursery is not None, "start Session.run first"
+        if info.info_hash in self.torrents:
+            raise ValueError("torrent already added")
+        torrent = Torrent(
+            info,
+            storage,
+            network=self.network,
+            peer_id=self.peer_id,
+            listen_port=self.address.port,
+            options=options,
+            rng=random.Random(self.rng.random()),
+            on_event=self.on_event,
+            session_limits=(self.down_limiter, self.up_limiter),
+        )
+        torrent.self_addrs.add(self.address)
+        self.torrents[info.info_hash] = torrent
+        await self._nursery.start(torrent.run)
+        return torrent
+
+    async def _accept_loop(self, listener: Listener) -> None:
+        assert self._nursery is not None
+        while True:
+            stream, addr = await listener.accept()
+            self._nursery.start_soon(self._incoming, stream, addr)
+
+    async def _incoming(self, stream: trio.abc.Stream, addr: PeerAddr) -> None:
+        if self._handshakes.value == 0:
+            await _close_quietly(stream)
+            return
+        async with self._handshakes:
+            conn = PeerConnection(
+                initiator=False,
+                info_hash=lambda ih: ih in self.torrents,
+                our_peer_id=self.peer_id,
+            )
+            try:
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    hs = await read_handshake(stream, conn)
+            except (RemoteProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError):
+                await _close_quietly(stream)
+                return
+        torrent = self.torrents.get(hs.info_hash)
+        if torrent is None:
+            await _close_quietly(stream)
+            return
+        await torrent.accept(stream, conn, addr, hs)

@@ -1,0 +1,673 @@
+"""One torrent's swarm: peers, picker, choker, trust and storage, driven by trio.
+
+The :class:`Torrent` is the coordinator. Pure cores decide (picker: which block; choker: who
+is unchoked; trust: who lied); the torrent feeds them events from its :class:`PeerLink`
+drivers and carries out what they decide. Its tasks, all in one nursery it owns:
+
+- one task per peer link (``PeerLink.run``), and one per outgoing dial attempt;
+- the **connector**: keeps dialling known peers up to ``max_peers``, with backoff per
+  address after failures, never a banned one, never one already connected;
+- the **choker loop**: a rechoke every 10 s;
+- the **ticker** (1 s): keep-alives after 90 s idle, drop peers silent for 120 s, handshake
+  deadline, snubbing (no block for 60 s from a peer that unchokes us: its requests are
+  given back to the picker for others);
+- the **discovery sources** (tracker announces, later DHT and overlays), which report peers
+  through :meth:`Torrent.add_peers`;
+- one short task per completed piece: verify + write in one thread call.
+
+Handlers for peer events (:meth:`Torrent.on_event`) are synchronous and never block.
+Engine events (``peer_connected``, ``unchoke``, ``piece``, ``banned``, ...) go to the
+``on_event`` callback as dicts with the fields CLI.md names, for ``--json`` and the UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from torrentkit.discovery.base import TorrentDiscovery, TransferTotals
+from torrentkit.engine.choker import Choker, PeerStats, is_snubbed
+from torrentkit.engine.peer import PeerLink
+from torrentkit.engine.picker import Picker, piece_priorities
+from torrentkit.engine.ratelimit import RateLimiter
+from torrentkit.engine.storage import PieceStorage
+from torrentkit.engine.trust import Trust
+from torrentkit.errors import RemoteProtocolError, StorageError
+from torrentkit.ids import PeerAddr
+from torrentkit.metainfo import Info
+from torrentkit.net import Network
+from torrentkit.wire.connection import (
+    HandshakeRejected,
+    PeerConnection,
+    PieceGeometry,
+    RejectReason,
+)
+from torrentkit.wire.events import (
+    Bitfield,
+    Cancel,
+    Choke,
+    Event,
+    ExtendedHandshake,
+    Handshake,
+    Have,
+    Interested,
+    InvalidRequest,
+    NotInterested,
+    Piece,
+    Request,
+    Unchoke,
+)
+from torrentkit.wire.extensions import supports_extension_protocol
+
+CONNECT_TIMEOUT = 15.0
+HANDSHAKE_TIMEOUT = 10.0
+KEEPALIVE_INTERVAL = 90.0
+SILENCE_LIMIT = 120.0
+SNUB_TIMEOUT = 60.0
+RECHOKE_INTERVAL = 10.0
+PIECE_CACHE_BYTES = 32 * 1024 * 1024
+CLIENT_VERSION = "torrentkit 0.1.0"
+
+EventSink = Callable[[dict[str, Any]], None]
+DiscoveryFactory = Callable[["Torrent"], TorrentDiscovery]
+
+
+@dataclass(slots=True)
+class TorrentOptions:
+    max_peers: int = 50
+    down_limit: float = 0.0  # bytes/s, 0 = unlimited
+    up_limit: float = 0.0
+    file_priorities: Sequence[int] | None = None  # per file in info.files order; 0 = skip
+    seed: bool = True  # keep serving once complete (the CLI decides when to stop)
+    upload_slots: int = 4
+
+
+@dataclass(slots=True)
+class KnownPeer:
+    addr: PeerAddr
+    source: str
+    failures: int = 0
+    next_attempt: float = 0.0
+    connecting: bool = False
+
+
+@dataclass(slots=True)
+class _Assembly:
+    """A piece being received: its bytes, and who sent each block."""
+
+    data: bytearray
+    senders: dict[int, PeerLink] = field(default_factory=dict)
+
+
+class Torrent:
+    """A torrent being downloaded and/or seeded."""
+
+    def __init__(
+        self,
+        info: Info,
+        storage: PieceStorage,
+        *,
+        network: Network,
+        peer_id: bytes,
+        listen_port: int,
+        options: TorrentOptions | None = None,
+        rng: random.Random | None = None,
+        on_event: EventSink | None = None,
+        session_limits: tuple[RateLimiter | None, RateLimiter | None] = (None, None),
+    ) -> None:
+        self.info = info
+        self.storage = storage
+        self.network = network
+        self.peer_id = peer_id
+        self.listen_port = listen_port
+        self.options = options or TorrentOptions()
+        self.rng = rng or random.Random()
+        self._emit_cb = on_event
+        self.geometry = PieceGeometry(
+            piece_length=info.piece_length, total_length=info.total_length
+        )
+        self.picker: Picker[PeerLink] = Picker(
+            piece_length=info.piece_length, total_length=info.total_length, rng=self.rng
+        )
+        if self.options.file_priorities is not None:
+            spans = [
+                (f.offset, f.length, 0 if f.pad else prio)
+                for f, prio in zip(info.files, self.options.file_priorities, strict=True)
+            ]
+            self.picker.set_piece_priorities(
+                piece_priorities(info.piece_length, info.num_pieces, spans)
+            )
+        self.choker: Choker[PeerLink] = Choker(rng=self.rng, slots=self.options.upload_slots)
+        self.trust = Trust()
+        self.links: dict[PeerLink, None] = {}
+        self.known: dict[PeerAddr, KnownPeer] = {}
+        self.banned_addrs: set[PeerAddr] = set()
+        self.banned_ids: set[bytes] = set()
+        self.self_addrs: set[PeerAddr] = set()
+        self._assemblies: dict[int, _Assembly] = {}
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache_bytes = 0
+        self.uploaded = 0
+        self.downloaded = 0  # verified payload bytes received this session
+        self.wasted = 0
+        self.started_at = 0.0
+        self.completed_at: float | None = None
+        self.error: str | None = None
+        self.complete = trio.Event()
+        self.failed = trio.Event()
+        self.checked = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._connect_wakeup = trio.Event()
+        self._discoveries: list[TorrentDiscovery] = []
+        own_down = RateLimiter(self.options.down_limit) if self.options.down_limit else None
+        own_up = RateLimiter(self.options.up_limit) if self.options.up_limit else None
+        self.down_limiters = [x for x in (own_down, session_limits[0]) if x is not None]
+        self.up_limiters = [x for x in (own_up, session_limits[1]) if x is not None]
+        self._down_limiter = own_down
+        self._up_limiter = own_up
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def info_hash(self) -> bytes:
+        return self.info.info_hash
+
+    @property
+    def is_complete(self) -> bool:
+        return self.picker.is_finished()
+
+    def left(self) -> int:
+        """Bytes of wanted pieces still missing (what a tracker is told)."""
+        missing = self.info.num_pieces - self.picker.num_have
+        if not missing:
+            return 0
+        return sum(
+            self.info.piece_size(i)
+            for i in range(self.info.num_pieces)
+            if not self.picker.have(i) and self.picker.priority(i)
+        )
+
+    def totals(self) -> TransferTotals:
+        return TransferTotals(uploaded=self.uploaded, downloaded=self.downloaded, left=self.left())
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self._emit_cb is not None:
+            self._emit_cb(
+                {"event": event, "t": round(trio.current_time() - self.started_at, 3), **fields}
+            )
+
+    def add_discovery(self, source: TorrentDiscovery) -> None:
+        self._discoveries.append(source)
+        if self._nursery is not None:
+            self._nursery.start_soon(source.run)
+
+    def set_rate_limits(self, *, down: float | None = None, up: float | None = None) -> None:
+        if down is not None and self._down_limiter is not None:
+            self._down_limiter.set_rate(down)
+        if up is not None and self._up_limiter is not None:
+            self._up_limiter.set_rate(up)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Recheck what is on disk, then swarm until cancelled."""
+        self.started_at = trio.current_time()
+        try:
+            have = await self.storage.recheck()
+        except StorageError as exc:
+            self._fail(str(exc))
+            task_status.started()
+            return
+        for index, ok in enumerate(have):
+            if ok:
+                self.picker.set_have(index)
+        self.checked.set()
+        self.emit("checked", pieces=sum(have), num_pieces=self.info.num_pieces)
+        if self.picker.is_finished():
+            self._mark_complete(trio.current_time())
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._connector)
+            nursery.start_soon(self._choke_loop)
+            nursery.start_soon(self._ticker)
+            for source in self._discoveries:
+                nursery.start_soon(source.run)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _fail(self, message: str) -> None:
+        if self.error is None:
+            self.error = message
+            self.emit("error", message=message)
+        self.failed.set()
+        for link in list(self.links):
+            link.close("torrent stopped: " + message)
+
+    # ------------------------------------------------------------------ peers in
+
+    def add_peers(self, addrs: Sequence[PeerAddr], source: str) -> None:
+        """A discovery source found these addresses (the PeerSink)."""
+        added = False
+        for addr in addrs:
+            if addr in self.banned_addrs or addr in self.self_addrs or addr in self.known:
+                continue
+            if addr.port == 0:
+                continue
+            self.known[addr] = KnownPeer(addr=addr, source=source)
+            added = True
+        if added:
+            self._connect_wakeup.set()
+
+    def _connected_keys(self) -> set[PeerAddr]:
+        return {link.key for link in self.links}
+
+    async def _connector(self) -> None:
+        while True:
+            now = trio.current_time()
+            nursery = self._nursery
+            assert nursery is not None
+            if not self.failed.is_set():
+                connected = self._connected_keys()
+                connecting = sum(1 for k in self.known.values() if k.connecting)
+                room = self.options.max_peers - len(self.links) - connecting
+                candidates = [
+                    k
+                    for k in self.known.values()
+                    if not k.connecting
+                    and k.next_attempt <= now
+                    and k.addr not in connected
+                    and k.addr not in self.banned_addrs
+                ]
+                if self.picker.is_finished():
+                    candidates = []  # a seed waits to be dialled
+                self.rng.shuffle(candidates)
+                for known in candidates[: max(0, room)]:
+                    known.connecting = True
+                    nursery.start_soon(self._dial, known)
+            with trio.move_on_after(1.0):
+                await self._connect_wakeup.wait()
+            self._connect_wakeup = trio.Event()
+
+    async def _dial(self, known: KnownPeer) -> None:
+        addr = known.addr
+        stream: trio.abc.Stream | None = None
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                stream = await self.network.connect_tcp(addr)
+            conn = PeerConnection(
+                initiator=True,
+                info_hash=self.info_hash,
+                our_peer_id=self.peer_id,
+                geometry=self.geometry,
+            )
+            await stream.send_all(
+                conn.send(Handshake(info_hash=self.info_hash, peer_id=self.peer_id))
+            )
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                hs = await read_handshake(stream, conn)
+        except HandshakeRejected as exc:
+            if exc.reason is RejectReason.SELF_CONNECTION:
+                self.self_addrs.add(addr)
+                self.known.pop(addr, None)
+            self._dial_failed(known)
+            if stream is not None:
+                await _close_quietly(stream)
+            return
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, RemoteProtocolError):
+            self._dial_failed(known)
+            if stream is not None:
+                await _close_quietly(stream)
+            return
+        known.connecting = False
+        known.failures = 0
+        await self._run_link(stream, conn, addr, hs, outgoing=True)
+
+    def _dial_failed(self, known: KnownPeer) -> None:
+        known.connecting = False
+        known.failures += 1
+        if known.failures >= 8:
+            self.known.pop(known.addr, None)
+            return
+        known.next_attempt = trio.current_time() + min(300.0, 5.0 * 2 ** (known.failures - 1))
+
+    async def accept(
+        self, stream: trio.abc.Stream, conn: PeerConnection, addr: PeerAddr, hs: Handshake
+    ) -> None:
+        """A peer dialled us and sent a handshake for this torrent (the session checked it)."""
+        if len(self.links) >= self.options.max_peers or self.failed.is_set():
+            await _close_quietly(stream)
+            return
+        conn.set_geometry(self.geometry)
+        try:
+            await stream.send_all(
+                conn.send(Handshake(info_hash=self.info_hash, peer_id=self.peer_id))
+            )
+        except (trio.BrokenResourceError, OSError):
+            await _close_quietly(stream)
+            return
+        await self._run_link(stream, conn, addr, hs, outgoing=False)
+
+    async def _run_link(
+        self,
+        stream: trio.abc.Stream,
+        conn: PeerConnection,
+        addr: PeerAddr,
+        hs: Handshake,
+        *,
+        outgoing: bool,
+    ) -> None:
+        now = trio.current_time()
+        link = PeerLink(self, stream, conn, addr, outgoing=outgoing, now=now)
+        link.set_peer_id(hs.peer_id)
+        if hs.peer_id in self.banned_ids or link.key in self.banned_addrs:
+            await _close_quietly(stream)
+            return
+        if any(other.peer_id == hs.peer_id for other in self.links):
+            await _close_quietly(stream)  # already connected to this peer
+            return
+        self.links[link] = None
+        self.emit("peer_connected", peer=str(addr), client=link.client)
+        # Our opening: extension handshake, then what we have.
+        if supports_extension_protocol(hs.reserved) and conn.extension_protocol:
+            link.send(
+                ExtendedHandshake(
+                    m={},
+                    v=CLIENT_VERSION,
+                    reqq=conn.max_pending_requests,
+                    p=self.listen_port or None,
+                )
+            )
+        if self.picker.num_have:
+            link.send(Bitfield(bitfield=self.picker.have_bitfield()))
+        try:
+            await link.run()
+        finally:
+            self._link_gone(link)
+
+    def _link_gone(self, link: PeerLink) -> None:
+        self.links.pop(link, None)
+        self._account_unchoke(link, trio.current_time())
+        # Its outstanding requests go back to the picker; blocks it already sent stay in
+        # their assemblies (trust needs to know who sent them when the piece is checked).
+        self.picker.peer_gone(link)
+        self.emit("peer_disconnected", peer=str(link.addr), reason=link.close_reason)
+        self._connect_wakeup.set()
+
+    # ------------------------------------------------------------------ events from peers
+
+    def on_event(self, link: PeerLink, event: Event, now: float) -> None:
+        kind = type(event)
+        if kind is Piece:
+            assert isinstance(event, Piece)
+            self._on_piece(link, event, now)
+        elif kind is Request:
+            assert isinstance(event, Request)
+            link.queue_upload(event)
+        elif kind is Have:
+            assert isinstance(event, Have)
+            self.picker.peer_have(link, event.index)
+            self._update_interest(link)
+        elif kind is Bitfield:
+            assert isinstance(event, Bitfield)
+            self.picker.peer_bitfield(link, event.bitfield)
+            self._update_interest(link)
+        elif kind is Unchoke:
+            link.unchoked_us_at = now
+            link.last_block = now
+        elif kind is Choke:
+            link.unchoked_us_at = None
+            self.picker.peer_choked(link)
+        elif kind is Interested:
+            self.emit("interested", peer=str(link.addr), direction="theirs")
+            self._maybe_unchoke_now(link, now)
+        elif kind is NotInterested:
+            self.emit("not_interested", peer=str(link.addr), direction="theirs")
+        elif kind is ExtendedHandshake:
+            assert isinstance(event, ExtendedHandshake)
+            if event.p is not None and not link.outgoing:
+                link.listen_port = event.p
+        elif kind is InvalidRequest:
+            pass  # the connection counts these and errors out past its limit
+        elif kind is Handshake:
+            raise RemoteProtocolError("second handshake")
+
+    def _on_piece(self, link: PeerLink, event: Piece, now: float) -> None:
+        index, begin, data = event.index, event.begin, event.data
+        size = len(data)
+        link.downloaded += size
+        link.down.add(now, size)
+        link.short_down.add(now, size)
+        link.last_block = now
+        result = self.picker.block_received(link, index, begin, size)
+        for other in result.cancel:
+            if other.conn.is_outstanding(index, begin, size):
+                other.send(Cancel(index=index, begin=begin, length=size))
+        if not result.accepted:
+            self.wasted += size
+            return
+        assembly = self._assemblies.get(index)
+        if assembly is None:
+            assembly = _Assembly(bytearray(self.info.piece_size(index)))
+            self._assemblies[index] = assembly
+        assembly.data[begin : begin + size] = data
+        assembly.senders[begin] = link
+        if result.piece_complete:
+            del self._assemblies[index]
+            assert self._nursery is not None
+            self._nursery.start_soon(self._finish_piece, index, assembly)
+
+    async def _finish_piece(self, index: int, assembly: _Assembly) -> None:
+        try:
+            ok = await self.storage.write_piece(index, assembly.data)
+        except StorageError as exc:
+            self.picker.piece_failed(index)
+            self._fail(str(exc))
+            return
+        senders = {begin: link.key for begin, link in assembly.senders.items()}
+        if ok:
+            self.picker.piece_passed(index)
+            self.downloaded += len(assembly.data)
+            banned = self.trust.piece_passed(index, bytes(assembly.data), senders, 16 * 1024)
+            self.emit("piece", index=index)
+            have = Have(index=index)
+            for link in list(self.links):
+                if link.conn.our_handshake is not None:
+                    link.send(have)
+                    if link.conn.am_interested and not self.picker.is_interesting(link):
+                        link.send(NotInterested())
+                        self.emit("not_interested", peer=str(link.addr), direction="ours")
+            if self.picker.is_finished() and not self.complete.is_set():
+                self._mark_complete(trio.current_time())
+        else:
+            self.picker.piece_failed(index)
+            self.wasted += len(assembly.data)
+            block = 16 * 1024
+            blocks = {
+                begin: (link.key, bytes(assembly.data[begin : begin + block]))
+                for begin, link in assembly.senders.items()
+            }
+            for link in set(assembly.senders.values()):
+                link.hash_failures += 1
+            banned = self.trust.piece_failed(index, blocks)
+            self.emit(
+                "hash_failed",
+                index=index,
+                peers=sorted({str(link.addr) for link in assembly.senders.values()}),
+            )
+        for key in banned:
+            if isinstance(key, PeerAddr):
+                self._ban(key, "sent corrupt data")
+        for link in list(self.links):
+            self.fill_requests(link, trio.current_time())
+
+    def _ban(self, key: PeerAddr, reason: str) -> None:
+        self.banned_addrs.add(key)
+        self.known.pop(key, None)
+        for link in list(self.links):
+            if link.key == key:
+                self.banned_ids.add(link.peer_id)
+                self.emit("banned", peer=str(link.addr), reason=reason)
+                link.close("banned: " + reason)
+
+    def _mark_complete(self, now: float) -> None:
+        self.completed_at = now
+        self.complete.set()
+        self.emit("completed", seconds=round(now - self.started_at, 3))
+        for source in self._discoveries:
+            source.completed()
+
+    def _update_interest(self, link: PeerLink) -> None:
+        interesting = self.picker.is_interesting(link)
+        if interesting and not link.conn.am_interested:
+            link.send(Interested())
+            self.emit("interested", peer=str(link.addr), direction="ours")
+        elif not interesting and link.conn.am_interested:
+            link.send(NotInterested())
+            self.emit("not_interested", peer=str(link.addr), direction="ours")
+
+    def fill_requests(self, link: PeerLink, now: float) -> None:
+        conn = link.conn
+        if conn.peer_choking or not conn.am_interested or link.snubbed:
+            return
+        room = link.request_depth(now) - conn.outstanding_requests
+        if room <= 0:
+            return
+        for block in self.picker.pick(link, room):
+            link.send(Request(index=block.piece, begin=block.begin, length=block.length))
+
+    # ------------------------------------------------------------------ uploads
+
+    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+        piece = self._cache.get(index)
+        if piece is None:
+            piece = await self.storage.read_piece(index)
+            self._cache[index] = piece
+            self._cache_bytes += len(piece)
+            while self._cache_bytes > PIECE_CACHE_BYTES and len(self._cache) > 1:
+                _, old = self._cache.popitem(last=False)
+                self._cache_bytes -= len(old)
+        else:
+            self._cache.move_to_end(index)
+        return piece[begin : begin + length]
+
+    def count_upload(self, nbytes: int) -> None:
+        self.uploaded += nbytes
+
+    # ------------------------------------------------------------------ choking
+
+    def _peer_stats(self, link: PeerLink, now: float) -> PeerStats[PeerLink]:
+        conn = link.conn
+        return PeerStats(
+            peer=link,
+            connected_at=link.connected_at,
+            interested=conn.peer_interested,
+            am_interested=conn.am_interested,
+            download_rate=link.down.rate(now),
+            upload_rate=link.up.rate(now),
+            unchoked_us_at=link.unchoked_us_at,
+            last_block_at=link.last_block,
+        )
+
+    def _maybe_unchoke_now(self, link: PeerLink, now: float) -> None:
+        """A peer became interested: if a slot is free, unchoke it at once rather than
+        making it wait for the next rechoke (libtorrent does the same)."""
+        unchoked = sum(1 for other in self.links if not other.conn.am_choking)
+        if link.conn.am_choking and unchoked < self.options.upload_slots + 1:
+            self._rechoke(now)
+
+    async def _choke_loop(self) -> None:
+        while True:
+            self._rechoke(trio.current_time())
+            await trio.sleep(RECHOKE_INTERVAL)
+
+    def _rechoke(self, now: float) -> None:
+        ready = [link for link in self.links if link.conn.our_handshake is not None]
+        result = self.choker.rechoke(
+            now, [self._peer_stats(link, now) for link in ready], seeding=self.picker.is_finished()
+        )
+        for peer in result.optimistic:
+            self.emit("optimistic", peer=str(peer.addr))
+        for decision in result.decisions:
+            link = decision.peer
+            if link not in self.links:
+                continue
+            if decision.choke:
+                self._account_unchoke(link, now)
+                link.send(Choke())
+                link.optimistic = False
+                self.emit("choke", peer=str(link.addr), reason=decision.reason)
+            else:
+                link.send(Unchoke())
+                link.unchoked_at = now
+                self.emit("unchoke", peer=str(link.addr), reason=decision.reason)
+        for link in ready:
+            reason = result.unchoked.get(link)
+            link.optimistic = reason == "optimistic"
+
+    def _account_unchoke(self, link: PeerLink, now: float) -> None:
+        if link.unchoked_at is not None:
+            spent = now - link.unchoked_at
+            link.unchoked_time += spent
+            if link.optimistic:
+                link.optimistic_time += spent
+            link.unchoked_at = None
+
+    # ------------------------------------------------------------------ timers
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            now = trio.current_time()
+            for link in list(self.links):
+                if now - link.last_receive > SILENCE_LIMIT:
+                    link.close("silent for 120 s")
+                    continue
+                link.send_keepalive_if_idle(now, KEEPALIVE_INTERVAL)
+                snubbed = is_snubbed(now, self._peer_stats(link, now), SNUB_TIMEOUT) and bool(
+                    link.conn.outstanding_requests or self.picker.requests_of(link)
+                )
+                if snubbed and not link.snubbed:
+                    link.snubbed = True
+                    for block in self.picker.requests_of(link):
+                        self.picker.request_released(link, block.piece, block.begin)
+                        if link.conn.is_outstanding(block.piece, block.begin, block.length):
+                            link.send(
+                                Cancel(index=block.piece, begin=block.begin, length=block.length)
+                            )
+                    self.emit("snubbed", peer=str(link.addr))
+                elif link.snubbed and now - link.last_block < SNUB_TIMEOUT:
+                    link.snubbed = False
+            if self.links:
+                for link in list(self.links):
+                    self.fill_requests(link, now)
+
+
+async def read_handshake(stream: trio.abc.Stream, conn: PeerConnection) -> Handshake:
+    """Read until the peer's handshake has arrived (bytes after it stay buffered in conn)."""
+    from torrentkit.wire.connection import NEED_DATA
+
+    while True:
+        event = conn.next_event()
+        if event is not NEED_DATA:
+            if not isinstance(event, Handshake):
+                raise RemoteProtocolError("expected a handshake")
+            return event
+        data = await stream.receive_some(65536)
+        if not data:
+            raise RemoteProtocolError("closed during the handshake")
+        conn.receive_data(data)
+
+
+async def _close_quietly(stream: trio.abc.Stream) -> None:
+    with (
+        trio.CancelScope(shield=True),
+        trio.move_on_after(1),
+        contextlib.suppress(trio.BrokenResourceError, OSError),
+    ):
+        await stream.aclose()
