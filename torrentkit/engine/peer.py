@@ -19,13 +19,14 @@ scope (:meth:`PeerLink.close`); the torrent then cleans up after it.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
 
 from torrentkit.engine.ratelimit import acquire_all
 from torrentkit.engine.rates import RollingRate
-from torrentkit.errors import RemoteProtocolError
+from torrentkit.errors import RemoteProtocolError, StorageError
 from torrentkit.ids import PeerAddr
 from torrentkit.wire.connection import NEED_DATA, PeerConnection
 from torrentkit.wire.events import Event, KeepAlive, Piece, Request
@@ -143,21 +144,30 @@ class PeerLink:
     async def run(self) -> None:
         """Drive the link until it ends; raise nothing (the reason is in close_reason)."""
         with self._scope:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer)
-                    nursery.start_soon(self._uploader)
-                    await self._reader()
-                    nursery.cancel_scope.cancel()
-            except PeerGone as exc:
-                self.close_reason = exc.reason
-            except RemoteProtocolError as exc:
-                self.close_reason = f"protocol error: {exc}"
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self.close_reason = f"connection lost: {exc.__class__.__name__}"
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._guard, self._writer)
+                nursery.start_soon(self._guard, self._uploader)
+                await self._guard(self._reader)
+                nursery.cancel_scope.cancel()
         self._closed = True
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await self.stream.aclose()
+
+    async def _guard(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the link's tasks; any way it ends closes the whole link."""
+        try:
+            await task()
+            reason = "closed"
+        except PeerGone as exc:
+            reason = exc.reason
+        except RemoteProtocolError as exc:
+            reason = f"protocol error: {exc}"
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            reason = f"connection lost: {exc.__class__.__name__}"
+        except StorageError as exc:
+            self.torrent.storage_failed(str(exc))
+            reason = f"storage error: {exc}"
+        self.close(reason)
 
     async def _reader(self) -> None:
         torrent, conn, stream = self.torrent, self.conn, self.stream

@@ -241,6 +241,10 @@ class Torrent:
             task_status.started()
             await trio.sleep_forever()
 
+    def storage_failed(self, message: str) -> None:
+        """The disk failed under us (full, read-only, gone): pause the torrent."""
+        self._fail(message)
+
     def _fail(self, message: str) -> None:
         if self.error is None:
             self.error = message

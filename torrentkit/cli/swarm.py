@@ -1,0 +1,357 @@
+"""What ``download`` and ``seed`` share: options, the session run, status output, exits.
+
+One :class:`~torrentkit.engine.session.Session` serves every torrent of the command. The
+run ends when every torrent is complete (``download`` without seeding), when the seeding
+goal is reached (``--seed-ratio`` / ``--seed-time``), at ``--timeout`` (exit 1 if anything is
+incomplete), on SIGTERM (a clean stop) or Ctrl-C (exit 130 after the same clean stop:
+trackers told ``stopped``, files closed, resume state saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from torrentkit import bencoding
+from torrentkit.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    JobFailed,
+    UsageError,
+    emit_json,
+    load_torrent,
+    parse_size,
+)
+from torrentkit.discovery.tracker.client import TrackerDiscovery, new_http_client
+from torrentkit.engine.session import Session, SessionOptions
+from torrentkit.engine.storage import FileStorage
+from torrentkit.engine.torrent import Torrent, TorrentOptions
+from torrentkit.ids import PeerAddr
+from torrentkit.metainfo import Metainfo, is_magnet
+from torrentkit.net import TrioNetwork
+
+STATUS_EVERY = 3.0
+
+
+def add_common_arguments(p: argparse.ArgumentParser, *, seeding: bool) -> None:
+    p.add_argument("--bind", default="0.0.0.0", metavar="HOST", help="listen address")
+    p.add_argument("--port", type=int, default=0, metavar="N", help="listen port (0 = any)")
+    p.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="dial this peer directly (repeatable)",
+    )
+    p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
+    p.add_argument("--max-peers", type=int, default=50, metavar="N")
+    p.add_argument("--no-tracker", action="store_true", help="do not announce to trackers")
+    p.add_argument("--json", action="store_true", help="JSON events on stdout")
+    p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
+    p.add_argument("--state-dir", metavar="DIR", help="resume state folder")
+    if not seeding:
+        p.add_argument("--down-limit", default="0", metavar="RATE", help="download limit")
+
+
+@dataclass(slots=True)
+class Job:
+    meta: Metainfo
+    save_dir: Path
+    file_priorities: list[int] | None = None
+    torrent: Torrent | None = None
+
+
+@dataclass(slots=True)
+class RunConfig:
+    jobs: list[Job]
+    bind: str
+    port: int
+    peers: list[PeerAddr]
+    up_limit: int
+    down_limit: int
+    max_peers: int
+    use_trackers: bool
+    json: bool
+    state_dir: Path
+    seed_after: bool  # keep seeding after completion
+    seed_ratio: float | None = None
+    seed_time: float | None = None
+    timeout: float | None = None
+    require_complete: bool = False  # seed: the data must already be complete
+
+
+def parse_peers(values: list[str]) -> list[PeerAddr]:
+    out = []
+    for text in values:
+        try:
+            out.append(PeerAddr.parse(text))
+        except ValueError as exc:
+            raise UsageError(f"--peer: {exc}") from None
+    return out
+
+
+def parse_files(spec: str, meta: Metainfo) -> list[int]:
+    """``1,3-5`` -> per-file priorities (4 for chosen files, 0 otherwise), numbered as
+    ``info`` numbers them (pad files are not counted)."""
+    real = [i for i, f in enumerate(meta.info.files) if not f.pad]
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo_text, dash, hi_text = part.partition("-")
+        try:
+            lo = int(lo_text)
+            hi = int(hi_text) if dash else lo
+        except ValueError:
+            raise UsageError(f"--files: expected indexes like 0,2-4, got {part!r}") from None
+        if lo < 0 or hi < lo or hi >= len(real):
+            raise UsageError(f"--files: {part!r} is outside 0-{len(real) - 1}")
+        chosen.update(range(lo, hi + 1))
+    if not chosen:
+        raise UsageError("--files: no file selected")
+    prios = [0] * len(meta.info.files)
+    for k in chosen:
+        prios[real[k]] = 4
+    return prios
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "torrentkit"
+
+
+def check_save_dir(path: str) -> Path:
+    d = Path(path)
+    if not d.exists():
+        raise UsageError(f"{d}: no such folder")
+    if not d.is_dir():
+        raise UsageError(f"{d}: not a folder")
+    return d
+
+
+def load_job_torrent(arg: str) -> Metainfo:
+    if is_magnet(arg):
+        raise UsageError("magnet links need metadata exchange (BEP 9), which is not supported yet")
+    return load_torrent(arg)
+
+
+def parse_rate(text: str, what: str) -> int:
+    return parse_size(text, what)
+
+
+# --------------------------------------------------------------------------- running
+
+
+class _Output:
+    """Status lines (stderr) or JSON events (stdout)."""
+
+    def __init__(self, json_mode: bool) -> None:
+        self.json = json_mode
+        self.start = time.monotonic()
+
+    def event(self, obj: dict[str, Any]) -> None:
+        if self.json:
+            emit_json(obj)
+
+    def line(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def save_resume(state_dir: Path, torrent: Torrent, save_dir: Path) -> None:
+    """Write the resume state: temp file, fsync, rename (never a torn file)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    data = bencoding.encode(
+        {
+            "info-hash": torrent.info_hash,
+            "save-path": str(save_dir.resolve()),
+            "pieces": torrent.picker.have_bitfield(),
+            "uploaded": torrent.uploaded,
+            "downloaded": torrent.downloaded,
+        }
+    )
+    target = state_dir / f"{torrent.info_hash.hex()}.resume"
+    fd, tmp = tempfile.mkstemp(prefix=".resume-", dir=state_dir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_resume_quietly(state_dir: Path, job: Job, out: _Output) -> None:
+    assert job.torrent is not None
+    try:
+        save_resume(state_dir, job.torrent, job.save_dir)
+    except OSError as exc:
+        out.line(f"warning: could not save resume state in {state_dir}: {exc.strerror}")
+
+
+def _status_line(job: Job) -> str:
+    t = job.torrent
+    assert t is not None
+    now = trio.current_time()
+    have = t.picker.num_have
+    n = t.info.num_pieces
+    down = sum(link.down.rate(now) for link in t.links)
+    up = sum(link.up.rate(now) for link in t.links)
+    return (
+        f"{job.meta.name[:40]}: {have}/{n} pieces ({100.0 * have / n:.1f}%), "
+        f"{len(t.links)} peers, down {down / 1e6:.1f} MB/s, up {up / 1e6:.1f} MB/s"
+    )
+
+
+async def run_swarm(cfg: RunConfig) -> int:
+    out = _Output(cfg.json)
+
+    def on_event(obj: dict[str, Any]) -> None:
+        out.event(obj)
+
+    session = Session(
+        TrioNetwork(),
+        SessionOptions(
+            bind=cfg.bind, port=cfg.port, down_limit=cfg.down_limit, up_limit=cfg.up_limit
+        ),
+        on_event=on_event,
+    )
+    http = new_http_client()
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                addr = await nursery.start(session.run)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror}"
+                ) from None
+            if cfg.json:
+                emit_json({"event": "listening", "host": addr.host, "port": addr.port})
+            else:
+                sys.stdout.write(f"listening on {addr}\n")
+                sys.stdout.flush()
+            for job in cfg.jobs:
+                storage = FileStorage(job.meta.info, job.save_dir)
+                options = TorrentOptions(
+                    max_peers=cfg.max_peers, file_priorities=job.file_priorities
+                )
+                torrent = await session.add_torrent(job.meta.info, storage, options)
+                job.torrent = torrent
+                if cfg.require_complete and not torrent.is_complete and torrent.error is None:
+                    have, n = torrent.picker.num_have, torrent.info.num_pieces
+                    raise JobFailed(
+                        f"{job.save_dir}: holds {have} of {n} pieces of {job.meta.name!r}; "
+                        "seed needs a complete copy (check it with `torrentkit verify`)"
+                    )
+                if cfg.use_trackers and job.meta.trackers:
+                    torrent.add_discovery(
+                        TrackerDiscovery(
+                            info_hash=torrent.info_hash,
+                            peer_id=session.peer_id,
+                            port=addr.port,
+                            tiers=job.meta.trackers,
+                            totals=torrent.totals,
+                            sink=torrent.add_peers,
+                            http=http,
+                        )
+                    )
+                if cfg.peers:
+                    torrent.add_peers(cfg.peers, "cli")
+            try:
+                result = await _supervise(cfg, out)
+            finally:
+                for job in cfg.jobs:
+                    if job.torrent is not None:
+                        _save_resume_quietly(cfg.state_dir, job, out)
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await http.aclose()
+            for job in cfg.jobs:
+                if job.torrent is not None:
+                    await job.torrent.storage.close()
+    return result
+
+
+async def _supervise(cfg: RunConfig, out: _Output) -> int:
+    """Wait for the end of the job; return the exit code."""
+    start = trio.current_time()
+    deadline = start + cfg.timeout if cfg.timeout else math.inf
+    last_status = -math.inf
+    interrupted: list[int] = []
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    interrupted.append(signum)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch_signals)
+            while True:
+                now = trio.current_time()
+                torrents = [j.torrent for j in cfg.jobs if j.torrent is not None]
+                failed = [t for t in torrents if t.error is not None]
+                if failed:
+                    nursery.cancel_scope.cancel()
+                    raise JobFailed(f"{failed[0].info.name}: {failed[0].error}")
+                all_complete = all(t.is_complete for t in torrents)
+                if all_complete and _seeding_done(cfg, torrents, now):
+                    nursery.cancel_scope.cancel()
+                    return EXIT_OK
+                if now >= deadline:
+                    nursery.cancel_scope.cancel()
+                    if all_complete:
+                        return EXIT_OK
+                    missing = [t.info.name for t in torrents if not t.is_complete]
+                    raise JobFailed(
+                        f"incomplete after {cfg.timeout:g} s: {', '.join(missing)} "
+                        "(data so far is kept and resumable)"
+                    )
+                if not cfg.json and now - last_status >= STATUS_EVERY:
+                    last_status = now
+                    for job in cfg.jobs:
+                        out.line(_status_line(job))
+                await trio.sleep(0.2)
+    if interrupted and interrupted[0] == signal.SIGINT:
+        return EXIT_INTERRUPTED
+    torrents = [j.torrent for j in cfg.jobs if j.torrent is not None]
+    return EXIT_OK if all(t.is_complete for t in torrents) else EXIT_FAILED
+
+
+def _seeding_done(cfg: RunConfig, torrents: list[Torrent], now: float) -> bool:
+    if cfg.seed_ratio is None and cfg.seed_time is None:
+        return not cfg.seed_after
+    for t in torrents:
+        done = False
+        if cfg.seed_ratio is not None:
+            total = t.info.total_length
+            done = done or t.uploaded >= cfg.seed_ratio * total
+        if cfg.seed_time is not None and t.completed_at is not None:
+            done = done or now - t.completed_at >= cfg.seed_time
+        if not done:
+            return False
+    return True
+
+
+def run_config(cfg: RunConfig) -> int:
+    return trio.run(run_swarm, cfg)
+
+
+ArgsToConfig = Callable[[argparse.Namespace], RunConfig]
