@@ -25,7 +25,7 @@ from torrentkit.cli.common import (
 from torrentkit.errors import MetainfoError, StorageError, TorrentkitError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("create", "info", "verify", "tracker")
+COMMANDS = ("create", "info", "verify", "download", "seed", "tracker")
 
 
 class _Parser(argparse.ArgumentParser):
