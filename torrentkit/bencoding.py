@@ -64,7 +64,7 @@ def scan(data: bytes, limits: Limits = TORRENT_LIMITS, *, start: int = 0) -> Sca
     if start >= n:
         raise BencodeError("empty input")
     result = Scan(end=start)
-    # Each frame: [kind, keys-seen set or None, expecting_key, current key]
+    # Each frame: [kind, keys-seen set or None, expecting_key, current key, list index]
     stack: list[list[Any]] = []
     tokens = 0
     pos = start
@@ -93,14 +93,14 @@ def scan(data: bytes, limits: Limits = TORRENT_LIMITS, *, start: int = 0) -> Sca
             # A key is expected: it must be a byte string.
             m = _STR_LEN.match(data, pos)
             if m is None:
-                raise BencodeError(f"dictionary key is not a string at offset {pos}")
+                raise _error(f"dictionary key is not a string at offset {pos}", stack)
             length = int(m.group(1))
             key_start = m.end()
             if key_start + length > n:
-                raise BencodeError("truncated string")
+                raise _error("truncated string", stack)
             key = data[key_start : key_start + length]
             if key in frame[1]:
-                raise BencodeError(f"duplicate dictionary key {key!r}")
+                raise _error(f"duplicate dictionary key {key!r}", stack)
             frame[1].add(key)
             frame[2] = False
             frame[3] = key
@@ -111,30 +111,30 @@ def scan(data: bytes, limits: Limits = TORRENT_LIMITS, *, start: int = 0) -> Sca
         if c == 0x69:  # 'i'
             m = _INT.match(data, pos)
             if m is None:
-                raise BencodeError(f"malformed integer at offset {pos}")
+                raise _error(f"malformed integer at offset {pos}", stack)
             value = int(m.group(1))
             if not INT64_MIN <= value <= INT64_MAX:
-                raise BencodeError(f"integer out of range at offset {pos}")
+                raise _error(f"integer out of range at offset {pos}", stack)
             pos = m.end()
         elif 0x30 <= c <= 0x39:
             m = _STR_LEN.match(data, pos)
             if m is None:
-                raise BencodeError(f"malformed string length at offset {pos}")
+                raise _error(f"malformed string length at offset {pos}", stack)
             length = int(m.group(1))
             if m.end() + length > n:
-                raise BencodeError("truncated string")
+                raise _error("truncated string", stack)
             pos = m.end() + length
         elif c == 0x6C or c == 0x64:  # 'l' or 'd'
             if len(stack) >= limits.max_depth:
                 raise BencodeError(f"nesting deeper than {limits.max_depth}")
             if c == 0x64:
-                stack.append(["d", set(), True, b""])
+                stack.append(["d", set(), True, b"", 0])
             else:
-                stack.append(["l", None, False, b""])
+                stack.append(["l", None, False, b"", 0])
             pos += 1
             continue
         else:
-            raise BencodeError(f"unexpected byte {bytes([c])!r} at offset {pos}")
+            raise _error(f"unexpected byte {bytes([c])!r} at offset {pos}", stack)
         # A scalar value ended at pos.
         if not stack:
             result.end = pos
@@ -148,6 +148,25 @@ def _after_value(stack: list[list[Any]], result: Scan, value_start: int, end: in
         if len(stack) == 1:
             result.spans[frame[3]] = (value_start, end)
         frame[2] = True
+    else:
+        frame[4] += 1
+
+
+def _error(problem: str, stack: list[list[Any]]) -> BencodeError:
+    """A BencodeError that also says where the bad value sits (``info.files[1].length``)."""
+    parts: list[str] = []
+    for frame in stack:
+        if frame[0] == "l":
+            parts.append(f"[{frame[4]}]")
+            continue
+        if frame[2]:  # between entries: the problem is in this dictionary, not in a value
+            break
+        key = frame[3].decode("utf-8", "backslashreplace")
+        if not key.isprintable() or len(key) > 40:
+            key = repr(frame[3][:40])
+        parts.append(f".{key}" if parts else key)
+    where = "".join(parts)
+    return BencodeError(f"{problem} in {where}" if where else problem)
 
 
 def decode(data: bytes, limits: Limits = TORRENT_LIMITS) -> Any:
@@ -194,17 +213,43 @@ class Raw:
 
 
 def encode(value: Any) -> bytes:
-    """Bencode ``value`` (dict keys sorted, str as UTF-8, :class:`Raw` embedded verbatim)."""
+    """Bencode ``value`` (dict keys sorted, str as UTF-8, :class:`Raw` embedded verbatim).
+
+    Subclasses of int, bytes and str (``InfoHash``, ``IntEnum``) encode as their base type.
+    Raises TypeError for anything else (bool, float, None) and ValueError for what
+    :func:`decode` would refuse: integers outside signed 64 bits, a key given twice (as
+    ``"k"`` and ``b"k"``).
+    """
     return bytes(bencodepy.encode(_prepare(value)))
 
 
 def _prepare(value: Any) -> Any:
+    # bencode.py looks encoders up by exact type, so subclasses are turned into their base.
     if isinstance(value, Raw):
         return value.cached
-    if isinstance(value, dict):
-        return {k: _prepare(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_prepare(v) for v in value]
     if isinstance(value, bool):
         raise TypeError("bool is not a bencode type")
-    return value
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"integer {value} is outside signed 64 bits")
+        return int(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict):
+        out: dict[bytes, Any] = {}
+        for k, v in value.items():
+            if isinstance(k, str):
+                key = k.encode("utf-8")
+            elif isinstance(k, bytes | bytearray | memoryview):
+                key = bytes(k)
+            else:
+                raise TypeError(f"dictionary key {k!r} is not a string")
+            if key in out:
+                raise ValueError(f"dictionary key {key!r} given twice")
+            out[key] = _prepare(v)
+        return out
+    if isinstance(value, list | tuple):
+        return [_prepare(v) for v in value]
+    raise TypeError(f"{type(value).__name__} is not a bencode type")

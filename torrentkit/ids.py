@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
+import re
 from typing import NamedTuple
 
 from torrentkit.errors import LocalProtocolError
+
+_HEX40 = re.compile(r"[0-9a-fA-F]{40}")
+_BASE32_32 = re.compile(r"[A-Za-z2-7]{32}")
 
 
 class InfoHash(bytes):
@@ -23,13 +26,12 @@ class InfoHash(bytes):
     @classmethod
     def from_text(cls, text: str) -> InfoHash:
         """Parse 40 hex digits or 32 base32 characters (both appear in magnet links)."""
-        try:
-            if len(text) == 40:
-                return cls(bytes.fromhex(text))
-            if len(text) == 32:
-                return cls(base64.b32decode(text.upper()))
-        except (ValueError, binascii.Error):
-            pass
+        # Check the characters first: bytes.fromhex skips whitespace and b32decode takes
+        # '=' padding, either of which would yield fewer than 20 bytes.
+        if _HEX40.fullmatch(text):
+            return cls(bytes.fromhex(text))
+        if _BASE32_32.fullmatch(text):
+            return cls(base64.b32decode(text.upper()))
         raise ValueError(f"not an info-hash (40 hex or 32 base32 characters): {text[:64]!r}")
 
     def __repr__(self) -> str:
@@ -53,7 +55,7 @@ class PeerAddr(NamedTuple):
             ipaddress.IPv6Address(host)
         elif ":" in host:
             raise ValueError(f"write IPv6 addresses as [ADDR]:PORT, got {text!r}")
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise ValueError(f"port must be 1-65535, got {port_text!r}")
         return cls(host, int(port_text))
 

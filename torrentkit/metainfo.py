@@ -14,7 +14,8 @@ Rules kept here:
   overwrite each other on a case-insensitive file system. Exact duplicates, and a path
   that is both a file and a folder, are rejected.
 - Pad files (BEP 47 ``attr`` containing ``p``) take part in the piece mapping but are never
-  written to disk, and are exempt from the path rules.
+  written to disk, so a bad pad path is not an error: as in libtorrent, components that are
+  empty, ``.`` or ``..`` become ``_``, separators become ``_`` and control characters go.
 - Hybrid v1+v2 torrents (BEP 52) load their v1 view; v2-only torrents are refused as not
   supported yet.
 """
@@ -245,6 +246,13 @@ def _component(raw: bytes, where: str) -> str:
     return text
 
 
+def _pad_component(raw: bytes) -> str:
+    """A pad file's path component, made harmless the way libtorrent lists it."""
+    text = "".join(ch for ch in _text(raw) if ch >= " " and ch != "\x7f")
+    text = text.replace("/", "_").replace("\\", "_")
+    return "_" if text in ("", ".", "..") else text
+
+
 def _length(value: Any, where: str) -> int:
     if not isinstance(value, int):
         raise MetainfoError(where, "missing or not an integer")
@@ -282,8 +290,8 @@ def _parse_files(name: str, files: Any) -> tuple[FileEntry, ...]:
         if not all(isinstance(c, bytes) for c in raw_path):
             raise MetainfoError(f"{where}.path", "components must be strings")
         if pad:
-            # Never written; keep a readable name without applying the path rules.
-            path = (name, *(_text(c).replace("/", "_") for c in raw_path))
+            # Never written, so never rejected; still no unsafe component ever leaves here.
+            path = (name, *(_pad_component(c) for c in raw_path))
         else:
             path = (name, *(_component(c, f"{where}.path") for c in raw_path))
             path = _unique(path, seen, dirs, f"{where}.path")
@@ -399,7 +407,19 @@ def build_info(
     if private:
         info["private"] = 1
     raw = bencoding.encode(info)
-    parse_info(raw)  # what we make must be what we accept
+    # What we make must be what we accept, and read back as the same files: a name the
+    # parser would rename (trailing dot or space, a case collision) would point a seeder
+    # at a file that is not there.
+    parsed = parse_info(raw)
+    if parsed.name != name:
+        raise MetainfoError("info.name", f"{name!r} would be read back as {parsed.name!r}")
+    wanted = [(name,)] if files is None else [(name, *f.path) for f in files]
+    for i, (want, got) in enumerate(zip(wanted, (f.path for f in parsed.files), strict=True)):
+        if want != got:
+            raise MetainfoError(
+                f"info.files[{i}].path",
+                f"{'/'.join(want)!r} would be read back as {'/'.join(got)!r}",
+            )
     return raw
 
 
