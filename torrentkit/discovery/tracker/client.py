@@ -1,0 +1,616 @@
+"""HTTP tracker client (BEP 3, BEP 7, BEP 12, BEP 23, BEP 48): httpx on trio.
+
+Two parts, as everywhere in torrentkit:
+
+- :class:`TrackerTiers`, the pure schedule (no sockets, no trio, no clock; ``now`` is passed
+  in). It holds the announce-list and decides which tracker to ask next, with which event, and
+  when.
+- :class:`TrackerDiscovery`, the thin trio driver: one task that sleeps until the schedule says
+  "announce", asks trackers over HTTP with httpx, feeds the peers it learns to the engine, and
+  sends ``event=stopped`` when cancelled.
+
+The rules (all in :class:`TrackerTiers`):
+
+- Tiers (BEP 12): the URLs of each tier are shuffled once at start. A round tries trackers in
+  order, first tier first, and stops at the first that answers; that one moves to the front of
+  its tier. Trackers that failed are skipped until their backoff has passed. Only the listed
+  trackers are ever asked (a private torrent needs nothing more). ``http``/``https`` only;
+  ``udp`` (BEP 15) and other schemes are skipped with a logged note, not an error.
+- Events, per tracker: the first announce a tracker sees is ``started``; after
+  :meth:`TrackerTiers.completed`, the next successful announce carries ``completed`` (once);
+  ``stopped`` goes to every tracker that may have seen a ``started`` when :meth:`~.run` is
+  cancelled (in a shielded scope with a short timeout, so Ctrl-C still stops promptly).
+- Timing: after a reply, the next regular announce is ``max(interval, min interval, floor)``
+  later. Nothing announces sooner than ``min interval`` except the events: ``completed`` goes
+  at once, and :meth:`TrackerTiers.announce_soon` (the engine wants peers) waits for
+  ``min interval`` since the last reply.
+- Errors (HARDENING.md item 10): a transport error, timeout, HTTP status other than 200, a body
+  over 1 MiB, a reply that is not bencoded or breaks the format, or a ``failure reason`` are
+  logged and count as one failure of that tracker. Its retry waits ``15 s x 2^(failures-1)``,
+  capped at 30 min, times a jitter factor in ``[1 - jitter, 1]``; the round moves on to the next
+  tracker. Nothing from a tracker ever raises out of :meth:`TrackerDiscovery.run`.
+
+Times in :class:`TrackerStatus` are on the clock the driver passes (``trio.current_time()``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import secrets
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import httpx
+import trio
+
+import torrentkit
+from torrentkit.discovery.base import PeerSink, TransferTotals
+from torrentkit.discovery.tracker.protocol import (
+    MAX_RESPONSE_SIZE,
+    AnnounceEvent,
+    AnnounceRequest,
+    AnnounceResponse,
+    ScrapeStats,
+    TrackerFailure,
+    TrackerResponseError,
+    announce_url,
+    parse_announce_response,
+    parse_scrape_response,
+    scrape_url,
+)
+from torrentkit.errors import LocalProtocolError, RemoteProtocolError, TorrentkitError
+from torrentkit.ids import InfoHash
+
+log = logging.getLogger(__name__)
+
+_SUPPORTED_SCHEMES = frozenset({"http", "https"})
+
+
+class TrackerUnreachable(TorrentkitError):
+    """A tracker could not be asked: transport error, timeout, HTTP status, no scrape URL."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackerClientConfig:
+    """How the client talks to trackers. Times in seconds."""
+
+    #: Peers asked for per announce (``numwant``); 0 on ``stopped``.
+    numwant: int = 50
+    #: The shortest ``interval`` we accept from a tracker (a reply of ``interval=0`` is a bug).
+    interval_floor: float = 60.0
+    backoff_base: float = 15.0
+    backoff_cap: float = 30 * 60.0
+    #: Each backoff is multiplied by a factor drawn from ``[1 - backoff_jitter, 1]``.
+    backoff_jitter: float = 0.25
+    connect_timeout: float = 15.0
+    #: Longest wait for any one read from the tracker.
+    read_timeout: float = 30.0
+    #: Longest a whole request may take (a tracker dribbling bytes still ends here).
+    request_timeout: float = 60.0
+    #: How long the ``stopped`` announces may hold up cancellation.
+    stop_timeout: float = 5.0
+    #: Bodies longer than this are not read to the end; the reply counts as a failure.
+    max_response_size: int = MAX_RESPONSE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.numwant < 0:
+            raise LocalProtocolError("numwant must not be negative")
+        if not 0 < self.backoff_base <= self.backoff_cap:
+            raise LocalProtocolError("need 0 < backoff_base <= backoff_cap")
+        if not 0 <= self.backoff_jitter < 1:
+            raise LocalProtocolError("backoff_jitter must be in [0, 1)")
+        for name in ("connect_timeout", "read_timeout", "request_timeout", "stop_timeout"):
+            if getattr(self, name) <= 0:
+                raise LocalProtocolError(f"{name} must be positive")
+        if self.interval_floor < 0 or self.max_response_size < 1:
+            raise LocalProtocolError("interval_floor and max_response_size out of range")
+
+    def backoff(self, failures: int, rng: random.Random) -> float:
+        """Delay before retrying a tracker that has failed ``failures`` times in a row."""
+        exponent = min(max(failures, 1) - 1, 60)
+        raw = min(self.backoff_cap, self.backoff_base * 2.0**exponent)
+        return raw * (1.0 - self.backoff_jitter * rng.random())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackerStatus:
+    """One tracker as the UI shows it. Times are on the driver's clock; None: not yet / none."""
+
+    url: str
+    tier: int
+    #: False for schemes we do not speak yet (``udp://``); ``last_error`` says why.
+    supported: bool
+    #: The tracker the last successful announce went to.
+    current: bool
+    last_announce: float | None
+    last_error: str | None
+    next_announce: float | None
+    #: Failures in a row since its last good reply.
+    failures: int
+    #: Peers received from it over this session, and in its last reply.
+    peers_received: int
+    last_peers: int
+    seeders: int | None
+    leechers: int | None
+
+
+class _Tracker:
+    """One announce URL's mutable state (internal to :class:`TrackerTiers`)."""
+
+    __slots__ = (
+        "failures",
+        "interval",
+        "last_announce",
+        "last_error",
+        "last_peers",
+        "leechers",
+        "min_interval",
+        "peers_received",
+        "retry_at",
+        "seeders",
+        "started_sent",
+        "supported",
+        "tier",
+        "tracker_id",
+        "url",
+    )
+
+    def __init__(self, url: str, tier: int, supported: bool, note: str | None) -> None:
+        self.url = url
+        self.tier = tier
+        self.supported = supported
+        self.started_sent = False
+        self.failures = 0
+        self.retry_at = -math.inf
+        self.last_announce: float | None = None
+        self.last_error = note
+        self.interval: float | None = None
+        self.min_interval: float | None = None
+        self.tracker_id: bytes | None = None
+        self.peers_received = 0
+        self.last_peers = 0
+        self.seeders: int | None = None
+        self.leechers: int | None = None
+
+
+def _scheme_note(url: str) -> str | None:
+    """None when we can announce to ``url``; otherwise why not (logged once, shown in the UI)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "not a valid URL"
+    scheme = parts.scheme.lower()
+    if scheme == "udp":
+        return "udp trackers (BEP 15) are not supported yet; skipped"
+    if scheme not in _SUPPORTED_SCHEMES or not parts.hostname:
+        return f"unsupported tracker URL scheme {scheme!r}; skipped"
+    return None
+
+
+class TrackerTiers:
+    """The announce-list and its schedule, pure: every method takes ``now``.
+
+    The driver loops: wait until :attr:`next_announce`; for each tracker of :meth:`plan`, send
+    :meth:`event_for` it and report :meth:`succeeded` or :meth:`failed`, stopping at the first
+    success; if none succeeded, call :meth:`round_failed`.
+    """
+
+    def __init__(
+        self,
+        tiers: Sequence[Sequence[str]],
+        *,
+        config: TrackerClientConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config if config is not None else TrackerClientConfig()
+        self._rng = rng if rng is not None else random.Random()
+        self._tiers: list[list[_Tracker]] = []
+        seen: set[str] = set()
+        for urls in tiers:
+            tier: list[_Tracker] = []
+            for url in urls:
+                if url in seen:
+                    continue
+                seen.add(url)
+                note = _scheme_note(url)
+                if note is not None:
+                    log.info("tracker %s: %s", url, note)
+                tier.append(_Tracker(url, len(self._tiers), note is None, note))
+            if tier:
+                self._rng.shuffle(tier)
+                self._tiers.append(tier)
+        self._current: _Tracker | None = None
+        self._last_success: float | None = None
+        self._completed_pending = False
+        #: When the next round starts; -inf: as soon as the driver runs.
+        self.next_announce = -math.inf if self._supported() else math.inf
+
+    def _supported(self) -> list[_Tracker]:
+        return [t for tier in self._tiers for t in tier if t.supported]
+
+    @property
+    def urls(self) -> list[list[str]]:
+        """The tiers in their current order (shuffled, then promoted)."""
+        return [[t.url for t in tier] for tier in self._tiers]
+
+    @property
+    def current(self) -> str | None:
+        """The URL of the tracker the last successful announce went to."""
+        return self._current.url if self._current is not None else None
+
+    # -- what to do ---------------------------------------------------------------------------
+
+    def plan(self, now: float) -> list[str]:
+        """The trackers to try now, in order: supported ones whose backoff has passed."""
+        return [t.url for tier in self._tiers for t in tier if t.supported and t.retry_at <= now]
+
+    def event_for(self, url: str) -> AnnounceEvent:
+        t = self._find(url)
+        if not t.started_sent:
+            return AnnounceEvent.STARTED
+        if self._completed_pending:
+            return AnnounceEvent.COMPLETED
+        return AnnounceEvent.NONE
+
+    def stop_targets(self, in_flight: Iterable[str] = ()) -> list[str]:
+        """Trackers that may know us: those that got ``started``, plus any request in flight."""
+        pending = set(in_flight)
+        return [
+            t.url
+            for tier in self._tiers
+            for t in tier
+            if t.supported and (t.started_sent or t.url in pending)
+        ]
+
+    # -- what happened ------------------------------------------------------------------------
+
+    def succeeded(
+        self, url: str, event: AnnounceEvent, reply: AnnounceResponse, *, now: float
+    ) -> None:
+        t = self._find(url)
+        t.started_sent = True
+        t.failures = 0
+        t.retry_at = -math.inf
+        t.last_error = None
+        t.last_announce = now
+        t.interval = float(reply.interval)
+        t.min_interval = float(reply.min_interval) if reply.min_interval is not None else None
+        if reply.tracker_id is not None:
+            t.tracker_id = reply.tracker_id
+        t.peers_received += len(reply.peers)
+        t.last_peers = len(reply.peers)
+        t.seeders = reply.complete
+        t.leechers = reply.incomplete
+        if event is AnnounceEvent.COMPLETED:
+            self._completed_pending = False
+        # BEP 12: a tracker that answers moves to the front of its tier.
+        tier = self._tiers[t.tier]
+        tier.remove(t)
+        tier.insert(0, t)
+        self._current = t
+        self._last_success = now
+        if self._completed_pending:
+            self.next_announce = now  # it just got ``started``; ``completed`` follows at once
+        else:
+            self.next_announce = now + self._regular_interval(t)
+
+    def failed(self, url: str, error: str, *, now: float) -> float:
+        """Record a failure; return the backoff before this tracker is tried again."""
+        t = self._find(url)
+        t.failures += 1
+        t.last_error = error
+        delay = self.config.backoff(t.failures, self._rng)
+        t.retry_at = now + delay
+        return delay
+
+    def round_failed(self, now: float) -> None:
+        """No tracker answered this round: try again when the first backoff ends."""
+        self._current = None
+        supported = self._supported()
+        self.next_announce = min((t.retry_at for t in supported), default=math.inf)
+        self.next_announce = max(self.next_announce, now)
+
+    # -- requests from the engine -------------------------------------------------------------
+
+    def completed(self, now: float) -> None:
+        """The download completed: announce ``completed`` now (not held by min interval)."""
+        self._completed_pending = True
+        self.next_announce = min(self.next_announce, now)
+
+    def announce_soon(self, now: float) -> None:
+        """Ask for peers early, but never sooner than min interval after the last reply."""
+        earliest = now
+        if self._current is not None and self._last_success is not None:
+            t = self._current
+            gap = t.min_interval if t.min_interval is not None else self.config.interval_floor
+            earliest = max(now, self._last_success + gap)
+        self.next_announce = min(self.next_announce, earliest)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _regular_interval(self, t: _Tracker) -> float:
+        return max(t.interval or 0.0, t.min_interval or 0.0, self.config.interval_floor)
+
+    def tracker_id(self, url: str) -> bytes | None:
+        return self._find(url).tracker_id
+
+    def _find(self, url: str) -> _Tracker:
+        for tier in self._tiers:
+            for t in tier:
+                if t.url == url:
+                    return t
+        raise LocalProtocolError(f"unknown tracker {url!r}")
+
+    def status(self) -> tuple[TrackerStatus, ...]:
+        out = []
+        for tier in self._tiers:
+            for t in tier:
+                if not t.supported:
+                    upcoming = None
+                elif t is self._current:
+                    upcoming = self.next_announce
+                elif t.failures:
+                    upcoming = t.retry_at
+                else:
+                    upcoming = None
+                if upcoming is not None and not math.isfinite(upcoming):
+                    upcoming = None
+                out.append(
+                    TrackerStatus(
+                        url=t.url,
+                        tier=t.tier,
+                        supported=t.supported,
+                        current=t is self._current,
+                        last_announce=t.last_announce,
+                        last_error=t.last_error,
+                        next_announce=upcoming,
+                        failures=t.failures,
+                        peers_received=t.peers_received,
+                        last_peers=t.last_peers,
+                        seeders=t.seeders,
+                        leechers=t.leechers,
+                    )
+                )
+        return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+def new_http_client(config: TrackerClientConfig | None = None) -> httpx.AsyncClient:
+    """An httpx client set up for trackers (share one across torrents; close it when done).
+
+    Environment proxies are not used (``trust_env=False``): tracker traffic goes where the
+    torrent says, and loopback tests are not sent through a proxy by accident.
+    """
+    config = config if config is not None else TrackerClientConfig()
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            config.read_timeout, connect=config.connect_timeout, pool=config.connect_timeout
+        ),
+        headers={
+            "User-Agent": f"torrentkit/{torrentkit.__version__}",
+            # We cap the body we read; a compressed body could expand past that cap.
+            "Accept-Encoding": "identity",
+        },
+        follow_redirects=True,
+        max_redirects=3,
+        trust_env=False,
+    )
+
+
+async def fetch(http: httpx.AsyncClient, url: str, config: TrackerClientConfig) -> bytes:
+    """GET ``url``; the body of a 200 reply, read up to ``max_response_size`` bytes.
+
+    Raises :class:`TrackerUnreachable` (transport, timeout, HTTP status) or
+    :class:`~.protocol.TrackerResponseError` (too large, encoded) / :class:`TrackerFailure`
+    (a non-200 reply whose body is a bencoded failure reason).
+    """
+    cap = config.max_response_size
+    try:
+        with trio.fail_after(config.request_timeout):
+            async with http.stream("GET", url) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > cap:
+                    raise TrackerResponseError(f"reply of {declared} bytes exceeds {cap} bytes")
+                encoding = response.headers.get("content-encoding", "identity").lower()
+                if encoding not in ("", "identity"):
+                    raise TrackerResponseError(f"reply has content-encoding {encoding!r}")
+                body = bytearray()
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > cap:
+                        raise TrackerResponseError(f"reply exceeds {cap} bytes")
+                status = response.status_code
+    except trio.TooSlowError:
+        raise TrackerUnreachable(f"no reply within {config.request_timeout:g} s") from None
+    except httpx.TimeoutException as exc:
+        raise TrackerUnreachable(f"timed out ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        raise TrackerUnreachable(f"{type(exc).__name__}: {exc}") from None
+    except httpx.InvalidURL as exc:
+        raise TrackerUnreachable(f"invalid URL: {exc}") from None
+    if status != 200:
+        try:
+            parse_announce_response(bytes(body))
+        except TrackerFailure:
+            raise
+        except RemoteProtocolError:
+            pass
+        raise TrackerUnreachable(f"HTTP {status}")
+    return bytes(body)
+
+
+async def scrape(
+    http: httpx.AsyncClient,
+    announce: str,
+    info_hashes: Sequence[bytes],
+    *,
+    config: TrackerClientConfig | None = None,
+) -> dict[InfoHash, ScrapeStats]:
+    """BEP 48 scrape of ``info_hashes`` at the tracker behind announce URL ``announce``.
+
+    Raises :class:`TrackerUnreachable` (including "this tracker has no scrape URL") or a
+    :class:`~torrentkit.errors.RemoteProtocolError` for a bad reply.
+    """
+    config = config if config is not None else TrackerClientConfig()
+    note = _scheme_note(announce)
+    if note is not None:
+        raise TrackerUnreachable(f"{announce}: {note}")
+    url = scrape_url(announce, info_hashes)
+    if url is None:
+        raise TrackerUnreachable(f"{announce} has no scrape URL (BEP 48)")
+    return parse_scrape_response(await fetch(http, url, config))
+
+
+# ---------------------------------------------------------------------------------------------
+# The trio driver
+
+
+class TrackerDiscovery:
+    """One torrent's presence on its HTTP trackers (a :class:`~..base.TorrentDiscovery`).
+
+    ``tiers`` is the announce-list (``Metainfo.trackers``). ``totals`` is read before each
+    announce. Peers go to ``sink`` as ``sink(peers, "tracker")``. Pass a shared ``http``
+    client (see :func:`new_http_client`) when running many torrents; otherwise :meth:`run`
+    opens and closes its own.
+    """
+
+    name = "tracker"
+
+    def __init__(
+        self,
+        *,
+        info_hash: bytes,
+        peer_id: bytes,
+        port: int,
+        tiers: Sequence[Sequence[str]],
+        totals: Callable[[], TransferTotals],
+        sink: PeerSink,
+        http: httpx.AsyncClient | None = None,
+        config: TrackerClientConfig | None = None,
+        rng: random.Random | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        if len(peer_id) != 20:
+            raise LocalProtocolError("peer_id must be 20 bytes")
+        if not 0 < port < 65536:
+            raise LocalProtocolError(f"port must be 1-65535, got {port}")
+        self.config = config if config is not None else TrackerClientConfig()
+        self.info_hash = InfoHash(info_hash)
+        self.peer_id = peer_id
+        self.port = port
+        #: Sent to every tracker, so they know us across IP changes (BEP 3 extension).
+        self.key = key if key is not None else secrets.token_hex(4).encode()
+        self.tiers = TrackerTiers(tiers, config=self.config, rng=rng)
+        self._totals = totals
+        self._sink = sink
+        self._http = http
+        self._wake = trio.Event()
+        self._in_flight: str | None = None
+
+    # -- TorrentDiscovery ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Announce until cancelled; then send ``stopped`` (bounded by ``stop_timeout``)."""
+        http = self._http if self._http is not None else new_http_client(self.config)
+        try:
+            task_status.started()
+            await self._announce_loop(http)
+        finally:
+            with trio.move_on_after(self.config.stop_timeout, shield=True):
+                await self._send_stopped(http)
+            if self._http is None:
+                with trio.CancelScope(shield=True):
+                    await http.aclose()
+
+    def completed(self) -> None:
+        self.tiers.completed(trio.current_time())
+        self._wake.set()
+
+    # -- extras -------------------------------------------------------------------------------
+
+    def announce_soon(self) -> None:
+        """The engine wants more peers: announce early, within the trackers' min interval."""
+        self.tiers.announce_soon(trio.current_time())
+        self._wake.set()
+
+    def status(self) -> tuple[TrackerStatus, ...]:
+        return self.tiers.status()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _announce_loop(self, http: httpx.AsyncClient) -> None:
+        while True:
+            if trio.current_time() < self.tiers.next_announce:
+                self._wake = trio.Event()
+                with trio.move_on_at(self.tiers.next_announce):
+                    await self._wake.wait()
+                continue
+            await self._round(http)
+
+    def _request(self, event: AnnounceEvent) -> AnnounceRequest:
+        totals = self._totals()
+        return AnnounceRequest(
+            info_hash=self.info_hash,
+            peer_id=self.peer_id,
+            port=self.port,
+            uploaded=totals.uploaded,
+            downloaded=totals.downloaded,
+            left=totals.left,
+            event=event,
+            compact=True,
+            no_peer_id=True,
+            numwant=0 if event is AnnounceEvent.STOPPED else self.config.numwant,
+            key=self.key,
+        )
+
+    async def _announce(
+        self, http: httpx.AsyncClient, url: str, event: AnnounceEvent
+    ) -> AnnounceResponse:
+        full = announce_url(url, self._request(event))
+        tracker_id = self.tiers.tracker_id(url)
+        if tracker_id is not None:
+            full += "&trackerid=" + urllib.parse.quote_from_bytes(tracker_id, safe="")
+        return parse_announce_response(await fetch(http, full, self.config))
+
+    async def _round(self, http: httpx.AsyncClient) -> None:
+        for url in self.tiers.plan(trio.current_time()):
+            event = self.tiers.event_for(url)
+            self._in_flight = url
+            try:
+                reply = await self._announce(http, url, event)
+            except (TrackerUnreachable, RemoteProtocolError) as exc:
+                self._in_flight = None
+                delay = self.tiers.failed(url, str(exc), now=trio.current_time())
+                log.warning("tracker %s: %s (retry in %.0f s)", url, exc, delay)
+                continue
+            self._in_flight = None
+            self.tiers.succeeded(url, event, reply, now=trio.current_time())
+            if reply.warning:
+                log.info("tracker %s warns: %s", url, reply.warning)
+            log.debug("tracker %s (%s): %d peers", url, event.value or "regular", len(reply.peers))
+            if reply.peers:
+                self._sink(reply.peers, self.name)
+            return
+        self.tiers.round_failed(trio.current_time())
+
+    async def _send_stopped(self, http: httpx.AsyncClient) -> None:
+        in_flight = [self._in_flight] if self._in_flight is not None else []
+        targets = self.tiers.stop_targets(in_flight)
+        if not targets:
+            return
+
+        async def stop(url: str) -> None:
+            try:
+                await self._announce(http, url, AnnounceEvent.STOPPED)
+            except (TrackerUnreachable, RemoteProtocolError) as exc:
+                log.info("tracker %s: stopped not delivered: %s", url, exc)
+
+        async with trio.open_nursery() as nursery:
+            for url in targets:
+                nursery.start_soon(stop, url)
