@@ -36,8 +36,11 @@ if TYPE_CHECKING:
     from torrentkit.engine.torrent import Torrent
 
 RECEIVE_SIZE = 256 * 1024
-#: Stop serving uploads while this much is queued for the writer.
-OUTBOX_HIGH_WATER = 1024 * 1024
+#: Stop serving uploads while this much is queued for the writer: about half a second at
+#: the rate the peer takes our data, within these bounds. A deep queue on a slow link would
+#: keep sending for minutes after a choke.
+OUTBOX_MIN_WATER = 48 * 1024
+OUTBOX_MAX_WATER = 1024 * 1024
 BLOCK = 16 * 1024
 
 
@@ -206,8 +209,12 @@ class PeerLink:
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             await stream.send_all(data)
             self.last_send = trio.current_time()
-            if size and self._outbox_bytes < OUTBOX_HIGH_WATER:
+            if size and self._outbox_bytes < self._high_water():
                 self._outbox_drained.set()
+
+    def _high_water(self) -> float:
+        rate = self.up.rate(trio.current_time())
+        return min(OUTBOX_MAX_WATER, max(OUTBOX_MIN_WATER, rate * 0.5))
 
     def queue_upload(self, request: Request) -> None:
         self._uploads.append(request)
@@ -223,7 +230,7 @@ class PeerLink:
             req = self._uploads.popleft()
             if not conn.peer_request_pending(req.index, req.begin, req.length):
                 continue
-            while self._outbox_bytes >= OUTBOX_HIGH_WATER:
+            while self._outbox_bytes >= self._high_water():
                 self._outbox_drained = trio.Event()
                 await self._outbox_drained.wait()
             data = await torrent.read_block(req.index, req.begin, req.length)

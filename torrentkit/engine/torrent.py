@@ -32,7 +32,7 @@ from typing import Any
 import trio
 
 from torrentkit.discovery.base import TorrentDiscovery, TransferTotals
-from torrentkit.engine.choker import Choker, PeerStats, is_snubbed
+from torrentkit.engine.choker import Choker, PeerStats
 from torrentkit.engine.peer import PeerLink
 from torrentkit.engine.picker import Picker, piece_priorities
 from torrentkit.engine.ratelimit import RateLimiter
@@ -146,6 +146,8 @@ class Torrent:
         self.choker: Choker[PeerLink] = Choker(rng=self.rng, slots=self.options.upload_slots)
         self.trust = Trust()
         self.links: dict[PeerLink, None] = {}
+        #: peer id -> [seconds unchoked, seconds of it optimistic], closed intervals only
+        self.unchoke_totals: dict[bytes, list[float]] = {}
         self.known: dict[PeerAddr, KnownPeer] = {}
         self.banned_addrs: set[PeerAddr] = set()
         self.banned_ids: set[bytes] = set()
@@ -372,9 +374,16 @@ class Torrent:
         if hs.peer_id in self.banned_ids or link.key in self.banned_addrs:
             await _close_quietly(stream)
             return
-        if any(other.peer_id == hs.peer_id for other in self.links):
-            await _close_quietly(stream)  # already connected to this peer
-            return
+        for other in self.links:
+            if other.peer_id == hs.peer_id:
+                # Both sides dialled each other at once. Both keep the same connection: the
+                # one dialled by the smaller peer id (else each might keep a different one
+                # and close the other's, leaving none).
+                if self._initiator_id(other) < self._initiator_id(link):
+                    await _close_quietly(stream)
+                    return
+                other.close("duplicate connection")
+                break
         self.links[link] = None
         self.emit("peer_connected", peer=str(addr), client=link.client)
         # Our opening: extension handshake, then what we have.
@@ -393,6 +402,9 @@ class Torrent:
             await link.run()
         finally:
             self._link_gone(link)
+
+    def _initiator_id(self, link: PeerLink) -> bytes:
+        return self.peer_id if link.outgoing else link.peer_id
 
     def _link_gone(self, link: PeerLink) -> None:
         self.links.pop(link, None)
@@ -537,9 +549,11 @@ class Torrent:
 
     def fill_requests(self, link: PeerLink, now: float) -> None:
         conn = link.conn
-        if conn.peer_choking or not conn.am_interested or link.snubbed:
+        if conn.peer_choking or not conn.am_interested:
             return
-        room = link.request_depth(now) - conn.outstanding_requests
+        # A snubbed peer keeps one request, so that a block can still clear its name.
+        depth = 1 if link.snubbed else link.request_depth(now)
+        room = depth - conn.outstanding_requests
         if room <= 0:
             return
         for block in self.picker.pick(link, room):
@@ -595,6 +609,12 @@ class Torrent:
         result = self.choker.rechoke(
             now, [self._peer_stats(link, now) for link in ready], seeding=self.picker.is_finished()
         )
+        # Close every open unchoke interval under the reason it had, so the totals split
+        # regular and optimistic time exactly.
+        for link in ready:
+            if link.unchoked_at is not None:
+                self._account_unchoke(link, now)
+                link.unchoked_at = now
         for peer in result.optimistic:
             self.emit("optimistic", peer=str(peer.addr))
         for decision in result.decisions:
@@ -618,9 +638,23 @@ class Torrent:
         if link.unchoked_at is not None:
             spent = now - link.unchoked_at
             link.unchoked_time += spent
+            totals = self.unchoke_totals.setdefault(link.peer_id, [0.0, 0.0])
+            totals[0] += spent
             if link.optimistic:
                 link.optimistic_time += spent
+                totals[1] += spent
             link.unchoked_at = None
+
+    def unchoked_seconds(self, now: float) -> dict[bytes, tuple[float, float]]:
+        """Per peer id: (seconds we kept it unchoked, of which optimistic), up to ``now``,
+        over every connection to it."""
+        out = {pid: (t[0], t[1]) for pid, t in self.unchoke_totals.items()}
+        for link in self.links:
+            if link.unchoked_at is not None:
+                spent = now - link.unchoked_at
+                total, opt = out.get(link.peer_id, (0.0, 0.0))
+                out[link.peer_id] = (total + spent, opt + (spent if link.optimistic else 0.0))
+        return out
 
     # ------------------------------------------------------------------ timers
 
@@ -633,9 +667,7 @@ class Torrent:
                     link.close("silent for 120 s")
                     continue
                 link.send_keepalive_if_idle(now, KEEPALIVE_INTERVAL)
-                snubbed = is_snubbed(now, self._peer_stats(link, now), SNUB_TIMEOUT) and bool(
-                    link.conn.outstanding_requests or self.picker.requests_of(link)
-                )
+                snubbed = self._snubbed(link, now)
                 if snubbed and not link.snubbed:
                     link.snubbed = True
                     for block in self.picker.requests_of(link):
@@ -645,11 +677,20 @@ class Torrent:
                                 Cancel(index=block.piece, begin=block.begin, length=block.length)
                             )
                     self.emit("snubbed", peer=str(link.addr))
-                elif link.snubbed and now - link.last_block < SNUB_TIMEOUT:
+                elif link.snubbed and not snubbed:
                     link.snubbed = False
-            if self.links:
-                for link in list(self.links):
-                    self.fill_requests(link, now)
+                self.fill_requests(link, now)
+
+    @staticmethod
+    def _snubbed(link: PeerLink, now: float) -> bool:
+        """It unchokes us, we want its data and asked for some, yet no block came for 60 s
+        (the choker's rule, checked here without building its inputs)."""
+        if link.unchoked_us_at is None or not link.conn.am_interested:
+            return False
+        since = max(link.unchoked_us_at, link.last_block)
+        return now - since >= SNUB_TIMEOUT and (
+            link.snubbed or link.conn.outstanding_requests > 0
+        )
 
 
 async def read_handshake(stream: trio.abc.Stream, conn: PeerConnection) -> Handshake:

@@ -6,7 +6,7 @@ with a seeded ``random.Random`` every run is the same.
 
 Model:
 - Each host has an upload link (bytes/s, 0 = unlimited) shared by all its outgoing bytes,
-  on every connection, in FIFO order: a simple shared bottleneck, like a home uplink.
+  on every connection, split fairly among the flows sending at once, like a home uplink.
 - Each direction of a stream has a one-way ``latency`` and a window: a sender blocks once
   ``window`` bytes are in flight and unread, so memory stays bounded as with real TCP.
 - Datagrams get the same latency plus seeded jitter, and are dropped with ``loss``.
@@ -24,24 +24,27 @@ import trio
 from torrentkit.ids import PeerAddr
 
 CHUNK = 16 * 1024 + 13  # one piece message: senders interleave at about this grain
+MIN_CHUNK = 512  # on slow links, bytes trickle in pieces this small (as TCP segments do)
 
 
 @dataclass(slots=True)
 class HostLink:
-    """A host's shared upload link."""
+    """A host's shared upload link, split fairly among the flows sending at once (as TCP
+    flows share a bottleneck): while k chunks are in transmission, each gets rate / k."""
 
     upload_rate: float = 0.0  # bytes per second, 0 = unlimited
-    _next_free: float = 0.0
+    active: int = 0
 
     async def transmit(self, nbytes: int) -> None:
-        """Wait until ``nbytes`` have crossed this link (FIFO with other senders)."""
+        """Wait until ``nbytes`` have crossed this link."""
         if self.upload_rate <= 0:
             await trio.lowlevel.checkpoint()
             return
-        now = trio.current_time()
-        start = max(now, self._next_free)
-        self._next_free = start + nbytes / self.upload_rate
-        await trio.sleep_until(self._next_free)
+        self.active += 1
+        try:
+            await trio.sleep(nbytes * self.active / self.upload_rate)
+        finally:
+            self.active -= 1
 
 
 class _Pipe:
@@ -74,8 +77,11 @@ class SimStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError
         async with self._send_lock:
             view = memoryview(data)
-            for pos in range(0, len(view), CHUNK):
-                piece = bytes(view[pos : pos + CHUNK])
+            rate = self._link.upload_rate
+            # About a quarter second of the link per chunk, so a slow link still trickles.
+            grain = CHUNK if rate <= 0 else max(MIN_CHUNK, min(CHUNK, int(rate / 4)))
+            for pos in range(0, len(view), grain):
+                piece = bytes(view[pos : pos + grain])
                 while self._out.buffered >= self._out.window and not self._out.broken:
                     await self._out.changed.wait()
                 if self._out.broken or self._out.eof:
