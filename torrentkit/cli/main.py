@@ -22,7 +22,7 @@ from torrentkit.cli.common import (
     UsageError,
     safe_text,
 )
-from torrentkit.errors import MetainfoError, StorageError, TorrentkitError
+from torrentkit.errors import MetainfoError, TorrentkitError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = ("create", "info", "verify", "download", "seed", "tracker")
@@ -50,23 +50,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except UsageError as exc:
-        _fail(str(exc))
-        return EXIT_USAGE
-    except MetainfoError as exc:
-        _fail(str(exc))
-        return EXIT_USAGE
-    except (JobFailed, StorageError) as exc:
-        _fail(str(exc))
-        return EXIT_FAILED
-    except TorrentkitError as exc:
-        _fail(str(exc))
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return EXIT_FAILED
+    except BaseException as exc:  # mapped to an exit code below, or re-raised
+        inner = _unwrap(exc)
+        if isinstance(inner, UsageError | MetainfoError):
+            _fail(str(inner))
+            return EXIT_USAGE
+        if isinstance(inner, TorrentkitError | JobFailed):
+            _fail(str(inner))
+            return EXIT_FAILED
+        if isinstance(inner, KeyboardInterrupt):
+            return EXIT_INTERRUPTED
+        if isinstance(inner, BrokenPipeError):
+            return EXIT_FAILED
+        raise
     return code
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one error inside (nested) exception groups, as trio nurseries raise them."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _fail(message: str) -> None:

@@ -138,12 +138,15 @@ async def setup_swarm(
     options: TorrentOptions | None = None,
     start_gap: float = 0.5,
 ) -> list[SimNode]:
-    """Start seeders then leechers (``start_gap`` seconds apart) on hosts 127.1.0.N."""
+    """Start seeders then leechers (``start_gap`` seconds apart), each on a new simulated
+    host 127.1.x.y (numbered on from the hosts the network already has)."""
     tracker = tracker or SimTracker(rng)
     nodes: list[SimNode] = []
     specs = [(True, r) for r in seed_rates] + [(False, r) for r in leecher_rates]
+    first = len(net.links)  # hosts already on this network (earlier calls)
     for n, (is_seed, rate) in enumerate(specs):
-        host = f"127.1.{n // 250}.{n % 250 + 1}"
+        k = first + n
+        host = f"127.1.{k // 250}.{k % 250 + 1}"
         name = f"seed{n}" if is_seed else f"leech{n - len(seed_rates)}"
         net.set_upload_rate(host, rate)
         events: list[dict[str, Any]] = []
