@@ -204,6 +204,45 @@ def _save_resume_quietly(state_dir: Path, job: Job, out: _Output) -> None:
         out.line(f"warning: could not save resume state in {state_dir}: {exc.strerror}")
 
 
+def summary(cfg: RunConfig) -> dict[str, Any]:
+    """The closing ``summary`` event: per torrent, its totals and what each peer did."""
+    now = trio.current_time()
+    torrents = []
+    for job in cfg.jobs:
+        t = job.torrent
+        if t is None:
+            continue
+        unchoked = t.unchoked_seconds(now)
+        torrents.append(
+            {
+                "name": t.info.name,
+                "info_hash": t.info_hash.hex(),
+                "complete": t.is_complete,
+                "pieces": t.picker.num_have,
+                "num_pieces": t.info.num_pieces,
+                "downloaded": t.downloaded,
+                "uploaded": t.uploaded,
+                "ratio": round(t.uploaded / t.info.total_length, 3),
+                "seconds": round(
+                    (t.completed_at if t.completed_at is not None else now) - t.started_at, 3
+                ),
+                "banned": sorted(str(a) for a in t.banned_addrs),
+                "peers": [
+                    {
+                        "peer": str(link.addr),
+                        "client": link.client,
+                        "downloaded": link.downloaded,
+                        "uploaded": link.uploaded,
+                        "unchoked_seconds": round(unchoked.get(link.peer_id, (0.0, 0.0))[0], 1),
+                    }
+                    for link in t.links
+                ],
+            }
+        )
+    started = min((j.torrent.started_at for j in cfg.jobs if j.torrent is not None), default=now)
+    return {"event": "summary", "t": round(now - started, 3), "torrents": torrents}
+
+
 def _status_line(job: Job) -> str:
     t = job.torrent
     assert t is not None
@@ -278,6 +317,8 @@ async def run_swarm(cfg: RunConfig) -> int:
                 for job in cfg.jobs:
                     if job.torrent is not None:
                         _save_resume_quietly(cfg.state_dir, job, out)
+                if cfg.json:
+                    emit_json(summary(cfg))
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):

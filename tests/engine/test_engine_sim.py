@@ -1,0 +1,141 @@
+"""Engine behaviour on the in-memory network: many torrents in one session, file selection,
+rate limits (global and per torrent), on the virtual clock."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import trio
+import trio.testing
+
+from torrentkit.engine.session import Session, SessionOptions
+from torrentkit.engine.storage import MemoryStorage
+from torrentkit.engine.torrent import TorrentOptions
+from torrentkit.ids import PeerAddr
+from torrentkit.metainfo import Info, NewFile, build_info, parse_info
+from torrentkit.testing.network import SimNetwork
+from torrentkit.testing.swarm import make_torrent, payload_of
+
+KIB = 1024
+
+
+async def start_session(
+    nursery: trio.Nursery, net: SimNetwork, host: str, **options: float
+) -> Session:
+    session = Session(
+        net.view(host),
+        SessionOptions(bind=host, port=6881, **options),  # type: ignore[arg-type]
+        rng=random.Random(host),
+    )
+    await nursery.start(session.run)
+    return session
+
+
+async def test_one_session_serves_and_fetches_many_torrents(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rng = random.Random(1)
+    torrents = [make_torrent(rng, 300 * KIB + i, 32 * KIB, name=f"t{i}.bin") for i in range(3)]
+    net = SimNetwork(rng)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            seeder = await start_session(nursery, net, "127.3.0.1")
+            leecher = await start_session(nursery, net, "127.3.0.2")
+            for info, payload in torrents:
+                await seeder.add_torrent(info, MemoryStorage(info, payload))
+            mine = []
+            for info, _ in torrents:
+                t = await leecher.add_torrent(info, MemoryStorage(info))
+                t.add_peers([seeder.address], "test")
+                mine.append(t)
+            for t in mine:
+                await t.complete.wait()
+            nursery.cancel_scope.cancel()
+    for t, (info, payload) in zip(mine, torrents, strict=True):
+        assert isinstance(t.storage, MemoryStorage)
+        assert payload_of(t.storage, info) == payload
+    # Incoming connections were routed to the right torrent by info-hash.
+    assert len(seeder.torrents) == 3
+
+
+def multi_file_torrent(rng: random.Random, piece: int) -> tuple[Info, bytes]:
+    sizes = [5 * piece + 100, 3 * piece, 2 * piece + 7]
+    payload = rng.randbytes(sum(sizes))
+    hashes = b"".join(
+        hashlib.sha1(payload[i : i + piece]).digest() for i in range(0, len(payload), piece)
+    )
+    files = [NewFile(path=(f"f{i}.bin",), length=n) for i, n in enumerate(sizes)]
+    raw = build_info(name="multi", files=files, piece_length=piece, piece_hashes=hashes)
+    return parse_info(raw), payload
+
+
+async def test_only_selected_files_are_fetched(autojump_clock: trio.testing.MockClock) -> None:
+    rng = random.Random(2)
+    piece = 16 * KIB
+    info, payload = multi_file_torrent(rng, piece)
+    net = SimNetwork(rng)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            seeder = await start_session(nursery, net, "127.3.0.1")
+            leecher = await start_session(nursery, net, "127.3.0.2")
+            await seeder.add_torrent(info, MemoryStorage(info, payload))
+            storage = MemoryStorage(info)
+            t = await leecher.add_torrent(info, storage, TorrentOptions(file_priorities=[0, 4, 0]))
+            t.add_peers([seeder.address], "test")
+            await t.complete.wait()
+            await trio.sleep(5)  # nothing more arrives after completion
+            nursery.cancel_scope.cancel()
+    f1 = info.files[1]
+    assert bytes(storage.files[1]) == payload[f1.offset : f1.offset + f1.length]
+    # File 1 spans pieces 5..8 (5*piece+100 .. 8*piece+100): pieces 5 and 8 are shared with
+    # files 0 and 2, so those two files exist with exactly the shared bytes, nothing else.
+    have = [t.picker.have(i) for i in range(info.num_pieces)]
+    assert have == [i in (5, 6, 7, 8) for i in range(info.num_pieces)]
+    assert t.downloaded == 4 * piece
+
+
+async def test_download_and_upload_limits(autojump_clock: trio.testing.MockClock) -> None:
+    rng = random.Random(3)
+    info, payload = make_torrent(rng, 1024 * KIB, 32 * KIB)
+    net = SimNetwork(rng)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            seeder = await start_session(nursery, net, "127.3.0.1")
+            await seeder.add_torrent(info, MemoryStorage(info, payload))
+            # Per-torrent download limit: 64 KiB/s -> 1 MiB in about 16 s.
+            a = await start_session(nursery, net, "127.3.0.2")
+            ta = await a.add_torrent(info, MemoryStorage(info), TorrentOptions(down_limit=64 * KIB))
+            ta.add_peers([seeder.address], "test")
+            start = trio.current_time()
+            await ta.complete.wait()
+            took_down = trio.current_time() - start
+            # Session-wide upload limit on a second seeder: 128 KiB/s -> about 8 s.
+            slow = await start_session(nursery, net, "127.3.0.3", up_limit=128 * KIB)
+            await slow.add_torrent(info, MemoryStorage(info, payload))
+            b = await start_session(nursery, net, "127.3.0.4")
+            tb = await b.add_torrent(info, MemoryStorage(info))
+            tb.add_peers([slow.address], "test")
+            start = trio.current_time()
+            await tb.complete.wait()
+            took_up = trio.current_time() - start
+            nursery.cancel_scope.cancel()
+    assert 14.5 <= took_down <= 18.5, took_down
+    assert 7.0 <= took_up <= 9.5, took_up
+
+
+async def test_our_own_address_from_a_tracker_is_never_dialled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rng = random.Random(4)
+    info, _payload = make_torrent(rng, 64 * KIB, 16 * KIB)
+    net = SimNetwork(rng)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            session = await start_session(nursery, net, "127.3.0.1")
+            t = await session.add_torrent(info, MemoryStorage(info))
+            t.add_peers([PeerAddr("127.3.0.1", 6881)], "tracker")  # a tracker hands us ourselves
+            await trio.sleep(30)
+            nursery.cancel_scope.cancel()
+    assert not t.links
+    assert not t.known
