@@ -139,3 +139,40 @@ async def test_our_own_address_from_a_tracker_is_never_dialled(
             nursery.cancel_scope.cancel()
     assert not t.links
     assert not t.known
+
+
+async def test_snapshot_reflects_the_swarm(autojump_clock: trio.testing.MockClock) -> None:
+    rng = random.Random(5)
+    info, payload = make_torrent(rng, 1000 * KIB + 5, 32 * KIB)
+    net = SimNetwork(rng)
+    net.set_upload_rate("127.3.0.1", 100 * KIB)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            seeder = await start_session(nursery, net, "127.3.0.1")
+            leecher = await start_session(nursery, net, "127.3.0.2")
+            await seeder.add_torrent(info, MemoryStorage(info, payload))
+            t = await leecher.add_torrent(info, MemoryStorage(info))
+            before = t.snapshot(trio.current_time(), map_cells=8)
+            t.add_peers([seeder.address], "test")
+            while t.picker.num_have < info.num_pieces // 2:
+                await trio.sleep(0.5)
+            mid = t.snapshot(trio.current_time(), map_cells=8)
+            await t.complete.wait()
+            end = t.snapshot(trio.current_time(), map_cells=8)
+            nursery.cancel_scope.cancel()
+    assert before.pieces_have == 0 and before.wanted_left == info.total_length
+    assert before.peers == () and before.eta is None
+    missing = info.num_pieces - mid.pieces_have
+    short = info.piece_length - info.piece_size(info.num_pieces - 1)
+    assert mid.wanted_left in (missing * info.piece_length, missing * info.piece_length - short)
+    (peer,) = mid.peers
+    assert peer.addr == str(seeder.address) and peer.client.startswith("torrentkit")
+    assert not peer.peer_choking and peer.am_interested and peer.progress == 1.0
+    assert 50 * KIB < mid.down_rate <= 101 * KIB
+    assert mid.eta is not None and 0 < mid.eta < 20
+    assert len(mid.piece_map) == 8
+    assert all(0.0 <= have <= 1.0 and avail == 1.0 for have, _, avail in mid.piece_map)
+    assert end.complete and end.wanted_left == 0 and end.eta is None
+    assert all(have == 1.0 for have, _, _ in end.piece_map)
+    kinds = {e["event"] for e in end.events}
+    assert {"peer_connected", "interested", "completed"} <= kinds and "piece" not in kinds

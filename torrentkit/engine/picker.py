@@ -274,6 +274,11 @@ class Picker(Generic[P]):
         self._check_piece(piece)
         return self._prio[piece]
 
+    @property
+    def wanted_missing(self) -> int:
+        """How many wanted pieces we do not have yet."""
+        return self._wanted_missing
+
     def is_finished(self) -> bool:
         """Every wanted piece is verified (a download with skipped files can finish)."""
         return self._wanted_missing == 0
@@ -287,6 +292,27 @@ class Picker(Generic[P]):
 
     def in_progress(self) -> list[int]:
         return list(self._partials)
+
+    def piece_map(self, cells: int) -> list[tuple[float, float, float]]:
+        """The torrent cut into ``cells`` runs of pieces (fewer when there are fewer
+        pieces): per run, the fraction we have, the fraction in progress, and the mean
+        availability among connected peers (seeds included). Cheap: C-speed counting."""
+        n = self.num_pieces
+        cells = max(1, min(cells, n))
+        out: list[tuple[float, float, float]] = []
+        state, avail, seeds = self._state, self._avail, self._seeds
+        for c in range(cells):
+            lo, hi = c * n // cells, (c + 1) * n // cells
+            size = hi - lo
+            run = state[lo:hi]
+            out.append(
+                (
+                    run.count(_HAVE) / size,
+                    run.count(_PARTIAL) / size,
+                    sum(avail[lo:hi]) / size + seeds,
+                )
+            )
+        return out
 
     def requests_of(self, peer: P) -> list[BlockRequest]:
         """The requests ``peer`` holds now, by piece and offset."""

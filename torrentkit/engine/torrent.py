@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,7 @@ from torrentkit.engine.choker import Choker, PeerStats
 from torrentkit.engine.peer import PeerLink
 from torrentkit.engine.picker import Picker, piece_priorities
 from torrentkit.engine.ratelimit import RateLimiter
+from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
 from torrentkit.engine.storage import PieceStorage
 from torrentkit.engine.trust import Trust
 from torrentkit.errors import RemoteProtocolError, StorageError
@@ -146,6 +147,8 @@ class Torrent:
         self.choker: Choker[PeerLink] = Choker(rng=self.rng, slots=self.options.upload_slots)
         self.trust = Trust()
         self.links: dict[PeerLink, None] = {}
+        #: the last engine events but pieces, for the UI's event log
+        self.recent_events: deque[dict[str, Any]] = deque(maxlen=100)
         #: peer id -> [seconds unchoked, seconds of it optimistic], closed intervals only
         self.unchoke_totals: dict[bytes, list[float]] = {}
         self.known: dict[PeerAddr, KnownPeer] = {}
@@ -185,24 +188,80 @@ class Torrent:
         return self.picker.is_finished()
 
     def left(self) -> int:
-        """Bytes of wanted pieces still missing (what a tracker is told)."""
-        missing = self.info.num_pieces - self.picker.num_have
+        """Bytes of wanted pieces still missing (what a tracker is told); O(1)."""
+        picker, info = self.picker, self.info
+        missing = picker.wanted_missing
         if not missing:
             return 0
-        return sum(
-            self.info.piece_size(i)
-            for i in range(self.info.num_pieces)
-            if not self.picker.have(i) and self.picker.priority(i)
-        )
+        left = missing * info.piece_length
+        last = info.num_pieces - 1
+        if not picker.have(last) and picker.priority(last):
+            left -= info.piece_length - info.piece_size(last)
+        return left
 
     def totals(self) -> TransferTotals:
         return TransferTotals(uploaded=self.uploaded, downloaded=self.downloaded, left=self.left())
 
     def emit(self, event: str, **fields: Any) -> None:
+        obj = {"event": event, "t": round(trio.current_time() - self.started_at, 3), **fields}
+        if event != "piece":
+            self.recent_events.append(obj)
         if self._emit_cb is not None:
-            self._emit_cb(
-                {"event": event, "t": round(trio.current_time() - self.started_at, 3), **fields}
+            self._emit_cb(obj)
+
+    def snapshot(self, now: float, *, map_cells: int = 256) -> TorrentSnapshot:
+        """An immutable view of this torrent for faces (see engine/snapshot.py)."""
+        info = self.info
+        num = info.num_pieces
+        unchoked = self.unchoked_seconds(now)
+        peers = tuple(
+            PeerSnapshot(
+                addr=str(link.addr),
+                client=link.client,
+                outgoing=link.outgoing,
+                am_choking=link.conn.am_choking,
+                am_interested=link.conn.am_interested,
+                peer_choking=link.conn.peer_choking,
+                peer_interested=link.conn.peer_interested,
+                optimistic=link.optimistic,
+                snubbed=link.snubbed,
+                down_rate=link.down.rate(now),
+                up_rate=link.up.rate(now),
+                downloaded=link.downloaded,
+                uploaded=link.uploaded,
+                progress=link.conn.peer_have_count / num if num else 0.0,
+                connected_for=now - link.connected_at,
+                unchoked_seconds=unchoked.get(link.peer_id, (0.0, 0.0))[0],
             )
+            for link in self.links
+            if link.conn.peer_handshake is not None
+        )
+        down = sum(p.down_rate for p in peers)
+        up = sum(p.up_rate for p in peers)
+        left = self.left()
+        return TorrentSnapshot(
+            t=now - self.started_at,
+            name=info.name,
+            info_hash=info.info_hash.hex(),
+            total_size=info.total_length,
+            piece_length=info.piece_length,
+            num_pieces=num,
+            pieces_have=self.picker.num_have,
+            wanted_left=left,
+            complete=self.is_complete,
+            error=self.error,
+            down_rate=down,
+            up_rate=up,
+            downloaded=self.downloaded,
+            uploaded=self.uploaded,
+            ratio=self.uploaded / info.total_length,
+            eta=None if self.is_complete or down <= 0 else left / down,
+            peers=peers,
+            known_peers=len(self.known),
+            banned=len(self.banned_addrs),
+            piece_map=tuple(self.picker.piece_map(map_cells)),
+            events=tuple(self.recent_events),
+        )
 
     def add_discovery(self, source: TorrentDiscovery) -> None:
         self._discoveries.append(source)
@@ -688,9 +747,7 @@ class Torrent:
         if link.unchoked_us_at is None or not link.conn.am_interested:
             return False
         since = max(link.unchoked_us_at, link.last_block)
-        return now - since >= SNUB_TIMEOUT and (
-            link.snubbed or link.conn.outstanding_requests > 0
-        )
+        return now - since >= SNUB_TIMEOUT and (link.snubbed or link.conn.outstanding_requests > 0)
 
 
 async def read_handshake(stream: trio.abc.Stream, conn: PeerConnection) -> Handshake:
