@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""Announces per second: torrentkit's tracker against opentracker, same load, same run.
+
+    .venv/bin/python tools/bench_tracker.py [--duration 10] [--connections 50]
+
+Load: wrk (Debian package) with tools/bench_tracker.lua: 1,000 torrents x 50 peers,
+compact announces, numwant 50, over HTTP keep-alive connections, as real clients send them.
+Both trackers run on 127.0.0.1 with the same whitelist of the 1,000 info-hashes (Debian's
+opentracker serves only whitelisted torrents). Each is warmed up first (so every swarm is
+full and every announce returns 49-50 peers), checked with one real announce, then measured.
+
+Our tracker runs the production server code (``torrentkit.discovery.tracker.server.serve``)
+in a child process, with one difference from ``torrentkit tracker``'s defaults: the
+``min interval`` rule is off. In this load each peer re-announces every few seconds, and with
+the rule on those announces would be answered without peers, which is cheaper and would flatter
+our figure; opentracker answers every announce in full, so ours does too.
+
+Keep-alive: ours keeps connections open, as clients expect. opentracker closes each
+connection after its reply (HTTP/1.1 without keep-alive), so wrk reconnects for every
+announce there; the tool reports those closes, and the figure is what opentracker delivers.
+
+What limits ours: one Python process on one core (the tool prints the tracker's CPU use; it
+sits at ~100 % of a core). Per announce roughly half the time is aiohttp's HTTP handling
+and the send() syscall, the rest our parse + swarm update + encode. More processes would
+not be honest: SO_REUSEPORT workers would each hold a private part of every swarm, so peers
+announcing to different workers would never meet; and on two cores wrk needs the other one.
+
+Prints both figures, the CPU each side used, and the ratio. A tool, not a test: nothing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).resolve().with_name("bench_tracker.lua")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    """Child process: our tracker with the benchmark's config; first line = the port."""
+    sys.path.insert(0, str(ROOT))
+    from torrentkit.cli.tracker import load_whitelist
+    from torrentkit.discovery.tracker.server import open_listen_socket, serve
+    from torrentkit.discovery.tracker.state import TrackerConfig, TrackerState
+
+    state = TrackerState(
+        TrackerConfig(interval=1800, min_interval=0), whitelist=load_whitelist(args.whitelist)
+    )
+    sock = open_listen_socket("127.0.0.1", 0)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        print(sock.getsockname()[1], flush=True)
+        await serve(state, sock, stop)
+
+    asyncio.run(main())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"bench: the tracker exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"bench: nothing listens on port {port} after {timeout} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk(
+    port: int,
+    hashfile: Path,
+    args: argparse.Namespace,
+    seconds: int,
+    *,
+    pid: int,
+    warmup_from: int | None = None,
+) -> tuple[float, int, float]:
+    """One wrk run: (announces/s, announces, the tracker's CPU as a fraction of one core).
+
+    ``warmup_from``: walk every (torrent, peer) pair in order from that pair on, instead of
+    random announces.
+    """
+    warmup = warmup_from is not None
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{port}",
+        "--",
+        str(hashfile),
+        str(args.peers),
+        *(["seq", str(warmup_from)] if warmup else []),
+    ]
+    cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed = time.monotonic() - t0
+    cpu = (_cpu_seconds(pid) - cpu0) / elapsed
+    wrk_cpu = (kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) / elapsed
+    if done.returncode != 0:
+        sys.exit(f"bench: wrk failed: {done.stderr.strip() or done.stdout.strip()}")
+    out = done.stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if m is None or total is None:
+        sys.exit(f"bench: cannot read wrk's output:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:
+        sys.exit(f"bench: {bad.group(1)} replies were not HTTP 200; figures would mislead")
+    notes = []
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if errors:
+        connect, read, write, timeout = (int(g) for g in errors.groups())
+        if read:
+            notes.append(f"{read:,} connections closed by the server after a reply")
+        if connect or write or timeout:
+            notes.append(f"socket errors: connect {connect}, write {write}, timeout {timeout}")
+    latency = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)
+    what = "warm-up " if warmup else "measured"
+    p99 = latency.group(1) if latency else "?"
+    rate = float(m.group(1))
+    print(
+        f"  {what}: {rate:>7,.0f} announces/s, p99 latency {p99}, "
+        f"CPU: tracker {cpu:.0%}, wrk {wrk_cpu:.0%} of one core"
+    )
+    for note in notes:
+        print(f"            ({note})")
+    return rate, int(total.group(1)), cpu
+
+
+def _warm_up(port: int, hashfile: Path, args: argparse.Namespace, pid: int) -> None:
+    """Walk every (torrent, peer) pair once, so that every swarm is full."""
+    need = args.torrents * args.peers
+    done = 0
+    for _ in range(10):
+        _, n, _ = _wrk(port, hashfile, args, args.warmup, pid=pid, warmup_from=done)
+        done += n // args.threads  # each wrk thread walks the same sequence
+        if done >= need:
+            return
+    sys.exit(f"bench: warm-up made only {done:,} of {need:,} announces; machine too busy?")
+
+
+def _check(port: int, info_hash_hex: str, peers: int) -> None:
+    """One real announce: the swarm is full and the reply carries compact peers."""
+    ih = "".join(f"%{b:02x}" for b in bytes.fromhex(info_hash_hex))
+    url = (
+        f"http://127.0.0.1:{port}/announce?info_hash={ih}&peer_id=-CHECK0-000000000000"
+        f"&port=9999&uploaded=0&downloaded=0&left=1&compact=1&numwant=50"
+    )
+    body = urllib.request.urlopen(url, timeout=5).read()
+    m = re.search(rb"5:peers(\d+):", body)
+    got = int(m.group(1)) // 6 if m else 0
+    print(f"  check: reply of {len(body)} bytes with {got} peers (swarm of {peers})")
+    if got < min(peers, 50) - 1:
+        sys.exit("bench: the tracker did not return a full peer list; figures would mislead")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("--duration", type=int, default=10, help="seconds measured per tracker")
+    ap.add_argument(
+        "--warmup", type=int, default=5, help="seconds per warm-up round (until swarms are full)"
+    )
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads")
+    ap.add_argument("--torrents", type=int, default=1000)
+    ap.add_argument("--peers", type=int, default=50)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--whitelist", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        _serve(args)
+        return
+    for tool in ("wrk", "opentracker"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench: {tool} is not installed (apt-get install -y wrk opentracker)")
+
+    rng = random.Random(20240601)
+    hashes = [rng.randbytes(20).hex() for _ in range(args.torrents)]
+    results: dict[str, tuple[float, int, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-tracker-") as tmp:
+        work = Path(tmp)
+        hashfile = work / "hashes.txt"
+        hashfile.write_text("\n".join(hashes) + "\n")
+        otdir = work / "opentracker"
+        otdir.mkdir()
+        (otdir / "whitelist.txt").write_text("\n".join(hashes) + "\n")
+
+        print(
+            f"load: {args.torrents} torrents x {args.peers} peers, compact, keep-alive, "
+            f"wrk -t{args.threads} -c{args.connections}, {args.duration} s each, "
+            f"{os.cpu_count()} CPUs"
+        )
+
+        print("torrentkit tracker (one process, aiohttp):")
+        ours = subprocess.Popen(
+            [sys.executable, __file__, "--serve", "--whitelist", str(hashfile)],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert ours.stdout is not None
+            port = int(ours.stdout.readline())
+            _wait_port(port, ours)
+            _warm_up(port, hashfile, args, ours.pid)
+            _check(port, hashes[0], args.peers)
+            results["torrentkit"] = _wrk(port, hashfile, args, args.duration, pid=ours.pid)
+        finally:
+            _stop(ours)
+
+        print("opentracker:")
+        port = _free_port()
+        ot = subprocess.Popen(
+            [
+                "opentracker",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-P",
+                str(port),
+                "-d",
+                str(otdir),
+                "-w",
+                "whitelist.txt",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_port(port, ot)
+            _warm_up(port, hashfile, args, ot.pid)
+            _check(port, hashes[0], args.peers)
+            results["opentracker"] = _wrk(port, hashfile, args, args.duration, pid=ot.pid)
+        finally:
+            _stop(ot)
+
+    ours_rate, _, ours_cpu = results["torrentkit"]
+    ot_rate, _, ot_cpu = results["opentracker"]
+    print()
+    print("              announces/s   per CPU-second of the tracker process")
+    print(f"torrentkit   {ours_rate:>12,.0f}   {ours_rate / max(ours_cpu, 1e-9):>12,.0f}")
+    print(f"opentracker  {ot_rate:>12,.0f}   {ot_rate / max(ot_cpu, 1e-9):>12,.0f}")
+    print(f"ratio        {ours_rate / ot_rate:>12.2f}   (torrentkit / opentracker)")
+    print(
+        "(per CPU-second: what one core would give; it matters when other work on the "
+        "machine keeps the tracker from a full core)"
+    )
+
+
+if __name__ == "__main__":
+    main()

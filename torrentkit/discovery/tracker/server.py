@@ -1,0 +1,277 @@
+"""The HTTP tracker service: a thin aiohttp (asyncio) adapter over the pure tracker core.
+
+Routes: ``/announce`` and ``/scrape`` (bencoded, HTTP 200 even for a failure reason, as
+trackers do), ``/stats`` (JSON) and ``/stats.html``. The query string is read *raw* from the
+request line (``request.raw_path``) and parsed by :mod:`.protocol`, because aiohttp's decoded
+query would mangle the binary ``info_hash`` and ``peer_id``.
+
+This is aiohttp's low-level server (one handler, a dict of routes) rather than
+``web.Application`` with a router and middlewares: the per-request saving is measurable on
+the announce path, and four fixed routes need no router.
+
+One process, one event loop, one :class:`~.state.TrackerState`: every announce sees every
+peer of its swarm. (Several SO_REUSEPORT workers would each hold a private, partial view of
+each swarm, so peers announcing to different workers would never meet.)
+
+Use :func:`open_listen_socket` + :func:`serve` (the CLI does), or :class:`TrackerThread`
+to run a tracker in a background thread of a sync or trio program (tests, demos).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_request import BaseRequest
+
+from torrentkit.discovery.tracker import protocol, stats
+from torrentkit.discovery.tracker.state import TrackerState, TrackerStats
+
+log = logging.getLogger(__name__)
+#: aiohttp's per-connection errors go here (see :class:`_OneLineErrors`).
+http_log = logging.getLogger(__name__ + ".http")
+
+
+class _OneLineErrors(logging.Filter):
+    """Keep tracebacks and hostile bytes out of the log (and so off the CLI's stderr).
+
+    A request that is not valid HTTP (raw bytes in the URL, a line over the limit) already got
+    aiohttp's HTTP 400; it is the client's fault, so it is not logged at all. Anything else
+    (a bug of ours) is logged as one printable line, without the traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        if isinstance(exc, HttpProcessingError):
+            return False
+        detail = " ".join(str(exc).split())[:300]
+        line = f"{record.getMessage()}: {type(exc).__name__}: {detail}"
+        record.msg = stats.printable(line.encode("utf-8", "replace"))
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+http_log.addFilter(_OneLineErrors())
+
+#: Request lines up to this long reach our parser and get a bencoded answer (a 1,000-hash
+#: scrape, every byte escaped, is ~71 KB); longer ones get aiohttp's HTTP 400.
+MAX_REQUEST_LINE = protocol.MAX_QUERY_LENGTH + 1024
+KEEPALIVE_TIMEOUT = 30.0
+SHUTDOWN_TIMEOUT = 2.0
+#: /stats and /stats.html are recomputed at most this often (seconds).
+STATS_MAX_AGE = 1.0
+
+_TEXT = "text/plain"
+_Handler = Callable[[BaseRequest, str], Awaitable[web.StreamResponse]]
+
+
+class TrackerHandler:
+    """Maps HTTP requests onto a :class:`TrackerState`; ``clock`` gives ``now`` (seconds)."""
+
+    def __init__(self, state: TrackerState, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.state = state
+        self.clock = clock
+        self.routes: dict[str, _Handler] = {
+            "/announce": self.announce,
+            "/scrape": self.scrape,
+            "/stats": self.stats_json,
+            "/stats.html": self.stats_html,
+        }
+        self._stats_cache: tuple[float, TrackerStats] | None = None
+
+    async def __call__(self, request: BaseRequest) -> web.StreamResponse:
+        # The raw request target, split by hand: the query must stay percent-encoded.
+        path, _, query = request.raw_path.partition("?")
+        route = self.routes.get(path) or self.routes.get(request.path)
+        if route is None:
+            return web.Response(status=404, text="not found\n")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, text="use GET\n", headers={"Allow": "GET, HEAD"})
+        return await route(request, query)
+
+    @staticmethod
+    def _bencoded(body: bytes) -> web.Response:
+        return web.Response(body=body, content_type=_TEXT)
+
+    async def announce(self, request: BaseRequest, query: str) -> web.StreamResponse:
+        try:
+            req = protocol.parse_announce_query(query)
+            remote = request.remote or ""
+            reply = self.state.announce(req, remote_ip=remote, now=self.clock())
+        except protocol.TrackerRequestError as exc:
+            return self._bencoded(protocol.encode_failure(str(exc)))
+        body = protocol.encode_announce_response(
+            reply, compact=req.compact, no_peer_id=req.no_peer_id
+        )
+        return self._bencoded(body)
+
+    async def scrape(self, request: BaseRequest, query: str) -> web.StreamResponse:
+        try:
+            hashes = protocol.parse_scrape_query(query)
+        except protocol.TrackerRequestError as exc:
+            return self._bencoded(protocol.encode_failure(str(exc)))
+        return self._bencoded(protocol.encode_scrape_response(self.state.scrape(hashes)))
+
+    def _stats(self) -> TrackerStats:
+        # Walking every swarm costs time on a big tracker: at most once a second.
+        now = self.clock()
+        if self._stats_cache is None or now - self._stats_cache[0] >= STATS_MAX_AGE:
+            self._stats_cache = (now, self.state.stats())
+        return self._stats_cache[1]
+
+    async def stats_json(self, request: BaseRequest, query: str) -> web.StreamResponse:
+        return web.Response(body=stats.render_json(self._stats()), content_type="application/json")
+
+    async def stats_html(self, request: BaseRequest, query: str) -> web.StreamResponse:
+        return web.Response(
+            body=stats.render_html(self._stats()),
+            content_type="text/html",
+            charset="utf-8",
+            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+        )
+
+
+def open_listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0 = any free port). Raises OSError."""
+    infos = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
+    )
+    family, type_, proto, _, addr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(addr)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def announce_url(sock: socket.socket) -> str:
+    """``http://HOST:PORT/announce`` for a listening socket."""
+    return f"http://{host_port(sock)}/announce"
+
+
+def host_port(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(
+    state: TrackerState,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    purge_every: float | None = None,
+) -> None:
+    """Serve the tracker on ``sock`` until ``stop`` is set; then close every connection.
+
+    A background task purges expired peers every ``purge_every`` seconds (default: a tenth
+    of the interval, at most 60 s); it lives in a task group this coroutine owns.
+    """
+    handler = TrackerHandler(state, clock=clock)
+    server = web.Server(
+        handler,
+        access_log=None,
+        logger=http_log,
+        max_line_size=MAX_REQUEST_LINE,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+    )
+    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    every = purge_every if purge_every is not None else min(60.0, state.config.interval / 10)
+    try:
+        site = web.SockSite(runner, sock)
+        await site.start()
+        async with asyncio.TaskGroup() as tasks:
+            purger = tasks.create_task(_purge_loop(state, clock, every))
+            await stop.wait()
+            purger.cancel()
+    finally:
+        await runner.cleanup()
+
+
+async def _purge_loop(state: TrackerState, clock: Callable[[], float], every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        dropped = state.purge(clock())
+        if dropped:
+            log.debug("purged %d expired peers", dropped)
+
+
+class TrackerThread:
+    """A tracker serving from a background thread with its own asyncio loop.
+
+    For sync or trio programs (tests, demos) that need a real tracker without a subprocess:
+    ``with TrackerThread(state) as t: ... t.announce_url ...``. It binds ``host``:``port``
+    (port 0 by default) before ``__enter__`` returns, and stops and joins on exit.
+    """
+
+    def __init__(self, state: TrackerState, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = state
+        self._sock = open_listen_socket(host, port)
+        self.address = host_port(self._sock)
+        self.announce_url = announce_url(self._sock)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="tracker", daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            task = asyncio.create_task(serve(self.state, self._sock, self._stop))
+            await asyncio.sleep(0)
+            self._ready.set()
+            await task
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported to the owner on exit
+            self._error = exc
+            self._ready.set()
+
+    def __enter__(self) -> TrackerThread:
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the tracker's loop (where the state lives) and return its result."""
+        assert self._loop is not None
+        future: Any = asyncio.run_coroutine_threadsafe(_call(fn), self._loop)
+        return future.result(10)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        self._sock.close()
+        if self._error is not None:
+            raise self._error
+
+
+async def _call(fn: Callable[[], Any]) -> Any:
+    return fn()

@@ -1,0 +1,426 @@
+"""The tracker's swarm state, pure: announces and scrapes in, replies out; time is ``now``.
+
+One :class:`TrackerState` holds a swarm per info-hash. The server feeds it parsed requests
+with the connecting address and ``time.monotonic()``; simulations feed it the same with a
+virtual clock. No sockets, no clock, no asyncio here; randomness comes from the
+``random.Random`` the owner passes in, so a seeded run is repeatable.
+
+Rules kept here:
+
+- A peer is known by its peer id *and* by its address (ip:port); both are unique within a
+  swarm. An announce from an address another peer id holds replaces that (stale) entry, as
+  when a client restarts with a new peer id. A peer is never handed itself: every entry
+  with its peer id or its address is its own entry. IPs alone never identify a peer (on
+  loopback and behind NAT many peers share one).
+- A peer id already announced from another IP may only move with the same ``key`` (the
+  client's secret), so nobody can stop or move somebody else's entry by copying its peer id.
+- The ``ip`` parameter is ignored unless ``trust_ip_param`` is set; then it must be an IP
+  literal (no DNS in a pure core). IPv4-mapped IPv6 addresses count as IPv4.
+- Seeders are peers with ``left == 0``. ``completed`` (scrape's ``downloaded``) counts
+  finished downloads, once per peer entry: an ``event=completed``, or a peer we knew as a
+  leecher announcing ``left=0`` (some clients go straight to ``stopped``). ``stopped``
+  removes the peer and returns no peers.
+- ``interval`` is the configured interval plus up to 10 % random jitter; ``min interval`` is
+  half the interval (as opentracker sends). It is enforced: a regular announce (no event)
+  sooner than ``min interval`` after that peer's previous one refreshes the peer but gets
+  no peers, so hammering the tracker harvests nothing. Events are always served.
+- A peer expires when it has not announced for two of the longest intervals we hand out;
+  :meth:`TrackerState.purge` (the driver calls it periodically) drops expired peers, and
+  swarms that stayed empty for ``swarm_timeout``.
+- Caps: ``max_swarms`` swarms and ``max_peers_per_swarm`` peers per swarm; past them new
+  entries are refused with a failure reason, existing ones keep working.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from torrentkit.discovery.tracker.protocol import (
+    AnnounceEvent,
+    AnnounceReply,
+    AnnounceRequest,
+    ScrapeStats,
+    TrackerRequestError,
+    effective_numwant,
+)
+from torrentkit.errors import LocalProtocolError
+from torrentkit.ids import InfoHash
+
+_HEX40 = re.compile(r"[0-9a-fA-F]{40}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackerConfig:
+    """How the tracker behaves. ``interval`` in seconds (BEP 3's ``interval``)."""
+
+    interval: int = 1800
+    #: ``min interval`` handed out and enforced; None: half the interval. 0 turns the
+    #: early-announce rule off (benchmarks use it so that every announce does full work).
+    min_interval: int | None = None
+    trust_ip_param: bool = False
+    max_swarms: int = 200_000
+    max_peers_per_swarm: int = 50_000
+    swarm_timeout: float = 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.interval < 1:
+            raise LocalProtocolError(f"interval must be at least 1 s, got {self.interval}")
+        if self.min_interval is not None and not 0 <= self.min_interval <= self.interval:
+            raise LocalProtocolError("min_interval must be between 0 and the interval")
+        if self.max_swarms < 1 or self.max_peers_per_swarm < 1:
+            raise LocalProtocolError("max_swarms and max_peers_per_swarm must be positive")
+
+    @property
+    def jitter(self) -> int:
+        """Up to this many seconds are added to each ``interval`` handed out."""
+        return self.interval // 10
+
+    @property
+    def announce_min_interval(self) -> int:
+        if self.min_interval is not None:
+            return self.min_interval
+        return max(1, self.interval // 2)
+
+    @property
+    def peer_timeout(self) -> float:
+        """A peer silent this long has missed two intervals and is dropped."""
+        return 2.0 * (self.interval + self.jitter)
+
+
+class _Peer:
+    """One peer's entry (internal, mutable; satisfies ``protocol.PeerInfo``)."""
+
+    __slots__ = ("compact", "completed", "ip", "key", "last_seen", "peer_id", "port", "seeder")
+
+    def __init__(
+        self, peer_id: bytes, ip: str, port: int, compact: bytes, key: bytes | None, now: float
+    ) -> None:
+        self.peer_id = peer_id
+        self.ip = ip
+        self.port = port
+        self.compact = compact
+        self.key = key
+        self.last_seen = now
+        self.seeder = False
+        self.completed = False
+
+
+class _Swarm:
+    """The peers of one info-hash: a list for O(k) random sampling plus two indexes."""
+
+    __slots__ = ("by_addr", "by_id", "completed", "last_active", "peers", "seeders")
+
+    def __init__(self, now: float) -> None:
+        self.peers: list[_Peer] = []
+        self.by_id: dict[bytes, int] = {}  # peer id -> index in peers
+        self.by_addr: dict[bytes, bytes] = {}  # compact address -> peer id
+        self.seeders = 0
+        self.completed = 0
+        self.last_active = now
+
+    def add(self, peer: _Peer) -> None:
+        self.by_id[peer.peer_id] = len(self.peers)
+        self.by_addr[peer.compact] = peer.peer_id
+        self.peers.append(peer)
+
+    def remove(self, peer_id: bytes) -> None:
+        index = self.by_id.pop(peer_id)
+        peer = self.peers[index]
+        del self.by_addr[peer.compact]
+        if peer.seeder:
+            self.seeders -= 1
+        last = self.peers.pop()
+        if index < len(self.peers):
+            self.peers[index] = last
+            self.by_id[last.peer_id] = index
+
+    def move(self, peer: _Peer, ip: str, port: int, compact: bytes) -> None:
+        del self.by_addr[peer.compact]
+        peer.ip, peer.port, peer.compact = ip, port, compact
+        self.by_addr[compact] = peer.peer_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerStats:
+    peer_id: bytes
+    ip: str
+    port: int
+    seeder: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwarmStats:
+    info_hash: InfoHash
+    seeders: int
+    leechers: int
+    completed: int
+    peers: tuple[PeerStats, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackerStats:
+    """Totals over every swarm, plus the largest swarms (and some of their peers) in detail."""
+
+    torrents: int
+    peers: int
+    seeders: int
+    leechers: int
+    completed: int
+    swarms: tuple[SwarmStats, ...]
+
+
+def _canonical_ip(text: str) -> tuple[str, bytes]:
+    """An IP literal as (canonical text, packed bytes); IPv4-mapped IPv6 becomes IPv4."""
+    addr = ipaddress.ip_address(text)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return str(addr), addr.packed
+
+
+class TrackerState:
+    """Every swarm of one tracker. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        config: TrackerConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+        whitelist: Iterable[bytes] | None = None,
+    ) -> None:
+        self.config = config if config is not None else TrackerConfig()
+        self._rng = rng if rng is not None else random.Random()
+        self._swarms: dict[bytes, _Swarm] = {}
+        self._whitelist: frozenset[bytes] | None = None
+        self._ip_cache: dict[str, tuple[str, bytes]] = {}
+        if whitelist is not None:
+            self.set_whitelist(whitelist)
+
+    # -- whitelist ----------------------------------------------------------------------------
+
+    @property
+    def whitelist(self) -> frozenset[bytes] | None:
+        return self._whitelist
+
+    def set_whitelist(self, hashes: Iterable[bytes] | None) -> None:
+        """Serve only these info-hashes (None: serve any). Swarms no longer listed are dropped."""
+        if hashes is None:
+            self._whitelist = None
+            return
+        allowed = frozenset(bytes(InfoHash(h)) for h in hashes)
+        self._whitelist = allowed
+        for h in [h for h in self._swarms if h not in allowed]:
+            del self._swarms[h]
+
+    def _allowed(self, info_hash: bytes) -> bool:
+        return self._whitelist is None or info_hash in self._whitelist
+
+    # -- announce -----------------------------------------------------------------------------
+
+    def _address(self, ip: str) -> tuple[str, bytes]:
+        cached = self._ip_cache.get(ip)
+        if cached is None:
+            cached = _canonical_ip(ip)
+            if len(self._ip_cache) >= 4096:
+                self._ip_cache.clear()
+            self._ip_cache[ip] = cached
+        return cached
+
+    def announce(self, req: AnnounceRequest, *, remote_ip: str, now: float) -> AnnounceReply:
+        """Apply one announce from ``remote_ip`` (the connecting address) at time ``now``.
+
+        Raises :class:`TrackerRequestError` (its text is the failure reason) for a refused one.
+        """
+        config = self.config
+        info_hash = bytes(req.info_hash)
+        if not self._allowed(info_hash):
+            raise TrackerRequestError("info_hash is not registered with this tracker")
+        ip_text = remote_ip
+        if config.trust_ip_param and req.ip is not None:
+            ip_text = req.ip
+        try:
+            ip, packed = self._address(ip_text)
+        except ValueError:
+            raise TrackerRequestError("ip is not an IP address") from None
+        compact = packed + req.port.to_bytes(2, "big")
+        swarm = self._swarms.get(info_hash)
+        stopping = req.event is AnnounceEvent.STOPPED
+        if swarm is None:
+            if stopping:
+                return self._reply(0, 0, [])
+            if len(self._swarms) >= config.max_swarms:
+                raise TrackerRequestError("tracker is full: too many torrents")
+            swarm = self._swarms[info_hash] = _Swarm(now)
+        swarm.last_active = now
+
+        peer_id = req.peer_id
+        index = swarm.by_id.get(peer_id)
+        peer = swarm.peers[index] if index is not None else None
+        if peer is not None and peer.ip != ip and (peer.key is None or peer.key != req.key):
+            raise TrackerRequestError("peer_id is in use from another address")
+        holder = swarm.by_addr.get(compact)
+        if holder is not None and holder != peer_id:
+            swarm.remove(holder)  # a stale entry: its address now belongs to this peer id
+
+        if peer is not None and not peer.completed and not peer.seeder and req.left == 0:
+            # A leecher that now has everything finished a download here, whether or not it
+            # says `completed` (aria2c with --seed-time=0 goes straight to `stopped`).
+            peer.completed = True
+            swarm.completed += 1
+
+        if stopping:
+            if peer is not None:
+                swarm.remove(peer_id)
+            return self._reply(swarm.seeders, len(swarm.peers) - swarm.seeders, [])
+
+        fresh = peer is None
+        if peer is None:
+            if len(swarm.peers) >= config.max_peers_per_swarm:
+                raise TrackerRequestError("tracker is full: too many peers on this torrent")
+            peer = _Peer(peer_id, ip, req.port, compact, req.key, now)
+            swarm.add(peer)
+            previous = None
+        else:
+            previous = peer.last_seen
+            peer.last_seen = now
+            if peer.compact != compact:
+                swarm.move(peer, ip, req.port, compact)
+            if req.key is not None:
+                peer.key = req.key
+
+        seeder = req.left == 0
+        if seeder != peer.seeder:
+            swarm.seeders += 1 if seeder else -1
+            peer.seeder = seeder
+        if req.event is AnnounceEvent.COMPLETED and not peer.completed:
+            peer.completed = True
+            swarm.completed += 1
+
+        complete = swarm.seeders
+        incomplete = len(swarm.peers) - complete
+        early = (
+            not fresh
+            and req.event is AnnounceEvent.NONE
+            and previous is not None
+            and now - previous < config.announce_min_interval
+        )
+        if early:
+            return self._reply(complete, incomplete, [])
+        return self._reply(complete, incomplete, self._pick(swarm, peer_id, req.numwant))
+
+    def _pick(self, swarm: _Swarm, peer_id: bytes, numwant: int | None) -> list[_Peer]:
+        want = effective_numwant(numwant)
+        peers = swarm.peers
+        own = swarm.by_id[peer_id]
+        n = len(peers)
+        if want <= 0:
+            return []
+        if n - 1 <= want:
+            return peers[:own] + peers[own + 1 :]
+        chosen = [peers[i] for i in self._rng.sample(range(n), want + 1) if i != own]
+        return chosen[:want]
+
+    def _reply(self, complete: int, incomplete: int, peers: list[_Peer]) -> AnnounceReply:
+        config = self.config
+        jitter = config.jitter
+        interval = config.interval + (self._rng.randint(0, jitter) if jitter else 0)
+        return AnnounceReply(
+            interval=interval,
+            min_interval=config.announce_min_interval,
+            complete=complete,
+            incomplete=incomplete,
+            peers=peers,
+        )
+
+    # -- scrape, expiry, stats ----------------------------------------------------------------
+
+    def scrape(self, info_hashes: Iterable[InfoHash]) -> dict[InfoHash, ScrapeStats]:
+        """Counts for each listed info-hash we serve (zeros for an unknown one)."""
+        out: dict[InfoHash, ScrapeStats] = {}
+        for h in info_hashes:
+            if not self._allowed(bytes(h)):
+                continue
+            swarm = self._swarms.get(bytes(h))
+            if swarm is None:
+                out[h] = ScrapeStats(complete=0, downloaded=0, incomplete=0)
+            else:
+                out[h] = ScrapeStats(
+                    complete=swarm.seeders,
+                    downloaded=swarm.completed,
+                    incomplete=len(swarm.peers) - swarm.seeders,
+                )
+        return out
+
+    def purge(self, now: float) -> int:
+        """Drop peers that missed two intervals and long-empty swarms; return peers dropped."""
+        deadline = now - self.config.peer_timeout
+        swarm_deadline = now - self.config.swarm_timeout
+        dropped = 0
+        for h in list(self._swarms):
+            swarm = self._swarms[h]
+            stale = [p.peer_id for p in swarm.peers if p.last_seen < deadline]
+            for peer_id in stale:
+                swarm.remove(peer_id)
+            dropped += len(stale)
+            if not swarm.peers and swarm.last_active < swarm_deadline:
+                del self._swarms[h]
+        return dropped
+
+    def __len__(self) -> int:
+        return len(self._swarms)
+
+    def stats(self, *, max_swarms: int = 50, max_peers: int = 20) -> TrackerStats:
+        """Totals, and the ``max_swarms`` largest swarms with up to ``max_peers`` peers each.
+
+        The defaults keep a stats page well under 1 MiB whatever the peer ids hold.
+        """
+        peers = seeders = completed = 0
+        for swarm in self._swarms.values():
+            peers += len(swarm.peers)
+            seeders += swarm.seeders
+            completed += swarm.completed
+        largest = heapq.nsmallest(
+            max_swarms, self._swarms.items(), key=lambda kv: (-len(kv[1].peers), kv[0])
+        )
+        detail = tuple(
+            SwarmStats(
+                info_hash=InfoHash(h),
+                seeders=s.seeders,
+                leechers=len(s.peers) - s.seeders,
+                completed=s.completed,
+                peers=tuple(
+                    PeerStats(peer_id=p.peer_id, ip=p.ip, port=p.port, seeder=p.seeder)
+                    for p in s.peers[:max_peers]
+                ),
+            )
+            for h, s in largest
+        )
+        return TrackerStats(
+            torrents=len(self._swarms),
+            peers=peers,
+            seeders=seeders,
+            leechers=peers - seeders,
+            completed=completed,
+            swarms=detail,
+        )
+
+
+def parse_whitelist(text: str) -> frozenset[InfoHash]:
+    """A whitelist file's text: 40-hex-digit info-hashes, one a line.
+
+    Blank lines and lines starting with ``#`` are skipped. Raises ValueError naming the
+    first bad line.
+    """
+    hashes: set[InfoHash] = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if _HEX40.fullmatch(entry) is None:
+            raise ValueError(f"line {number}: expected 40 hex digits, got {entry[:60]!r}")
+        hashes.add(InfoHash(bytes.fromhex(entry)))
+    return frozenset(hashes)
