@@ -25,7 +25,7 @@ from torrentkit.cli.common import (
 from torrentkit.errors import MetainfoError, TorrentkitError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("create", "info", "verify", "download", "seed", "tracker")
+COMMANDS = ("create", "info", "verify", "download", "seed", "demo", "tracker")
 
 
 class _Parser(argparse.ArgumentParser):
