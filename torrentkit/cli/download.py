@@ -8,17 +8,18 @@ from typing import Any
 
 from torrentkit.cli.common import UsageError
 from torrentkit.cli.swarm import (
-    Job,
     RunConfig,
     add_common_arguments,
     check_save_dir,
     default_state_dir,
     load_job_torrent,
+    make_job,
     parse_files,
     parse_peers,
     parse_rate,
     run_config,
 )
+from torrentkit.metainfo import Magnet
 
 
 def register(sub: Any) -> None:
@@ -36,19 +37,19 @@ def register(sub: Any) -> None:
 
 def config(args: argparse.Namespace) -> RunConfig:
     save_dir = check_save_dir(args.output)
-    metas = [load_job_torrent(t) for t in args.torrents]
-    if args.files and len(metas) != 1:
+    sources = [load_job_torrent(t) for t in args.torrents]
+    if args.files and len(sources) != 1:
         raise UsageError("--files works with one torrent at a time")
-    if len({m.info_hash for m in metas}) != len(metas):
+    if len({src.info_hash for src in sources}) != len(sources):
         raise UsageError("the same torrent is named twice")
-    jobs = [
-        Job(
-            meta=m,
-            save_dir=save_dir,
-            file_priorities=parse_files(args.files, m) if args.files else None,
-        )
-        for m in metas
-    ]
+    jobs = []
+    for src in sources:
+        priorities = None
+        if args.files:
+            if isinstance(src, Magnet):
+                raise UsageError("--files needs the torrent's file list; give a .torrent file")
+            priorities = parse_files(args.files, src)
+        jobs.append(make_job(src, save_dir, priorities))
     for name in ("seed_ratio", "seed_time", "timeout"):
         value = getattr(args, name)
         if value is not None and not value > 0:

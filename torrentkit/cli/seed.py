@@ -18,6 +18,7 @@ from torrentkit.cli.swarm import (
     parse_rate,
     run_config,
 )
+from torrentkit.metainfo import Metainfo
 
 
 def register(sub: Any) -> None:
@@ -30,7 +31,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     save_dir = check_save_dir(args.dir)
-    meta = load_job_torrent(args.torrent)
+    meta = load_job_torrent(args.torrent, magnets=False)
+    assert isinstance(meta, Metainfo)
     if not 0 <= args.port < 65536:
         raise UsageError("--port: must be 0-65535")
     cfg = RunConfig(

@@ -17,10 +17,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from torrentkit import bencoding
@@ -34,12 +35,15 @@ from torrentkit.cli.common import (
     load_torrent,
     parse_size,
 )
+from torrentkit.discovery.base import TransferTotals
 from torrentkit.discovery.tracker.client import TrackerDiscovery, new_http_client
+from torrentkit.engine.metadata_fetch import MetadataFetcher
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import FileStorage
 from torrentkit.engine.torrent import Torrent, TorrentOptions
+from torrentkit.errors import MetainfoError
 from torrentkit.ids import PeerAddr
-from torrentkit.metainfo import Metainfo, is_magnet
+from torrentkit.metainfo import Magnet, Metainfo, is_magnet, parse_info, parse_magnet
 from torrentkit.net import TrioNetwork
 
 STATUS_EVERY = 3.0
@@ -67,10 +71,19 @@ def add_common_arguments(p: argparse.ArgumentParser, *, seeding: bool) -> None:
 
 @dataclass(slots=True)
 class Job:
-    meta: Metainfo
+    meta: Metainfo | None  # None until a magnet's metadata has arrived
     save_dir: Path
     file_priorities: list[int] | None = None
     torrent: Torrent | None = None
+    magnet: Magnet | None = None
+    found_peers: list[PeerAddr] = field(default_factory=list)  # met while fetching metadata
+
+    @property
+    def name(self) -> str:
+        if self.meta is not None:
+            return self.meta.name
+        assert self.magnet is not None
+        return self.magnet.name or self.magnet.info_hash.hex()
 
 
 @dataclass(slots=True)
@@ -142,10 +155,84 @@ def check_save_dir(path: str) -> Path:
     return d
 
 
-def load_job_torrent(arg: str) -> Metainfo:
+def load_job_torrent(arg: str, *, magnets: bool = True) -> Metainfo | Magnet:
     if is_magnet(arg):
-        raise UsageError("magnet links need metadata exchange (BEP 9), which is not supported yet")
+        if not magnets:
+            raise UsageError("seed needs a .torrent file, not a magnet link")
+        try:
+            return parse_magnet(arg)
+        except MetainfoError as exc:
+            raise UsageError(str(exc)) from None
     return load_torrent(arg)
+
+
+def make_job(src: Metainfo | Magnet, save_dir: Path, priorities: list[int] | None = None) -> Job:
+    if isinstance(src, Magnet):
+        return Job(meta=None, save_dir=save_dir, magnet=src)
+    return Job(meta=src, save_dir=save_dir, file_priorities=priorities)
+
+
+async def fetch_metadata(
+    job: Job, session: Session, cfg: RunConfig, http: httpx.AsyncClient, out: _Output
+) -> Metainfo:
+    """A magnet's info dictionary, from the peers its trackers, its x.pe and --peer name."""
+    magnet = job.magnet
+    assert magnet is not None
+    fetcher = MetadataFetcher(
+        magnet.info_hash,
+        network=session.network,
+        peer_id=session.peer_id,
+        listen_port=session.address.port,
+    )
+    fetcher.add_peers(list(magnet.peers), "magnet")
+    fetcher.add_peers(cfg.peers, "cli")
+    started = trio.current_time()
+    with trio.move_on_after(cfg.timeout if cfg.timeout else math.inf) as scope:
+        raw = await _fetch(fetcher, magnet, session, cfg, http)
+    if scope.cancelled_caught:
+        tried = len(fetcher.tried)
+        raise JobFailed(
+            f"{job.name}: no peer delivered the metadata within {cfg.timeout:g} s "
+            f"({tried} peer{'s' if tried != 1 else ''} tried)"
+        )
+    info = parse_info(raw)
+    job.found_peers = list(fetcher.known)
+    out.event(
+        {
+            "event": "metadata",
+            "t": round(trio.current_time() - started, 3),
+            "name": info.name,
+            "size": len(raw),
+        }
+    )
+    if not cfg.json:
+        out.line(f"{info.name}: metadata received ({len(raw)} bytes)")
+    return Metainfo(info=info, trackers=tuple((t,) for t in magnet.trackers))
+
+
+async def _fetch(
+    fetcher: MetadataFetcher,
+    magnet: Magnet,
+    session: Session,
+    cfg: RunConfig,
+    http: httpx.AsyncClient,
+) -> bytes:
+    async with trio.open_nursery() as nursery:
+        if cfg.use_trackers and magnet.trackers:
+            nursery.start_soon(
+                TrackerDiscovery(
+                    info_hash=magnet.info_hash,
+                    peer_id=session.peer_id,
+                    port=session.address.port,
+                    tiers=[[t] for t in magnet.trackers],
+                    totals=lambda: TransferTotals(uploaded=0, downloaded=0, left=1),
+                    sink=fetcher.add_peers,
+                    http=http,
+                ).run
+            )
+        raw = await fetcher.fetch()
+        nursery.cancel_scope.cancel()
+    return raw
 
 
 def parse_rate(text: str, what: str) -> int:
@@ -252,7 +339,7 @@ def _status_line(job: Job) -> str:
     down = sum(link.down.rate(now) for link in t.links)
     up = sum(link.up.rate(now) for link in t.links)
     return (
-        f"{job.meta.name[:40]}: {have}/{n} pieces ({100.0 * have / n:.1f}%), "
+        f"{job.name[:40]}: {have}/{n} pieces ({100.0 * have / n:.1f}%), "
         f"{len(t.links)} peers, down {down / 1e6:.1f} MB/s, up {up / 1e6:.1f} MB/s"
     )
 
@@ -285,6 +372,8 @@ async def run_swarm(cfg: RunConfig) -> int:
                 sys.stdout.write(f"listening on {addr}\n")
                 sys.stdout.flush()
             for job in cfg.jobs:
+                if job.meta is None:
+                    job.meta = await fetch_metadata(job, session, cfg, http, out)
                 storage = FileStorage(job.meta.info, job.save_dir)
                 options = TorrentOptions(
                     max_peers=cfg.max_peers, file_priorities=job.file_priorities
@@ -311,6 +400,8 @@ async def run_swarm(cfg: RunConfig) -> int:
                     )
                 if cfg.peers:
                     torrent.add_peers(cfg.peers, "cli")
+                if job.found_peers:
+                    torrent.add_peers(job.found_peers, "magnet")
             try:
                 result = await _supervise(cfg, out)
             finally:

@@ -43,6 +43,7 @@ from torrentkit.errors import RemoteProtocolError, StorageError
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info
 from torrentkit.net import Network
+from torrentkit.wire import metadata
 from torrentkit.wire.connection import (
     HandshakeRejected,
     PeerConnection,
@@ -54,6 +55,7 @@ from torrentkit.wire.events import (
     Cancel,
     Choke,
     Event,
+    Extended,
     ExtendedHandshake,
     Handshake,
     Have,
@@ -64,7 +66,7 @@ from torrentkit.wire.events import (
     Request,
     Unchoke,
 )
-from torrentkit.wire.extensions import supports_extension_protocol
+from torrentkit.wire.extensions import UT_METADATA, supports_extension_protocol
 
 CONNECT_TIMEOUT = 15.0
 HANDSHAKE_TIMEOUT = 10.0
@@ -74,6 +76,8 @@ SNUB_TIMEOUT = 60.0
 RECHOKE_INTERVAL = 10.0
 PIECE_CACHE_BYTES = 32 * 1024 * 1024
 CLIENT_VERSION = "torrentkit 0.1.0"
+#: The id we ask peers to send ut_metadata messages with (BEP 10 ids are per direction).
+OUR_UT_METADATA_ID = 2
 
 EventSink = Callable[[dict[str, Any]], None]
 DiscoveryFactory = Callable[["Torrent"], TorrentDiscovery]
@@ -176,6 +180,12 @@ class Torrent:
         self.up_limiters = [x for x in (own_up, session_limits[1]) if x is not None]
         self._down_limiter = own_down
         self._up_limiter = own_up
+        #: Every file is wanted and some are empty: the download creates those at the end
+        #: (storage.allocate() creates every file, so not with a --files selection).
+        prios = self.options.file_priorities
+        self._creates_empty_files = any(f.length == 0 and not f.pad for f in info.files) and (
+            prios is None or all(p > 0 for f, p in zip(info.files, prios, strict=True) if not f.pad)
+        )
 
     # ------------------------------------------------------------------ public state
 
@@ -449,10 +459,11 @@ class Torrent:
         if supports_extension_protocol(hs.reserved) and conn.extension_protocol:
             link.send(
                 ExtendedHandshake(
-                    m={},
+                    m={UT_METADATA: OUR_UT_METADATA_ID},
                     v=CLIENT_VERSION,
                     reqq=conn.max_pending_requests,
                     p=self.listen_port or None,
+                    metadata_size=len(self.info.raw),
                 )
             )
         if self.picker.num_have:
@@ -507,10 +518,23 @@ class Torrent:
             assert isinstance(event, ExtendedHandshake)
             if event.p is not None and not link.outgoing:
                 link.listen_port = event.p
+        elif kind is Extended:
+            assert isinstance(event, Extended)
+            self._on_extension(link, event)
         elif kind is InvalidRequest:
             pass  # the connection counts these and errors out past its limit
         elif kind is Handshake:
             raise RemoteProtocolError("second handshake")
+
+    def _on_extension(self, link: PeerLink, event: Extended) -> None:
+        if link.conn.extension_name(event.ext_id) != UT_METADATA:
+            return  # an extension we offered no id for: ignore
+        msg = metadata.parse(event.payload)
+        if isinstance(msg, metadata.MetadataRequest):
+            reply_id = link.conn.peer_extension_id(UT_METADATA)
+            if reply_id is not None:
+                answer = metadata.serve(self.info.raw, msg)
+                link.send(Extended(ext_id=reply_id, payload=metadata.encode(answer)))
 
     def _on_piece(self, link: PeerLink, event: Piece, now: float) -> None:
         index, begin, data = event.index, event.begin, event.data
@@ -544,6 +568,15 @@ class Torrent:
             self.picker.piece_failed(index)
             self._fail(str(exc))
             return
+        if ok and self._creates_empty_files and self.picker.num_have == self.info.num_pieces - 1:
+            # The last piece: zero-length files hold no piece, so no write created them.
+            # Create them before the torrent counts as complete (the CLI exits then).
+            try:
+                await self.storage.allocate()
+            except StorageError as exc:
+                self.picker.piece_failed(index)
+                self._fail(str(exc))
+                return
         senders = {begin: link.key for begin, link in assembly.senders.items()}
         if ok:
             self.picker.piece_passed(index)
