@@ -176,3 +176,33 @@ async def test_snapshot_reflects_the_swarm(autojump_clock: trio.testing.MockCloc
     assert all(have == 1.0 for have, _, _ in end.piece_map)
     kinds = {e["event"] for e in end.events}
     assert {"peer_connected", "interested", "completed"} <= kinds and "piece" not in kinds
+
+
+async def test_zero_length_files_exist_once_complete(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rng = random.Random(6)
+    piece = 16 * KIB
+    payload = rng.randbytes(3 * piece)
+    hashes = b"".join(
+        hashlib.sha1(payload[i : i + piece]).digest() for i in range(0, 3 * piece, piece)
+    )
+    files = [
+        NewFile(path=("a.bin",), length=piece),
+        NewFile(path=("empty.txt",), length=0),
+        NewFile(path=("b.bin",), length=2 * piece),
+    ]
+    info = parse_info(build_info(name="z", files=files, piece_length=piece, piece_hashes=hashes))
+    net = SimNetwork(rng)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            seeder = await start_session(nursery, net, "127.3.0.1")
+            leecher = await start_session(nursery, net, "127.3.0.2")
+            await seeder.add_torrent(info, MemoryStorage(info, payload))
+            storage = MemoryStorage(info)
+            t = await leecher.add_torrent(info, storage)
+            t.add_peers([seeder.address], "test")
+            await t.complete.wait()
+            nursery.cancel_scope.cancel()
+    assert storage.files[1] == bytearray()
+    assert await storage.file_problems() == [None, None, None]

@@ -171,7 +171,7 @@ class PieceStorage:
     def _pwrite(self, file_index: int, offset: int, data: memoryview) -> None:
         raise NotImplementedError
 
-    def _allocate_sync(self) -> None:
+    def _allocate_sync(self, only: frozenset[int] | None = None) -> None:
         raise NotImplementedError
 
     def _file_problems_sync(self) -> list[str | None]:
@@ -238,9 +238,11 @@ class PieceStorage:
             raise first from None
         return results
 
-    async def allocate(self) -> None:
-        """Create every folder and (sparse, full-length) file now; pad files never."""
-        await self._call(self._allocate_sync)
+    async def allocate(self, only: Iterable[int] | None = None) -> None:
+        """Create every folder and (sparse, full-length) file now -- or only the files
+        whose indexes are in ``only``; pad files never."""
+        chosen = None if only is None else frozenset(only)
+        await self._call(functools.partial(self._allocate_sync, chosen))
 
     async def file_problems(self) -> list[str | None]:
         """Per file: ``None`` when it is present and usable (always for pad files),
@@ -406,9 +408,9 @@ class MemoryStorage(PieceStorage):
             f = self.files[file_index] = bytearray(self.info.files[file_index].length)
         f[offset : offset + len(data)] = data
 
-    def _allocate_sync(self) -> None:
+    def _allocate_sync(self, only: frozenset[int] | None = None) -> None:
         for i, f in enumerate(self.info.files):
-            if not f.pad:
+            if not f.pad and (only is None or i in only):
                 data = self.files.setdefault(i, bytearray())
                 if len(data) < f.length:
                     data.extend(bytes(f.length - len(data)))
@@ -629,9 +631,9 @@ class FileStorage(PieceStorage):
         finally:
             self._release(h)
 
-    def _allocate_sync(self) -> None:
+    def _allocate_sync(self, only: frozenset[int] | None = None) -> None:
         for i, f in enumerate(self.info.files):
-            if f.pad:
+            if f.pad or (only is not None and i not in only):
                 continue
             h = self._acquire(i, write=True)
             try:

@@ -301,7 +301,7 @@ class Torrent:
         self.checked.set()
         self.emit("checked", pieces=sum(have), num_pieces=self.info.num_pieces)
         if self.picker.is_finished():
-            self._mark_complete(trio.current_time())
+            await self._finish_download()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._connector)
@@ -591,7 +591,7 @@ class Torrent:
                         link.send(NotInterested())
                         self.emit("not_interested", peer=str(link.addr), direction="ours")
             if self.picker.is_finished() and not self.complete.is_set():
-                self._mark_complete(trio.current_time())
+                await self._finish_download()
         else:
             self.picker.piece_failed(index)
             self.wasted += len(assembly.data)
@@ -622,6 +622,27 @@ class Torrent:
                 self.banned_ids.add(link.peer_id)
                 self.emit("banned", peer=str(link.addr), reason=reason)
                 link.close("banned: " + reason)
+
+    async def _finish_download(self) -> None:
+        try:
+            await self._create_empty_files()
+        except StorageError as exc:
+            self._fail(str(exc))
+            return
+        if not self.complete.is_set():
+            self._mark_complete(trio.current_time())
+
+    async def _create_empty_files(self) -> None:
+        """Zero-length files hold no piece, so no write creates them: make the wanted ones
+        before the download counts as complete."""
+        prios = self.options.file_priorities
+        empty = [
+            i
+            for i, f in enumerate(self.info.files)
+            if f.length == 0 and not f.pad and (prios is None or prios[i] > 0)
+        ]
+        if empty:
+            await self.storage.allocate(empty)
 
     def _mark_complete(self, now: float) -> None:
         self.completed_at = now
