@@ -49,6 +49,10 @@ def config(args: argparse.Namespace) -> RunConfig:
             if isinstance(src, Magnet):
                 raise UsageError("--files needs the torrent's file list; give a .torrent file")
             priorities = parse_files(args.files, src)
+        if isinstance(src, Magnet) and not (src.trackers or src.peers or args.peer):
+            raise UsageError(
+                "the magnet link names no trackers (tr=) or peers (x.pe=); give --peer HOST:PORT"
+            )
         jobs.append(make_job(src, save_dir, priorities))
     for name in ("seed_ratio", "seed_time", "timeout"):
         value = getattr(args, name)
