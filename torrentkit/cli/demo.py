@@ -16,6 +16,7 @@ import hashlib
 import random
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from torrentkit.cli.common import EXIT_FAILED, EXIT_OK, UsageError, emit_json, parse_size
+from torrentkit.cli.swarm import LiveSnapshots
 from torrentkit.discovery.tracker.client import TrackerDiscovery, new_http_client
 from torrentkit.discovery.tracker.server import TrackerThread
 from torrentkit.discovery.tracker.state import TrackerConfig, TrackerState
@@ -197,9 +199,10 @@ async def _run_dashboard(nodes: list[Node], all_done: Any) -> bool:
     """The live dashboard (one leecher at a time; keys switch); True when all are done."""
     from torrentkit.ui.live import run_dashboard
 
-    def snapshots() -> list[TorrentSnapshot]:
-        now = trio.current_time()
-        return [node.torrent.snapshot(now) for node in nodes]
+    view = LiveSnapshots([node.torrent for node in nodes])
+
+    def snapshots() -> Sequence[TorrentSnapshot]:
+        return view
 
     quit_event = trio.Event()
     async with trio.open_nursery() as nursery:

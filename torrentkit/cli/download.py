@@ -18,6 +18,7 @@ from torrentkit.cli.swarm import (
     parse_peers,
     parse_rate,
     run_config,
+    want_ui,
 )
 from torrentkit.metainfo import Magnet
 
@@ -72,6 +73,7 @@ def config(args: argparse.Namespace) -> RunConfig:
         max_peers=args.max_peers,
         use_trackers=not args.no_tracker,
         json=args.json,
+        ui=want_ui(args),
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
         seed_after=bool(args.seed or args.seed_ratio or args.seed_time),
         seed_ratio=args.seed_ratio,

@@ -25,7 +25,17 @@ from torrentkit.cli.common import (
 from torrentkit.errors import MetainfoError, TorrentkitError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("create", "info", "verify", "download", "seed", "demo", "tracker")
+COMMANDS = (
+    "create",
+    "info",
+    "verify",
+    "download",
+    "seed",
+    "demo",
+    "tracker",
+    "napster_index",
+    "chord_example",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,6 +17,7 @@ from torrentkit.cli.swarm import (
     parse_peers,
     parse_rate,
     run_config,
+    want_ui,
 )
 from torrentkit.metainfo import Metainfo
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         max_peers=args.max_peers,
         use_trackers=not args.no_tracker,
         json=args.json,
+        ui=want_ui(args),
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
         seed_after=True,
         require_complete=True,

@@ -16,10 +16,10 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import httpx
 import trio
@@ -39,12 +39,14 @@ from torrentkit.discovery.base import TransferTotals
 from torrentkit.discovery.tracker.client import TrackerDiscovery, new_http_client
 from torrentkit.engine.metadata_fetch import MetadataFetcher
 from torrentkit.engine.session import Session, SessionOptions
+from torrentkit.engine.snapshot import TorrentSnapshot
 from torrentkit.engine.storage import FileStorage
 from torrentkit.engine.torrent import Torrent, TorrentOptions
 from torrentkit.errors import MetainfoError
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Magnet, Metainfo, is_magnet, parse_info, parse_magnet
 from torrentkit.net import TrioNetwork
+from torrentkit.ui.live import run_dashboard
 
 STATUS_EVERY = 3.0
 
@@ -103,6 +105,7 @@ class RunConfig:
     seed_time: float | None = None
     timeout: float | None = None
     require_complete: bool = False  # seed: the data must already be complete
+    ui: bool = False  # the live dashboard (a TTY, no --json, no --no-ui)
 
 
 def parse_peers(values: list[str]) -> list[PeerAddr]:
@@ -283,6 +286,30 @@ def save_resume(state_dir: Path, torrent: Torrent, save_dir: Path) -> None:
         raise
 
 
+class LiveSnapshots(Sequence[TorrentSnapshot]):
+    """The dashboard's view of some torrents: a snapshot is built only for the one shown
+    (the dashboard reads ``len()`` and the selected item each frame)."""
+
+    def __init__(self, torrents: Sequence[Torrent]) -> None:
+        self._torrents = torrents
+
+    def __len__(self) -> int:
+        return len(self._torrents)
+
+    @overload
+    def __getitem__(self, index: int) -> TorrentSnapshot: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[TorrentSnapshot]: ...
+    def __getitem__(self, index: int | slice) -> TorrentSnapshot | Sequence[TorrentSnapshot]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._torrents[index].snapshot(trio.current_time())
+
+
+def want_ui(args: argparse.Namespace) -> bool:
+    return sys.stdout.isatty() and sys.stdin.isatty() and not args.json and not args.no_ui
+
+
 def _save_resume_quietly(state_dir: Path, job: Job, out: _Output) -> None:
     assert job.torrent is not None
     try:
@@ -436,6 +463,21 @@ async def _supervise(cfg: RunConfig, out: _Output) -> int:
                     return
 
             nursery.start_soon(watch_signals)
+            if cfg.ui:
+                quit_event = trio.Event()
+
+                async def dashboard() -> None:
+                    view = LiveSnapshots([j.torrent for j in cfg.jobs if j.torrent is not None])
+                    await run_dashboard(
+                        lambda: view,
+                        quit_event=quit_event,
+                        titles=[job.name for job in cfg.jobs],
+                    )
+                    if quit_event.is_set():  # q: stop as Ctrl-C would
+                        interrupted.append(signal.SIGINT)
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(dashboard)
             while True:
                 now = trio.current_time()
                 torrents = [j.torrent for j in cfg.jobs if j.torrent is not None]
@@ -456,7 +498,7 @@ async def _supervise(cfg: RunConfig, out: _Output) -> int:
                         f"incomplete after {cfg.timeout:g} s: {', '.join(missing)} "
                         "(data so far is kept and resumable)"
                     )
-                if not cfg.json and now - last_status >= STATUS_EVERY:
+                if not cfg.json and not cfg.ui and now - last_status >= STATUS_EVERY:
                     last_status = now
                     for job in cfg.jobs:
                         out.line(_status_line(job))
