@@ -94,14 +94,30 @@ def test_bitfield_spare_bits_set() -> None:
     fails_on(conn, b"\x00\x00\x00\x03\x05\xff\xe0", "spare bits")
 
 
-def test_bitfield_late_or_twice() -> None:
+def test_a_late_bitfield_replaces_the_have_set() -> None:
+    # aria2 sends a whole BITFIELD mid-connection in place of 20 or more HAVEs.
     conn = open_connection()
-    conn.receive_data(encode(Have(index=1)) + encode(Bitfield(bitfield=b"\xff\xc0")))
-    assert conn.next_event() == Have(index=1)
-    with pytest.raises(RemoteProtocolError, match="BITFIELD after"):
-        conn.next_event()
-    twice = open_connection()
-    fails_on(twice, encode(Bitfield(bitfield=b"\x00\x40")) * 2, "BITFIELD after")
+    conn.receive_data(
+        encode(Have(index=1))
+        + encode(Bitfield(bitfield=b"\xff\xc0"))
+        + encode(Bitfield(bitfield=b"\x00\x40"))
+    )
+    assert drain(conn) == [
+        Have(index=1),
+        Bitfield(bitfield=b"\xff\xc0"),
+        Bitfield(bitfield=b"\x00\x40"),
+    ]
+    assert conn.peer_have_count == 1 and conn.peer_has(9) and not conn.peer_has(1)
+    # Its size and spare bits are still checked, early or late.
+    late = open_connection()
+    late.receive_data(encode(Have(index=1)))
+    assert drain(late) == [Have(index=1)]
+    fails_on(late, encode(Bitfield(bitfield=b"\xff\xff")), "spare bits")
+    fails_on(
+        open_connection(),
+        encode(Have(index=1)) + encode(Bitfield(bitfield=b"\xff")),
+        "bitfield of 1 bytes",
+    )
 
 
 def test_have_out_of_range() -> None:

@@ -28,8 +28,10 @@ Rules:
   is what libtorrent's simulation/test_optimistic_unchoke demands (libtorrent itself picks
   the peer that waited longest, which is fair but not random).
 - **Seeding**: round robin, not "fastest upload". Each interested peer gets a seed slot in
-  turn: a holder keeps its slot for ``seed_turn`` (60 s, libtorrent's minimum), then yields
-  to the peers that have waited longest (never-served first, random among equals); if
+  turn: a holder keeps its slot for ``seed_turn`` (60 s) or until it has received
+  ``seed_quota`` bytes in this turn (the engine passes 20 pieces' worth, libtorrent's
+  ``seeding_piece_quota``), whichever comes first, then yields to the peers that have waited
+  longest (never-served first, random among equals); if
   nobody is waiting it keeps the slot. Why: while seeding there is no reciprocity to
   measure, and ranking by our upload rate hands the seed's whole bandwidth to the few peers
   with the fattest download pipes (a free rider that only downloads fast wins every slot),
@@ -69,6 +71,7 @@ class PeerStats(Generic[P]):
     upload_rate: float = 0.0
     unchoked_us_at: float | None = None
     last_block_at: float | None = None
+    uploaded: int = 0  # bytes we have sent them in all (seed turns end after seed_quota)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +120,7 @@ class Choker(Generic[P]):
         new_peer_age: float = 60.0,
         new_peer_weight: int = 3,
         seed_turn: float = 60.0,
+        seed_quota: int = 2**62,
     ) -> None:
         if slots < 0 or optimistic_slots < 0 or new_peer_weight < 1:
             raise LocalProtocolError("slot counts must be >= 0 and new_peer_weight >= 1")
@@ -129,8 +133,10 @@ class Choker(Generic[P]):
         self.new_peer_age = new_peer_age
         self.new_peer_weight = new_peer_weight
         self.seed_turn = seed_turn
+        self.seed_quota = seed_quota
         self._unchoked: dict[P, Reason] = {}
         self._slot_since: dict[P, float] = {}  # regular/seed slot holders: since when
+        self._slot_start_bytes: dict[P, int] = {}  # seed slot holders: uploaded at the start
         self._optimistic: dict[P, float] = {}  # optimistic turn holders: since when
         self._last_served: dict[P, float] = {}  # seed mode: when its last seed slot ended
         self._tickets: dict[P, int] = {}  # the optimistic shuffle bag
@@ -158,7 +164,12 @@ class Choker(Generic[P]):
                 if seeding:
                     self._last_served[peer] = now
         for peer in regular:
-            self._slot_since.setdefault(peer, now)
+            if peer not in self._slot_since:
+                self._slot_since[peer] = now
+                self._slot_start_bytes[peer] = stats[peer].uploaded
+        for peer in list(self._slot_start_bytes):
+            if peer not in self._slot_since:
+                del self._slot_start_bytes[peer]
 
         # optimistic turns: end the expired, the uninterested and the promoted ones
         ending = self.optimistic_interval - self.rechoke_interval / 2
@@ -226,7 +237,8 @@ class Choker(Generic[P]):
             since = self._slot_since.get(s.peer)
             if since is None:  # waiting: longest wait first
                 return (1, self._last_served.get(s.peer, never))
-            if now - since < self.seed_turn:  # turn not over: keep it
+            given = s.uploaded - self._slot_start_bytes.get(s.peer, s.uploaded)
+            if now - since < self.seed_turn and given < self.seed_quota:  # turn not over
                 return (0, since)
             return (2, since)  # turn over: behind everyone waiting
 

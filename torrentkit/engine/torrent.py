@@ -74,6 +74,8 @@ KEEPALIVE_INTERVAL = 90.0
 SILENCE_LIMIT = 120.0
 SNUB_TIMEOUT = 60.0
 RECHOKE_INTERVAL = 10.0
+#: A seed slot's turn ends after this many pieces' worth of data (libtorrent's quota).
+SEED_TURN_PIECES = 20
 PIECE_CACHE_BYTES = 32 * 1024 * 1024
 CLIENT_VERSION = "torrentkit 0.1.0"
 #: The id we ask peers to send ut_metadata messages with (BEP 10 ids are per direction).
@@ -148,7 +150,11 @@ class Torrent:
             self.picker.set_piece_priorities(
                 piece_priorities(info.piece_length, info.num_pieces, spans)
             )
-        self.choker: Choker[PeerLink] = Choker(rng=self.rng, slots=self.options.upload_slots)
+        self.choker: Choker[PeerLink] = Choker(
+            rng=self.rng,
+            slots=self.options.upload_slots,
+            seed_quota=SEED_TURN_PIECES * info.piece_length,
+        )
         self.trust = Trust()
         self.links: dict[PeerLink, None] = {}
         #: the last engine events but pieces, for the UI's event log
@@ -180,12 +186,6 @@ class Torrent:
         self.up_limiters = [x for x in (own_up, session_limits[1]) if x is not None]
         self._down_limiter = own_down
         self._up_limiter = own_up
-        #: Every file is wanted and some are empty: the download creates those at the end
-        #: (storage.allocate() creates every file, so not with a --files selection).
-        prios = self.options.file_priorities
-        self._creates_empty_files = any(f.length == 0 and not f.pad for f in info.files) and (
-            prios is None or all(p > 0 for f, p in zip(info.files, prios, strict=True) if not f.pad)
-        )
 
     # ------------------------------------------------------------------ public state
 
@@ -195,7 +195,9 @@ class Torrent:
 
     @property
     def is_complete(self) -> bool:
-        return self.picker.is_finished()
+        """Every wanted piece verified *and* the completion done (empty files created,
+        ``completed`` emitted, trackers told): the CLI exits as soon as this is true."""
+        return self.complete.is_set()
 
     def left(self) -> int:
         """Bytes of wanted pieces still missing (what a tracker is told); O(1)."""
@@ -568,15 +570,6 @@ class Torrent:
             self.picker.piece_failed(index)
             self._fail(str(exc))
             return
-        if ok and self._creates_empty_files and self.picker.num_have == self.info.num_pieces - 1:
-            # The last piece: zero-length files hold no piece, so no write created them.
-            # Create them before the torrent counts as complete (the CLI exits then).
-            try:
-                await self.storage.allocate()
-            except StorageError as exc:
-                self.picker.piece_failed(index)
-                self._fail(str(exc))
-                return
         senders = {begin: link.key for begin, link in assembly.senders.items()}
         if ok:
             self.picker.piece_passed(index)
@@ -703,6 +696,7 @@ class Torrent:
             upload_rate=link.up.rate(now),
             unchoked_us_at=link.unchoked_us_at,
             last_block_at=link.last_block,
+            uploaded=link.uploaded,
         )
 
     def _maybe_unchoke_now(self, link: PeerLink, now: float) -> None:

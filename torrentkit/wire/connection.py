@@ -30,10 +30,11 @@ Handshake stage, one per direction:
   sent yet); otherwise they are UnknownMessage like any unknown id. We send them only when
   both handshakes carry the bit.
 
-Bitfield window, one per direction: a BITFIELD may only come before any other BEP 3 message
-(:data:`CLOSES_BITFIELD_WINDOW`). Keep-alives, PORT, extension messages (Transmission sends its
-extended handshake first) and unknown ids leave the window open. A second or late bitfield is
-a RemoteProtocolError (ours: LocalProtocolError).
+Bitfield window, ours only: we send a BITFIELD only before any other BEP 3 message
+(``_CLOSES_WINDOW_EVENTS``; keep-alives, PORT and extension messages leave the window
+open), else LocalProtocolError. A peer's BITFIELD is accepted at any time and replaces what
+we knew of its pieces: aria2 sends a full bitfield mid-connection in place of 20 or more
+HAVEs. Its length and spare bits are always checked.
 
 Choke / interest flags (BEP 3; every connection starts choked and not interested), changed
 only by :data:`FLAG_CHANGES` when the message is sent (ours) or received (theirs):
@@ -45,8 +46,10 @@ Requests, both directions, keyed by (index, begin, length):
 - ``_requested``: what we asked the peer for. send(Request) adds (only while the peer unchokes
   us, for a piece it has, inside the piece); a received PIECE must match it or a request we
   cancelled (``_cancelled``, bounded), else RemoteProtocolError (BEP 3: unsolicited piece ->
-  close). A received CHOKE empties both (without the fast extension the peer drops them all;
-  the engine re-issues them elsewhere).
+  close). A received CHOKE moves every outstanding request to ``_cancelled`` (without the
+  fast extension the peer drops them, and the engine re-issues them elsewhere; but a block
+  already in the peer's send queue may still arrive -- libtorrent sends CHOKE, then the
+  queued PIECE -- and is accepted as late, not treated as unsolicited).
 - ``_peer_requests``: what the peer asked us for and we have not answered. A received REQUEST
   is added and returned as :class:`Request`, or refused and returned as :class:`InvalidRequest`
   (bad length, out of range, no metadata yet, choked, duplicate, queue full) and counted:
@@ -135,10 +138,7 @@ NEED_DATA: Final = NeedData.NEED_DATA
 #: HARDENING.md: at most 2**21 pieces per torrent; bounds an unchecked have-set too.
 MAX_PIECES: Final = 2**21
 
-#: BEP 3 messages that close the bitfield window (see the module docstring).
-CLOSES_BITFIELD_WINDOW: Final = frozenset(
-    {CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE, BITFIELD, REQUEST, codec.PIECE, CANCEL}
-)
+#: BEP 3 messages that close our bitfield window (see the module docstring).
 _CLOSES_WINDOW_EVENTS: Final = frozenset(
     {Choke, Unchoke, Interested, NotInterested, Have, Bitfield, Request, Piece, Cancel}
 )
@@ -270,7 +270,6 @@ class PeerConnection:
         self.peer_interested = False
         # Bitfield windows.
         self._our_bitfield_window = True
-        self._their_bitfield_window = True
         # The peer's have-set: a BEP 3 bitfield, grown as needed until the geometry is known.
         self._peer_have = bytearray()
         self.peer_have_count = 0
@@ -446,15 +445,12 @@ class PeerConnection:
                 del self._cancelled[key]
             else:
                 self._fail(f"PIECE {index}:{begin}+{size - PIECE_HEADER} was never requested")
-            self._their_bitfield_window = False
             return Piece(index=index, begin=begin, data=data)
 
         fixed = FIXED_PAYLOAD.get(msg_id)
         if fixed is not None and size != fixed:
             self._fail(f"message {msg_id} with a {size} byte payload (must be {fixed})")
         if msg_id == BITFIELD:
-            if not self._their_bitfield_window:
-                self._fail("BITFIELD after other messages (it may only come first)")
             if self.geometry is not None and size != self.geometry.bitfield_length:
                 self._fail(
                     f"bitfield of {size} bytes for {self.geometry.num_pieces} pieces "
@@ -467,8 +463,6 @@ class PeerConnection:
         with memoryview(buf) as view:
             payload = bytes(view[pos + 5 : end])
         self._pos = end
-        if msg_id in CLOSES_BITFIELD_WINDOW:
-            self._their_bitfield_window = False
         return self._handle(msg_id, payload)
 
     def _handle(self, msg_id: int, payload: bytes) -> Event | None:
@@ -478,8 +472,11 @@ class PeerConnection:
             if flag == "choking":
                 self.peer_choking = value
                 if value:
+                    for key in self._requested:
+                        self._cancelled[key] = None
                     self._requested.clear()
-                    self._cancelled.clear()
+                    while len(self._cancelled) > _MAX_CANCELLED:
+                        del self._cancelled[next(iter(self._cancelled))]
             else:
                 self.peer_interested = value
             return simple
