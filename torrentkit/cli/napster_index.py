@@ -1,9 +1,14 @@
 """``torrentkit napster-index``: run the central Napster-style index until stopped.
 
+    torrentkit napster-index [--bind HOST] [--port 8000] [--ttl S] [--rate-limit N]
+
 The first stdout line, flushed at once, is ``listening on HOST:PORT url http://HOST:PORT/``
-with the real port (``--port 0`` picks a free one). Peers join, publish and search over the
-HTTP/JSON API of :mod:`torrentkit.discovery.napster.protocol`. SIGTERM stops cleanly with exit
-0, Ctrl-C with 130.
+with the real port (``--port 0`` picks a free one); the URL is what peers pass as
+``--bootstrap``. Peers join, publish and search over the HTTP/JSON API of
+:mod:`torrentkit.discovery.napster.protocol`. ``--ttl`` (default 120 s): a peer's files vanish
+that long after its last publish or heartbeat. ``--rate-limit`` (default 20): requests per
+second per IP address, in bursts of up to 5x that; 0 turns it off (benchmarks). SIGTERM stops
+cleanly with exit 0, Ctrl-C with 130. Nothing is logged per request.
 """
 
 from __future__ import annotations

@@ -1,0 +1,311 @@
+"""The napster-index service: a thin aiohttp (asyncio) adapter over the pure index.
+
+The API (routes, bodies, status codes) is documented in :mod:`.protocol`; the index's rules
+and search kinds in :mod:`.index`. This module only moves bytes: it reads a body of at most
+``MAX_BODY`` bytes, applies the per-IP rate limit, calls the core with ``now`` from its clock,
+and answers JSON. Every refusal is a 4xx (or 503) JSON ``{"error": "..."}``, never a traceback.
+
+The connecting IP is the peer's address (a dual-stack socket's ``::ffff:a.b.c.d`` is written
+``a.b.c.d``); no request field can claim another address. POST bodies must be declared
+``Content-Type: application/json``, so a web page cannot make a visitor's browser publish
+through a plain form.
+
+One process, one event loop, one :class:`~.index.NapsterIndex`. Searches run on the loop: they
+are bounded (``max_scan`` entries, ``search_time_budget`` seconds), so none stalls the rest.
+
+Use :func:`serve` (the CLI does), or :class:`NapsterIndexThread` to run an index in a
+background thread of a sync or trio program (tests, demos).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_request import BaseRequest
+
+import torrentkit
+from torrentkit.discovery.napster import protocol
+from torrentkit.discovery.napster.index import IndexRequestError, NapsterIndex, RateLimiter
+from torrentkit.discovery.tracker.server import host_port, open_listen_socket
+
+log = logging.getLogger(__name__)
+#: aiohttp's per-connection errors go here (see :class:`_OneLine`).
+http_log = logging.getLogger(__name__ + ".http")
+
+KEEPALIVE_TIMEOUT = 30.0
+SHUTDOWN_TIMEOUT = 2.0
+#: Default per-IP request rate (requests per second) and burst.
+DEFAULT_RATE = 20.0
+DEFAULT_BURST = 100.0
+
+_JSON = "application/json"
+_Handler = Callable[[BaseRequest, str], Awaitable[bytes]]
+
+__all__ = ["NapsterIndexThread", "host_port", "open_listen_socket", "serve", "url_of"]
+
+
+class _OneLine(logging.Filter):
+    """Malformed HTTP already got aiohttp's 400: not logged. Anything else: one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        if isinstance(exc, HttpProcessingError):
+            return False
+        detail = " ".join(str(exc).split())[:300]
+        record.msg = f"{record.getMessage()}: {type(exc).__name__}: {detail}".encode(
+            "ascii", "backslashreplace"
+        ).decode("ascii")
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+http_log.addFilter(_OneLine())
+
+
+def url_of(sock: socket.socket) -> str:
+    """``http://HOST:PORT/`` for a listening socket."""
+    return f"http://{host_port(sock)}/"
+
+
+def client_ip(request: BaseRequest) -> str:
+    """The connecting IP, IPv4-mapped IPv6 written as IPv4."""
+    remote = request.remote or ""
+    try:
+        addr = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+class IndexHandler:
+    """Maps HTTP requests onto a :class:`NapsterIndex`; ``clock`` gives ``now`` (seconds)."""
+
+    def __init__(
+        self,
+        index: NapsterIndex,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.index = index
+        self.clock = clock
+        self.limiter = limiter if limiter is not None else RateLimiter(DEFAULT_RATE, DEFAULT_BURST)
+        self.routes: dict[str, tuple[str, _Handler]] = {
+            "/": ("GET", self.about),
+            "/join": ("POST", self.join),
+            "/publish": ("POST", self.publish),
+            "/refresh": ("POST", self.refresh),
+            "/leave": ("POST", self.leave),
+            "/search": ("GET", self.search),
+            "/stats": ("GET", self.stats),
+        }
+
+    async def __call__(self, request: BaseRequest) -> web.StreamResponse:
+        route = self.routes.get(request.path)
+        if route is None:
+            return _error(404, "not found")
+        ip = client_ip(request)
+        wait = self.limiter.check(ip, self.clock())
+        if wait > 0:
+            retry = str(max(1, math.ceil(wait)))
+            return _error(429, "too many requests", {"Retry-After": retry})
+        method, handler = route
+        allowed = (method, "HEAD") if method == "GET" else (method,)
+        if request.method not in allowed:
+            return _error(405, f"use {method}", {"Allow": ", ".join(allowed)})
+        try:
+            body = await handler(request, ip)
+        except IndexRequestError as exc:
+            return _error(exc.status, str(exc))
+        except Exception as exc:  # a bug of ours: one line in the log, a JSON 500 out
+            log.error("%s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
+            return _error(500, "internal error")
+        return web.Response(body=body, content_type=_JSON)
+
+    async def _read(self, request: BaseRequest) -> bytes:
+        if request.content_type != _JSON:
+            raise IndexRequestError("send the body as Content-Type: application/json", 415)
+        cap = protocol.MAX_BODY
+        declared = request.content_length
+        if declared is not None and declared > cap:
+            raise IndexRequestError(f"body larger than {cap} bytes", 413)
+        data = bytearray()
+        while chunk := await request.content.readany():
+            data += chunk
+            if len(data) > cap:
+                raise IndexRequestError(f"body larger than {cap} bytes", 413)
+        return bytes(data)
+
+    async def about(self, request: BaseRequest, ip: str) -> bytes:
+        return protocol.dumps(
+            {
+                "service": "torrentkit napster-index",
+                "version": torrentkit.__version__,
+                "ttl": self.index.config.ttl,
+                "endpoints": [f"{m} {p}" for p, (m, _) in self.routes.items()],
+            }
+        )
+
+    async def join(self, request: BaseRequest, ip: str) -> bytes:
+        port = protocol.parse_join(await self._read(request))
+        session = self.index.join(ip=ip, port=port, now=self.clock())
+        return protocol.join_reply(session, self.index.config.ttl)
+
+    async def publish(self, request: BaseRequest, ip: str) -> bytes:
+        max_files = self.index.config.max_entries_per_peer
+        token, files, remove, replace = protocol.parse_publish(await self._read(request), max_files)
+        result = self.index.publish(token, files, now=self.clock(), remove=remove, replace=replace)
+        return protocol.publish_reply(result, self.index.config.ttl)
+
+    async def refresh(self, request: BaseRequest, ip: str) -> bytes:
+        token = protocol.parse_token(protocol.parse_body(await self._read(request), ("session",)))
+        self.index.refresh(token, now=self.clock())
+        return protocol.dumps({"ttl": self.index.config.ttl})
+
+    async def leave(self, request: BaseRequest, ip: str) -> bytes:
+        token = protocol.parse_token(protocol.parse_body(await self._read(request), ("session",)))
+        return protocol.dumps({"removed": self.index.leave(token, now=self.clock())})
+
+    async def search(self, request: BaseRequest, ip: str) -> bytes:
+        query = protocol.parse_search(request.query.items())
+        started = time.perf_counter()
+        result = self.index.search(query, now=self.clock(), clock=time.perf_counter)
+        took_ms = (time.perf_counter() - started) * 1000
+        return protocol.search_reply(result, took_ms)
+
+    async def stats(self, request: BaseRequest, ip: str) -> bytes:
+        return protocol.stats_reply(self.index.stats())
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=protocol.error_body(message), content_type=_JSON, headers=headers
+    )
+
+
+async def serve(
+    index: NapsterIndex,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    limiter: RateLimiter | None = None,
+    purge_every: float | None = None,
+) -> None:
+    """Serve the index on ``sock`` until ``stop`` is set; then close every connection.
+
+    A background task drops expired sessions every ``purge_every`` seconds (default: a
+    quarter of the TTL, at most 30 s); it lives in a task group this coroutine owns.
+    """
+    handler = IndexHandler(index, clock=clock, limiter=limiter)
+    server = web.Server(
+        handler, access_log=None, logger=http_log, keepalive_timeout=KEEPALIVE_TIMEOUT
+    )
+    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    every = purge_every if purge_every is not None else min(30.0, index.config.ttl / 4)
+    try:
+        site = web.SockSite(runner, sock)
+        await site.start()
+        async with asyncio.TaskGroup() as tasks:
+            purger = tasks.create_task(_purge_loop(index, clock, every))
+            await stop.wait()
+            purger.cancel()
+    finally:
+        await runner.cleanup()
+
+
+async def _purge_loop(index: NapsterIndex, clock: Callable[[], float], every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        dropped = index.expire(clock())
+        if dropped:
+            log.debug("dropped %d expired sessions", dropped)
+
+
+class NapsterIndexThread:
+    """An index serving from a background thread with its own asyncio loop.
+
+    For sync or trio programs (tests, demos): ``with NapsterIndexThread() as idx: ... idx.url``.
+    It binds ``host``:``port`` (port 0 by default) before ``__enter__`` returns, and stops and
+    joins on exit. ``clock`` and ``limiter`` go to :func:`serve` (a test can drive time).
+    """
+
+    def __init__(
+        self,
+        index: NapsterIndex | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.index = index if index is not None else NapsterIndex()
+        self._clock = clock
+        self._limiter = limiter
+        self._sock = open_listen_socket(host, port)
+        self.address = host_port(self._sock)
+        self.url = url_of(self._sock)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="napster-index", daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            task = asyncio.create_task(
+                serve(self.index, self._sock, self._stop, clock=self._clock, limiter=self._limiter)
+            )
+            await asyncio.sleep(0)
+            self._ready.set()
+            await task
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported to the owner on exit
+            self._error = exc
+            self._ready.set()
+
+    def __enter__(self) -> NapsterIndexThread:
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the index's loop (where the index lives) and return its result."""
+        assert self._loop is not None
+        future: Any = asyncio.run_coroutine_threadsafe(_call(fn), self._loop)
+        return future.result(10)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        self._sock.close()
+        if self._error is not None:
+            raise self._error
+
+
+async def _call(fn: Callable[[], Any]) -> Any:
+    return fn()
