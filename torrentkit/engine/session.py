@@ -10,6 +10,7 @@ info-hash to a torrent, and handed to it. Everything runs in the nursery of
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -30,6 +31,9 @@ from torrentkit.metainfo import Info
 from torrentkit.net import Listener, Network
 from torrentkit.wire.connection import PeerConnection
 from torrentkit.wire.peer_id import generate_peer_id
+
+#: Serves an incoming connection whose handshake was read (see Session.add_handler).
+ConnectionHandler = Callable[[trio.abc.Stream, PeerConnection, PeerAddr], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -64,6 +68,7 @@ class Session:
         self.up_limiter = RateLimiter(self.options.up_limit) if self.options.up_limit else None
         self._nursery: trio.Nursery | None = None
         self._handshakes = trio.Semaphore(self.options.max_incoming_handshakes)
+        self._handlers: dict[bytes, ConnectionHandler] = {}
 
     @property
     def address(self) -> PeerAddr:
@@ -126,7 +131,7 @@ class Session:
         async with self._handshakes:
             conn = PeerConnection(
                 initiator=False,
-                info_hash=lambda ih: ih in self.torrents,
+                info_hash=lambda ih: ih in self.torrents or ih in self._handlers,
                 our_peer_id=self.peer_id,
             )
             try:
@@ -135,8 +140,18 @@ class Session:
             except (RemoteProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError):
                 await _close_quietly(stream)
                 return
+        handler = self._handlers.get(hs.info_hash)
+        if handler is not None:
+            await handler(stream, conn, addr)
+            return
         torrent = self.torrents.get(hs.info_hash)
         if torrent is None:
             await _close_quietly(stream)
             return
         await torrent.accept(stream, conn, addr, hs)
+
+    def add_handler(self, info_hash: bytes, handler: ConnectionHandler) -> None:
+        """Hand incoming connections for ``info_hash`` to ``handler`` (after the peer's
+        handshake was read and checked) instead of to a torrent: e.g. the Gnutella overlay,
+        whose links are peer-wire connections with one fixed overlay info-hash."""
+        self._handlers[bytes(info_hash)] = handler
