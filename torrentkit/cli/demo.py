@@ -53,6 +53,14 @@ def register(sub: Any) -> None:
         "--discovery", default="tracker", choices=["tracker"], help="how peers find each other"
     )
     p.add_argument("--timeout", type=float, default=300.0, metavar="S")
+    p.add_argument(
+        "--rechoke",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds between rechokes (BitTorrent: 10); lower it to speed the choker's "
+        "dynamics up in a short demo (the optimistic turn is three rechokes)",
+    )
     p.add_argument("--json", action="store_true", help="the summary as one JSON object")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--seed", type=int, default=2026, help="random seed for the payload")
@@ -69,11 +77,12 @@ class Node:
 
 
 def leecher_limits(n: int, seed_rate: int) -> list[int]:
-    """Upload limits spread from a sixth of the seeder's rate up to its full rate."""
+    """Upload limits spread geometrically from a sixteenth of the seeder's rate (a near
+    free rider) to twice it, so tit-for-tat has very different peers to tell apart."""
     if n == 1:
-        return [seed_rate // 2]
-    low = seed_rate // 6
-    return [low + (seed_rate - low) * i // (n - 1) for i in range(n)]
+        return [seed_rate]
+    low, high = seed_rate / 16, seed_rate * 2
+    return [int(low * (high / low) ** (i / (n - 1))) for i in range(n)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--seed-rate: must be at least 16K")
     if not args.timeout > 0:
         raise UsageError("--timeout: must be positive")
+    if not 0.5 <= args.rechoke <= 60:
+        raise UsageError("--rechoke: must be 0.5-60 seconds")
     ui = sys.stdout.isatty() and not args.no_ui and not args.json
     with tempfile.TemporaryDirectory(prefix="torrentkit-demo-") as tmp:
         return trio.run(_demo, args, Path(tmp), size, piece, seed_rate, ui)
@@ -125,13 +136,18 @@ async def _demo(
         nodes: list[Node] = []
         try:
             async with trio.open_nursery() as nursery:
-                seeder = await _start_node(nursery, "seeder", seed_rate, meta, payload_dir, http)
+                options = TorrentOptions(max_peers=50, rechoke_interval=args.rechoke)
+                seeder = await _start_node(
+                    nursery, "seeder", seed_rate, meta, payload_dir, http, options
+                )
                 limits = leecher_limits(args.leechers, seed_rate)
                 for i, limit in enumerate(limits):
                     d = tmp / f"leecher{i + 1}"
                     d.mkdir()
                     nodes.append(
-                        await _start_node(nursery, f"leecher {i + 1}", limit, meta, d, http)
+                        await _start_node(
+                            nursery, f"leecher {i + 1}", limit, meta, d, http, options
+                        )
                     )
                 finished = await _watch(args, nodes, ui, err)
                 summary = _summary(meta, seeder, nodes, digest, finished)
@@ -154,14 +170,13 @@ async def _start_node(
     meta: Metainfo,
     save_dir: Path,
     http: Any,
+    options: TorrentOptions,
 ) -> Node:
     session = Session(
         TrioNetwork(), SessionOptions(bind="127.0.0.1", port=0, up_limit=upload_limit)
     )
     addr = await nursery.start(session.run)
-    torrent = await session.add_torrent(
-        meta.info, FileStorage(meta.info, save_dir), TorrentOptions(max_peers=50)
-    )
+    torrent = await session.add_torrent(meta.info, FileStorage(meta.info, save_dir), options)
     torrent.add_discovery(
         TrackerDiscovery(
             info_hash=torrent.info_hash,

@@ -93,6 +93,9 @@ class TorrentOptions:
     file_priorities: Sequence[int] | None = None  # per file in info.files order; 0 = skip
     seed: bool = True  # keep serving once complete (the CLI decides when to stop)
     upload_slots: int = 4
+    #: Seconds between rechokes; the optimistic turn is three of them (BitTorrent: 10 / 30).
+    #: Only the demo changes it, to show a minutes-long dynamic within a minute.
+    rechoke_interval: float = RECHOKE_INTERVAL
 
 
 @dataclass(slots=True)
@@ -153,7 +156,14 @@ class Torrent:
         self.choker: Choker[PeerLink] = Choker(
             rng=self.rng,
             slots=self.options.upload_slots,
-            seed_quota=SEED_TURN_PIECES * info.piece_length,
+            rechoke_interval=self.options.rechoke_interval,
+            optimistic_interval=3 * self.options.rechoke_interval,
+            # 20 pieces' worth (libtorrent's quota), but at most 1/32 of the torrent, so that
+            # on a small torrent the seed still rotates among all its leechers.
+            seed_quota=max(
+                info.piece_length,
+                min(SEED_TURN_PIECES * info.piece_length, info.total_length // 32),
+            ),
         )
         self.trust = Trust()
         self.links: dict[PeerLink, None] = {}
@@ -709,7 +719,7 @@ class Torrent:
     async def _choke_loop(self) -> None:
         while True:
             self._rechoke(trio.current_time())
-            await trio.sleep(RECHOKE_INTERVAL)
+            await trio.sleep(self.options.rechoke_interval)
 
     def _rechoke(self, now: float) -> None:
         ready = [link for link in self.links if link.conn.our_handshake is not None]
