@@ -584,7 +584,7 @@ class Torrent:
         if ok:
             self.picker.piece_passed(index)
             self.downloaded += len(assembly.data)
-            banned = self.trust.piece_passed(index, bytes(assembly.data), senders, 16 * 1024)
+            banned = self.trust.piece_passed(index, assembly.data, senders, 16 * 1024)
             self.emit("piece", index=index)
             have = Have(index=index)
             for link in list(self.links):

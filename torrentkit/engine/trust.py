@@ -59,10 +59,15 @@ class Trust:
         return self._adjust(contributors, FAIL_POINTS)
 
     def piece_passed(
-        self, index: int, data: bytes, senders: Mapping[int, Hashable], block_size: int
+        self,
+        index: int,
+        data: bytes | bytearray,
+        senders: Mapping[int, Hashable],
+        block_size: int,
     ) -> set[Hashable]:
-        """A piece passed. ``senders`` maps block offsets to the peer that sent each block.
-        Returns the peers newly banned (by smart ban: their earlier blocks of this piece
+        """A piece passed. ``senders`` maps block offsets to the peer that sent each block;
+        ``data`` is only read (and only when the piece had failed before). Returns the peers
+        newly banned (by smart ban: their earlier blocks of this piece
         differed from the good data)."""
         newly: set[Hashable] = set()
         self._adjust(set(senders.values()), PASS_POINTS)
