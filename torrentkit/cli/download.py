@@ -12,6 +12,7 @@ from torrentkit.cli.swarm import (
     add_common_arguments,
     check_save_dir,
     default_state_dir,
+    discovery_options,
     load_job_torrent,
     make_job,
     parse_files,
@@ -50,9 +51,12 @@ def config(args: argparse.Namespace) -> RunConfig:
             if isinstance(src, Magnet):
                 raise UsageError("--files needs the torrent's file list; give a .torrent file")
             priorities = parse_files(args.files, src)
-        if isinstance(src, Magnet) and not (src.trackers or src.peers or args.peer):
+        if isinstance(src, Magnet) and not (
+            src.trackers or src.peers or args.peer or args.discovery == "chord"
+        ):
             raise UsageError(
-                "the magnet link names no trackers (tr=) or peers (x.pe=); give --peer HOST:PORT"
+                "the magnet link names no trackers (tr=) or peers (x.pe=); give --peer HOST:PORT "
+                "or --discovery chord"
             )
         jobs.append(make_job(src, save_dir, priorities))
     for name in ("seed_ratio", "seed_time", "timeout"):
@@ -74,6 +78,7 @@ def config(args: argparse.Namespace) -> RunConfig:
         use_trackers=not args.no_tracker,
         json=args.json,
         ui=want_ui(args),
+        **discovery_options(args),
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
         seed_after=bool(args.seed or args.seed_ratio or args.seed_time),
         seed_ratio=args.seed_ratio,

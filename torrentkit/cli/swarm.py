@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -25,6 +25,12 @@ import httpx
 import trio
 
 from torrentkit import bencoding
+from torrentkit.cli.chord_cli import (
+    add_chord_arguments,
+    chord_config,
+    parse_bootstrap,
+    serve_member,
+)
 from torrentkit.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -35,7 +41,11 @@ from torrentkit.cli.common import (
     load_torrent,
     parse_size,
 )
-from torrentkit.discovery.base import TransferTotals
+from torrentkit.discovery.base import PeerSink, TransferTotals
+from torrentkit.discovery.chord.discovery import ChordDiscovery
+from torrentkit.discovery.chord.discovery import find_peers as chord_find_peers
+from torrentkit.discovery.chord.driver import ChordDriver
+from torrentkit.discovery.chord.node import ChordConfig
 from torrentkit.discovery.tracker.client import TrackerDiscovery, new_http_client
 from torrentkit.engine.metadata_fetch import MetadataFetcher
 from torrentkit.engine.session import Session, SessionOptions
@@ -50,8 +60,21 @@ from torrentkit.ui.live import run_dashboard
 
 STATUS_EVERY = 3.0
 
+#: Finds peers for a magnet's info-hash while its metadata is fetched (e.g. ``get`` asks a
+#: Napster index or floods an overlay): feeds what it finds into the sink until cancelled.
+PeerFinder = Callable[[Session, PeerSink], Awaitable[None]]
+#: Extra work in the session's nursery once every torrent is added (e.g. ``share`` publishes
+#: to an index or an overlay); cancelled with the session.
+Service = Callable[[Session], Awaitable[None]]
 
-def add_common_arguments(p: argparse.ArgumentParser, *, seeding: bool) -> None:
+
+def add_common_arguments(
+    p: argparse.ArgumentParser, *, seeding: bool, ring: bool | None = None
+) -> None:
+    """The flags download and seed share. ``ring``: add ``--discovery tracker|chord`` and
+    ``--bootstrap`` (default: unless the command defined its own ``--discovery``)."""
+    if ring is None:
+        ring = not any("--discovery" in a.option_strings for a in p._actions)
     p.add_argument("--bind", default="0.0.0.0", metavar="HOST", help="listen address")
     p.add_argument("--port", type=int, default=0, metavar="N", help="listen port (0 = any)")
     p.add_argument(
@@ -67,8 +90,27 @@ def add_common_arguments(p: argparse.ArgumentParser, *, seeding: bool) -> None:
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--state-dir", metavar="DIR", help="resume state folder")
+    if ring:
+        _add_ring_arguments(p)
     if not seeding:
         p.add_argument("--down-limit", default="0", metavar="RATE", help="download limit")
+
+
+def _add_ring_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--discovery",
+        choices=["tracker", "chord"],
+        default="tracker",
+        help="tracker: the torrent's own trackers; chord: also join a Chord ring",
+    )
+    p.add_argument(
+        "--bootstrap",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="Chord: a ring node to join through (repeatable; none starts a new ring)",
+    )
+    add_chord_arguments(p)
 
 
 @dataclass(slots=True)
@@ -79,6 +121,7 @@ class Job:
     torrent: Torrent | None = None
     magnet: Magnet | None = None
     found_peers: list[PeerAddr] = field(default_factory=list)  # met while fetching metadata
+    find_peers: PeerFinder | None = None  # more peers for a magnet (a keyword search's holders)
 
     @property
     def name(self) -> str:
@@ -106,6 +149,25 @@ class RunConfig:
     timeout: float | None = None
     require_complete: bool = False  # seed: the data must already be complete
     ui: bool = False  # the live dashboard (a TTY, no --json, no --no-ui)
+    services: list[Service] = field(default_factory=list)  # started once torrents are added
+    discovery: str = "tracker"  # or "chord": join the ring (cfg.bootstrap) and use it too
+    bootstrap: list[PeerAddr] = field(default_factory=list)
+    chord: ChordConfig | None = None
+    advertise: str | None = None
+
+
+def discovery_options(args: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig fields for ``--discovery`` / ``--bootstrap`` (download and seed)."""
+    if args.discovery != "chord":
+        if args.bootstrap:
+            raise UsageError("--bootstrap goes with --discovery chord")
+        return {}
+    return {
+        "discovery": "chord",
+        "bootstrap": parse_bootstrap(args.bootstrap),
+        "chord": chord_config(args.stabilize_interval),
+        "advertise": args.advertise,
+    }
 
 
 def parse_peers(values: list[str]) -> list[PeerAddr]:
@@ -142,6 +204,16 @@ def parse_files(spec: str, meta: Metainfo) -> list[int]:
     for k in chosen:
         prios[real[k]] = 4
     return prios
+
+
+def _chord_finder(chord: ChordDriver, job: Job) -> PeerFinder:
+    assert job.magnet is not None
+    info_hash = job.magnet.info_hash
+
+    async def find(session: Session, sink: PeerSink) -> None:
+        await chord_find_peers(chord, info_hash, sink)
+
+    return find
 
 
 def default_state_dir() -> Path:
@@ -191,7 +263,7 @@ async def fetch_metadata(
     fetcher.add_peers(cfg.peers, "cli")
     started = trio.current_time()
     with trio.move_on_after(cfg.timeout if cfg.timeout else math.inf) as scope:
-        raw = await _fetch(fetcher, magnet, session, cfg, http)
+        raw = await _fetch(fetcher, magnet, session, cfg, http, job.find_peers)
     if scope.cancelled_caught:
         tried = len(fetcher.tried)
         raise JobFailed(
@@ -219,8 +291,11 @@ async def _fetch(
     session: Session,
     cfg: RunConfig,
     http: httpx.AsyncClient,
+    find: PeerFinder | None = None,
 ) -> bytes:
     async with trio.open_nursery() as nursery:
+        if find is not None:
+            nursery.start_soon(find, session, fetcher.add_peers)
         if cfg.use_trackers and magnet.trackers:
             nursery.start_soon(
                 TrackerDiscovery(
@@ -398,7 +473,19 @@ async def run_swarm(cfg: RunConfig) -> int:
             else:
                 sys.stdout.write(f"listening on {addr}\n")
                 sys.stdout.flush()
+            chord: ChordDriver | None = None
+            if cfg.discovery == "chord":
+                chord = await nursery.start(
+                    serve_member,
+                    cfg.bind,
+                    addr.port,
+                    cfg.bootstrap,
+                    cfg.chord or ChordConfig(),
+                    cfg.advertise,
+                )
             for job in cfg.jobs:
+                if job.meta is None and chord is not None and job.find_peers is None:
+                    job.find_peers = _chord_finder(chord, job)
                 if job.meta is None:
                     job.meta = await fetch_metadata(job, session, cfg, http, out)
                 storage = FileStorage(job.meta.info, job.save_dir)
@@ -413,6 +500,18 @@ async def run_swarm(cfg: RunConfig) -> int:
                         f"{job.save_dir}: holds {have} of {n} pieces of {job.meta.name!r}; "
                         "seed needs a complete copy (check it with `torrentkit verify`)"
                     )
+                if chord is not None:
+                    if job.meta.info.private:
+                        out.line(f"{job.name}: private torrent: not announced to the ring")
+                    else:
+                        torrent.add_discovery(
+                            ChordDiscovery(
+                                chord,
+                                info_hash=torrent.info_hash,
+                                port=addr.port,
+                                sink=torrent.add_peers,
+                            )
+                        )
                 if cfg.use_trackers and job.meta.trackers:
                     torrent.add_discovery(
                         TrackerDiscovery(
@@ -429,6 +528,8 @@ async def run_swarm(cfg: RunConfig) -> int:
                     torrent.add_peers(cfg.peers, "cli")
                 if job.found_peers:
                     torrent.add_peers(job.found_peers, "magnet")
+            for service in cfg.services:
+                nursery.start_soon(service, session)
             try:
                 result = await _supervise(cfg, out)
             finally:

@@ -1,0 +1,128 @@
+"""The Chord ring on the command line: ``node --discovery chord`` and ring membership for
+``download`` / ``seed`` (``--discovery chord --bootstrap HOST:PORT``).
+
+A ring node speaks UDP. A download or seed joins the ring as a member on the same port
+number as its BitTorrent listener (TCP), as mainline DHT clients do; a bare ``node`` uses
+``--port``. ``--bootstrap`` names ring nodes to join through (tried in order); none means
+"start a new ring". The node's ring id is SHA-1 of the address it is reached at, so a node
+bound to a wildcard address needs ``--advertise HOST``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import trio
+
+from torrentkit.cli.common import EXIT_INTERRUPTED, EXIT_OK, UsageError
+from torrentkit.discovery.chord.driver import ChordDriver, ChordJoinError, open_chord_node
+from torrentkit.discovery.chord.node import ChordConfig
+from torrentkit.errors import LocalProtocolError
+from torrentkit.ids import PeerAddr
+from torrentkit.net import TrioNetwork
+
+DEFAULT_STABILIZE = 5.0
+
+
+def add_chord_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--stabilize-interval",
+        type=float,
+        default=DEFAULT_STABILIZE,
+        metavar="S",
+        help="Chord: seconds between stabilize / fix_fingers rounds (default 5)",
+    )
+    p.add_argument(
+        "--advertise", metavar="HOST", help="Chord: the address other nodes reach us at"
+    )
+
+
+def chord_config(interval: float) -> ChordConfig:
+    if not 0.05 <= interval <= 600:
+        raise UsageError("--stabilize-interval: must be 0.05-600 seconds")
+    return ChordConfig(stabilize_interval=interval)
+
+
+def parse_bootstrap(values: Sequence[str]) -> list[PeerAddr]:
+    out = []
+    for text in values:
+        try:
+            out.append(PeerAddr.parse(text))
+        except ValueError as exc:
+            raise UsageError(f"--bootstrap: {exc}") from None
+    return out
+
+
+@asynccontextmanager
+async def ring_member(
+    host: str,
+    port: int,
+    bootstrap: Sequence[PeerAddr],
+    config: ChordConfig,
+    advertise: str | None = None,
+) -> AsyncIterator[ChordDriver]:
+    """A ring node on UDP ``host:port``: joined through the first bootstrap node that
+    answers, or the first node of a new ring when none is given."""
+    try:
+        ctx = open_chord_node(TrioNetwork(), host, port, config=config, advertise=advertise)
+        async with ctx as chord:
+            if not bootstrap:
+                chord.create()
+            else:
+                for i, addr in enumerate(bootstrap):
+                    try:
+                        await chord.join(addr)
+                        break
+                    except ChordJoinError:
+                        if i == len(bootstrap) - 1:
+                            raise
+            yield chord
+    except LocalProtocolError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_chord_node(args: argparse.Namespace) -> int:
+    """``torrentkit node --discovery chord``: a bare ring node until SIGTERM or Ctrl-C (a
+    graceful leave that hands its keys over either way)."""
+    config = chord_config(args.stabilize_interval)
+    bootstrap = parse_bootstrap(args.bootstrap)
+    if not 0 <= args.port < 65536:
+        raise UsageError("--port: must be 0-65535")
+    return trio.run(_serve_node, args.bind, args.port, bootstrap, config, args.advertise)
+
+
+async def _serve_node(
+    host: str,
+    port: int,
+    bootstrap: list[PeerAddr],
+    config: ChordConfig,
+    advertise: str | None,
+) -> int:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with ring_member(host, port, bootstrap, config, advertise) as chord:
+            sys.stdout.write(f"listening on {chord.address}\n")
+            sys.stdout.flush()
+            async for signum in signals:
+                with trio.move_on_after(5):
+                    await chord.leave()
+                return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_OK
+    return EXIT_OK
+
+
+async def serve_member(
+    host: str,
+    port: int,
+    bootstrap: Sequence[PeerAddr],
+    config: ChordConfig,
+    advertise: str | None,
+    *,
+    task_status: trio.TaskStatus[ChordDriver] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a ring member until cancelled (``nursery.start`` returns the node)."""
+    async with ring_member(host, port, bootstrap, config, advertise) as chord:
+        task_status.started(chord)
+        await trio.sleep_forever()
