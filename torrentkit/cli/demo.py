@@ -50,7 +50,10 @@ def register(sub: Any) -> None:
     p.add_argument("--piece-size", default="256K", metavar="SIZE")
     p.add_argument("--seed-rate", default="1536K", metavar="RATE", help="the seeder's upload")
     p.add_argument(
-        "--discovery", default="tracker", choices=["tracker"], help="how peers find each other"
+        "--discovery",
+        default="tracker",
+        choices=["tracker", "napster", "gnutella", "kazaa"],
+        help="how peers find each other (napster, gnutella, kazaa: by a search, then magnet-style)",
     )
     p.add_argument("--timeout", type=float, default=300.0, metavar="S")
     p.add_argument(
@@ -121,6 +124,10 @@ async def _demo(
             fh.write(rng.randbytes(chunk))
             left -= chunk
     digest = hashlib.sha256(payload.read_bytes()).hexdigest()
+    if args.discovery != "tracker":
+        from torrentkit.cli.demo_p2p import run_search_demo
+
+        return await run_search_demo(args, tmp, payload, digest, piece, seed_rate, ui, err)
 
     state = TrackerState(TrackerConfig(interval=60, min_interval=0))
     with TrackerThread(state) as tracker:

@@ -31,9 +31,13 @@ COMMANDS = (
     "verify",
     "download",
     "seed",
+    "share",
+    "search",
+    "get",
     "demo",
     "tracker",
     "napster_index",
+    "node",
     "chord_example",
 )
 
