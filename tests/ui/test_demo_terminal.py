@@ -56,16 +56,18 @@ def test_demo_dashboard_in_tmux_shows_changing_choke_flags(tmp_path: Path) -> No
     assert any(f[0] in "Dd" for flags in seen.values() for f in flags)
 
 
-def test_demo_json_summary(tmp_path: Path) -> None:
+@pytest.mark.parametrize("discovery", ["tracker", "chord"])
+def test_demo_json_summary(tmp_path: Path, discovery: str) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "torrentkit.cli.main", "demo", "--leechers", "2", "--size", "2M",
-         "--json", "--timeout", "60"],
+         "--json", "--timeout", "60", "--discovery", discovery],
         capture_output=True, text=True, timeout=90, cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     (line,) = r.stdout.splitlines()
     summary = json.loads(line)
     assert summary["event"] == "summary" and summary["finished"] is True
+    assert summary["discovery"] == discovery
     assert [row["name"] for row in summary["leechers"]] == ["leecher 1", "leecher 2"]
     for row in summary["leechers"]:
         assert row["verified"] and row["complete"] and row["downloaded"] == 2 * 1024 * 1024

@@ -16,7 +16,7 @@ import hashlib
 import random
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,12 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
+from torrentkit.cli.chord_cli import serve_member
 from torrentkit.cli.common import EXIT_FAILED, EXIT_OK, UsageError, emit_json, parse_size
 from torrentkit.cli.swarm import LiveSnapshots
+from torrentkit.discovery.chord.discovery import ChordDiscovery
+from torrentkit.discovery.chord.driver import ChordDriver
+from torrentkit.discovery.chord.node import ChordConfig
 from torrentkit.discovery.tracker.client import TrackerDiscovery, new_http_client
 from torrentkit.discovery.tracker.server import TrackerThread
 from torrentkit.discovery.tracker.state import TrackerConfig, TrackerState
@@ -52,7 +56,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--discovery",
         default="tracker",
-        choices=["tracker", "napster", "gnutella", "kazaa"],
+        choices=["tracker", "chord", "napster", "gnutella", "kazaa"],
         help="how peers find each other (napster, gnutella, kazaa: by a search, then magnet-style)",
     )
     p.add_argument("--timeout", type=float, default=300.0, metavar="S")
@@ -124,11 +128,13 @@ async def _demo(
             fh.write(rng.randbytes(chunk))
             left -= chunk
     digest = hashlib.sha256(payload.read_bytes()).hexdigest()
-    if args.discovery != "tracker":
+    if args.discovery not in ("tracker", "chord"):
         from torrentkit.cli.demo_p2p import run_search_demo
 
         return await run_search_demo(args, tmp, payload, digest, piece, seed_rate, ui, err)
 
+    if args.discovery == "chord":
+        return await _chord_demo(args, tmp, payload, digest, size, piece, seed_rate, ui, err)
     state = TrackerState(TrackerConfig(interval=60, min_interval=0))
     with TrackerThread(state) as tracker:
         raw = make_torrent(payload, trackers=[[tracker.announce_url]], piece_length=piece)
@@ -140,28 +146,106 @@ async def _demo(
                 markup=False,
             )
         http = new_http_client()
-        nodes: list[Node] = []
         try:
-            async with trio.open_nursery() as nursery:
-                options = TorrentOptions(max_peers=50, rechoke_interval=args.rechoke)
-                seeder = await _start_node(
-                    nursery, "seeder", seed_rate, meta, payload_dir, http, options
-                )
-                limits = leecher_limits(args.leechers, seed_rate)
-                for i, limit in enumerate(limits):
-                    d = tmp / f"leecher{i + 1}"
-                    d.mkdir()
-                    nodes.append(
-                        await _start_node(
-                            nursery, f"leecher {i + 1}", limit, meta, d, http, options
-                        )
+
+            async def attach(
+                nursery: trio.Nursery, session: Session, torrent: Torrent, port: int
+            ) -> None:
+                torrent.add_discovery(
+                    TrackerDiscovery(
+                        info_hash=torrent.info_hash,
+                        peer_id=session.peer_id,
+                        port=port,
+                        tiers=meta.trackers,
+                        totals=torrent.totals,
+                        sink=torrent.add_peers,
+                        http=http,
                     )
-                finished = await _watch(args, nodes, ui, err)
-                summary = _summary(meta, seeder, nodes, digest, finished)
-                nursery.cancel_scope.cancel()
+                )
+
+            return await _swarm_demo(args, tmp, meta, digest, seed_rate, ui, err, attach)
         finally:
             with trio.CancelScope(shield=True):
                 await http.aclose()
+
+
+#: Bare ring nodes the chord demo starts before the swarm joins the ring as members.
+RING_NODES = 8
+
+
+async def _chord_demo(
+    args: argparse.Namespace,
+    tmp: Path,
+    payload: Path,
+    digest: str,
+    size: int,
+    piece: int,
+    seed_rate: int,
+    ui: bool,
+    err: Console,
+) -> int:
+    """The same swarm with no tracker: a Chord ring of bare nodes on loopback, every demo
+    node joins it through one random ring node, announces the info-hash and finds peers."""
+    meta = parse_torrent(make_torrent(payload, piece_length=piece))  # no announce URL
+    config = ChordConfig(stabilize_interval=1.0)
+    rng = random.Random(args.seed)
+    async with trio.open_nursery() as ring_nursery:
+        ring: list[ChordDriver] = []
+        for _ in range(RING_NODES):
+            boot = [ring[0].address] if ring else []
+            ring.append(await ring_nursery.start(serve_member, "127.0.0.1", 0, boot, config, None))
+        if not args.json:
+            err.print(
+                f"chord ring of {RING_NODES} nodes from {ring[0].address}; payload "
+                f"{size / MIB:.1f} MiB in {meta.info.num_pieces} pieces; {args.leechers} leechers",
+                markup=False,
+            )
+
+        async def attach(
+            nursery: trio.Nursery, session: Session, torrent: Torrent, port: int
+        ) -> None:
+            boot = [rng.choice(ring).address]
+            chord = await nursery.start(serve_member, "127.0.0.1", port, boot, config, None)
+            torrent.add_discovery(
+                ChordDiscovery(
+                    chord, info_hash=torrent.info_hash, port=port, sink=torrent.add_peers
+                )
+            )
+
+        code = await _swarm_demo(args, tmp, meta, digest, seed_rate, ui, err, attach)
+        ring_nursery.cancel_scope.cancel()
+    return code
+
+
+Attach = Callable[[trio.Nursery, Session, Torrent, int], Awaitable[None]]
+
+
+async def _swarm_demo(
+    args: argparse.Namespace,
+    tmp: Path,
+    meta: Metainfo,
+    digest: str,
+    seed_rate: int,
+    ui: bool,
+    err: Console,
+    attach: Attach,
+) -> int:
+    nodes: list[Node] = []
+    async with trio.open_nursery() as nursery:
+        options = TorrentOptions(max_peers=50, rechoke_interval=args.rechoke)
+        seeder = await _start_node(
+            nursery, "seeder", seed_rate, meta, tmp / "seeder", options, attach
+        )
+        for i, limit in enumerate(leecher_limits(args.leechers, seed_rate)):
+            d = tmp / f"leecher{i + 1}"
+            d.mkdir()
+            nodes.append(
+                await _start_node(nursery, f"leecher {i + 1}", limit, meta, d, options, attach)
+            )
+        finished = await _watch(args, nodes, ui, err)
+        summary = _summary(meta, seeder, nodes, digest, finished)
+        summary["discovery"] = args.discovery
+        nursery.cancel_scope.cancel()
     ok = all(row["verified"] for row in summary["leechers"])
     if args.json:
         emit_json(summary)
@@ -176,25 +260,15 @@ async def _start_node(
     upload_limit: int,
     meta: Metainfo,
     save_dir: Path,
-    http: Any,
     options: TorrentOptions,
+    attach: Attach,
 ) -> Node:
     session = Session(
         TrioNetwork(), SessionOptions(bind="127.0.0.1", port=0, up_limit=upload_limit)
     )
     addr = await nursery.start(session.run)
     torrent = await session.add_torrent(meta.info, FileStorage(meta.info, save_dir), options)
-    torrent.add_discovery(
-        TrackerDiscovery(
-            info_hash=torrent.info_hash,
-            peer_id=session.peer_id,
-            port=addr.port,
-            tiers=meta.trackers,
-            totals=torrent.totals,
-            sink=torrent.add_peers,
-            http=http,
-        )
-    )
+    await attach(nursery, session, torrent, addr.port)
     return Node(name, upload_limit, session, torrent, save_dir)
 
 
