@@ -366,7 +366,7 @@ KAZ = ["--discovery", "kazaa", "--bootstrap", "h:1"]
         (["node", "--discovery", "gnutella", "--supernode"], "for --discovery kazaa"),
         (["node", "--discovery", "kazaa"], "--bootstrap"),
         (["node", "--discovery", "kazaa", "--supernode", "--port", "-1"], "--port"),
-        (["demo", "--discovery", "chord"], "invalid choice"),
+        (["demo", "--discovery", "bittorrent"], "invalid choice"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(

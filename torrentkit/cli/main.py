@@ -24,22 +24,25 @@ from torrentkit.cli.common import (
 )
 from torrentkit.errors import MetainfoError, TorrentkitError
 
-# Subcommand modules, in the order `--help` lists them.
-COMMANDS = (
-    "create",
-    "info",
-    "verify",
-    "download",
-    "seed",
-    "share",
-    "search",
-    "get",
-    "demo",
-    "tracker",
-    "napster_index",
-    "node",
-    "chord_example",
-)
+#: Subcommand -> one-line help, in the order ``--help`` lists them. Each lives in the module
+#: ``torrentkit.cli.<name with - as _>``, which is imported only when that command runs (or
+#: its ``--help`` is asked for): the tracker's aiohttp or the demo's rich UI cost a
+#: download nothing at start-up.
+COMMANDS: dict[str, str] = {
+    "create": "make a .torrent from a file or folder",
+    "info": "show what a .torrent or magnet link holds",
+    "verify": "check the data in DIR against a torrent's hashes",
+    "download": "download torrents (and optionally keep seeding)",
+    "seed": "seed a torrent from the data in DIR until stopped",
+    "share": "make torrents of a folder's files, seed and publish them",
+    "search": "find files by name (napster, gnutella, kazaa)",
+    "get": "find holders of an info-hash by search, then download it",
+    "demo": "run a local swarm and watch tit-for-tat",
+    "tracker": "run an HTTP BitTorrent tracker",
+    "napster-index": "run a central Napster-style file index",
+    "node": "run a bare ring or overlay node (chord, gnutella, kazaa)",
+    "chord-example": "the lecture's Chord example: finger tables, items and a query path",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,19 +52,35 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full arguments of ``command`` only (the others listed by name;
+    None: all of them, e.g. for documentation)."""
     parser = _Parser(prog="torrentkit", description="BitTorrent client, tracker and P2P lab")
     parser.add_argument("--version", action="version", version=f"torrentkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
-        importlib.import_module(f"torrentkit.cli.{name}").register(sub)
+    for name, help_text in COMMANDS.items():
+        if command is None or name == command:
+            module = importlib.import_module(f"torrentkit.cli.{name.replace('-', '_')}")
+            module.register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(words)
+    parser = build_parser(command or "")
+    args = parser.parse_args(words)
     try:
         code: int = args.func(args)
     except BaseException as exc:  # mapped to an exit code below, or re-raised
