@@ -247,6 +247,9 @@ class OverlayDriver:
     async def accept(self, stream: trio.abc.Stream, conn: PeerConnection, remote: PeerAddr) -> None:
         """Serve a connection whose peer handshake (with the overlay info-hash) was read
         elsewhere, e.g. by a BitTorrent session's listener; returns when the link ends."""
+        # The session read the handshake with the peer wire's 1 MiB limit; from here on the
+        # overlay's own (4 kB messages) applies, before anything more is buffered.
+        conn.max_message_length = min(conn.max_message_length, MAX_LINK_MESSAGE)
         try:
             if conn.our_handshake is None:
                 await stream.send_all(
