@@ -24,16 +24,14 @@ import ipaddress
 import logging
 import math
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 
 import torrentkit
+from torrentkit.discovery.aioservice import OneLineErrors, ServiceThread
 from torrentkit.discovery.napster import protocol
 from torrentkit.discovery.napster.index import IndexRequestError, NapsterIndex, RateLimiter
 from torrentkit.discovery.tracker.server import host_port, open_listen_socket
@@ -54,26 +52,9 @@ _Handler = Callable[[BaseRequest, str], Awaitable[bytes]]
 __all__ = ["NapsterIndexThread", "host_port", "open_listen_socket", "serve", "url_of"]
 
 
-class _OneLine(logging.Filter):
-    """Malformed HTTP already got aiohttp's 400: not logged. Anything else: one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is None:
-            return True
-        if isinstance(exc, HttpProcessingError):
-            return False
-        detail = " ".join(str(exc).split())[:300]
-        record.msg = f"{record.getMessage()}: {type(exc).__name__}: {detail}".encode(
-            "ascii", "backslashreplace"
-        ).decode("ascii")
-        record.args = None
-        record.exc_info = None
-        record.exc_text = None
-        return True
-
-
-http_log.addFilter(_OneLine())
+http_log.addFilter(
+    OneLineErrors(lambda text: text.encode("ascii", "backslashreplace").decode("ascii"))
+)
 
 
 def url_of(sock: socket.socket) -> str:
@@ -239,7 +220,7 @@ async def _purge_loop(index: NapsterIndex, clock: Callable[[], float], every: fl
             log.debug("dropped %d expired sessions", dropped)
 
 
-class NapsterIndexThread:
+class NapsterIndexThread(ServiceThread):
     """An index serving from a background thread with its own asyncio loop.
 
     For sync or trio programs (tests, demos): ``with NapsterIndexThread() as idx: ... idx.url``.
@@ -257,55 +238,12 @@ class NapsterIndexThread:
         limiter: RateLimiter | None = None,
     ) -> None:
         self.index = index if index is not None else NapsterIndex()
-        self._clock = clock
-        self._limiter = limiter
-        self._sock = open_listen_socket(host, port)
-        self.address = host_port(self._sock)
-        self.url = url_of(self._sock)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="napster-index", daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            task = asyncio.create_task(
-                serve(self.index, self._sock, self._stop, clock=self._clock, limiter=self._limiter)
-            )
-            await asyncio.sleep(0)
-            self._ready.set()
-            await task
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported to the owner on exit
-            self._error = exc
-            self._ready.set()
-
-    def __enter__(self) -> NapsterIndexThread:
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the index's loop (where the index lives) and return its result."""
-        assert self._loop is not None
-        future: Any = asyncio.run_coroutine_threadsafe(_call(fn), self._loop)
-        return future.result(10)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        self._sock.close()
-        if self._error is not None:
-            raise self._error
-
-
-async def _call(fn: Callable[[], Any]) -> Any:
-    return fn()
+        idx = self.index
+        sock = open_listen_socket(host, port)
+        self.address = host_port(sock)
+        self.url = url_of(sock)
+        super().__init__(
+            sock,
+            lambda s, stop: serve(idx, s, stop, clock=clock, limiter=limiter),
+            "napster-index",
+        )

@@ -23,15 +23,13 @@ import asyncio
 import contextlib
 import logging
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 
+from torrentkit.discovery.aioservice import OneLineErrors, ServiceThread
 from torrentkit.discovery.tracker import protocol, stats
 from torrentkit.discovery.tracker.state import TrackerState, TrackerStats
 
@@ -40,30 +38,7 @@ log = logging.getLogger(__name__)
 http_log = logging.getLogger(__name__ + ".http")
 
 
-class _OneLineErrors(logging.Filter):
-    """Keep tracebacks and hostile bytes out of the log (and so off the CLI's stderr).
-
-    A request that is not valid HTTP (raw bytes in the URL, a line over the limit) already got
-    aiohttp's HTTP 400; it is the client's fault, so it is not logged at all. Anything else
-    (a bug of ours) is logged as one printable line, without the traceback.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is None:
-            return True
-        if isinstance(exc, HttpProcessingError):
-            return False
-        detail = " ".join(str(exc).split())[:300]
-        line = f"{record.getMessage()}: {type(exc).__name__}: {detail}"
-        record.msg = stats.printable(line.encode("utf-8", "replace"))
-        record.args = None
-        record.exc_info = None
-        record.exc_text = None
-        return True
-
-
-http_log.addFilter(_OneLineErrors())
+http_log.addFilter(OneLineErrors(lambda text: stats.printable(text.encode("utf-8", "replace"))))
 
 #: Request lines up to this long reach our parser and get a bencoded answer (a 1,000-hash
 #: scrape, every byte escaped, is ~71 KB); longer ones get aiohttp's HTTP 400.
@@ -217,7 +192,7 @@ async def _purge_loop(state: TrackerState, clock: Callable[[], float], every: fl
             log.debug("purged %d expired peers", dropped)
 
 
-class TrackerThread:
+class TrackerThread(ServiceThread):
     """A tracker serving from a background thread with its own asyncio loop.
 
     For sync or trio programs (tests, demos) that need a real tracker without a subprocess:
@@ -227,51 +202,7 @@ class TrackerThread:
 
     def __init__(self, state: TrackerState, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = state
-        self._sock = open_listen_socket(host, port)
-        self.address = host_port(self._sock)
-        self.announce_url = announce_url(self._sock)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="tracker", daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            task = asyncio.create_task(serve(self.state, self._sock, self._stop))
-            await asyncio.sleep(0)
-            self._ready.set()
-            await task
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported to the owner on exit
-            self._error = exc
-            self._ready.set()
-
-    def __enter__(self) -> TrackerThread:
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the tracker's loop (where the state lives) and return its result."""
-        assert self._loop is not None
-        future: Any = asyncio.run_coroutine_threadsafe(_call(fn), self._loop)
-        return future.result(10)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        self._sock.close()
-        if self._error is not None:
-            raise self._error
-
-
-async def _call(fn: Callable[[], Any]) -> Any:
-    return fn()
+        sock = open_listen_socket(host, port)
+        self.address = host_port(sock)
+        self.announce_url = announce_url(sock)
+        super().__init__(sock, lambda s, stop: serve(state, s, stop), "tracker")
