@@ -139,3 +139,11 @@ def test_hostile_name_never_reaches_the_terminal(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "\x1b" not in r.stderr
     assert "info.name: control character" in r.stderr
+
+
+def test_safe_text_escapes_what_could_fool_a_terminal() -> None:
+    from torrentkit.cli.common import safe_text
+
+    assert safe_text("evil\x1b[31mred") == "evil\\x1b[31mred"
+    assert safe_text("a\u202eb\u200bc\u2028d\ufeff") == "a\\u202eb\\u200bc\\u2028d\\ufeff"
+    assert safe_text("été 日本 ok") == "été 日本 ok"

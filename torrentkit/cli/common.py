@@ -66,12 +66,18 @@ def load_torrent_or_magnet(arg: str) -> Metainfo | Magnet:
     return load_torrent(arg)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 def safe_text(text: str) -> str:
-    """Network-supplied text made harmless for a terminal: control characters escaped."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Network-supplied text made harmless for a terminal: control characters, zero-width
+    and bidirectional marks and line/paragraph separators escaped (``\\x1b``, ``\\u202e``)."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def emit_json(obj: dict[str, Any], out: TextIO | None = None) -> None:
