@@ -13,7 +13,10 @@ from typing import Protocol
 
 import trio
 
+from torrentkit.errors import RemoteProtocolError
 from torrentkit.ids import PeerAddr
+from torrentkit.wire.connection import NEED_DATA, PeerConnection
+from torrentkit.wire.events import Handshake
 
 
 class Listener(Protocol):
@@ -135,3 +138,31 @@ class TrioNetwork:
             sock.close()
             raise
         return _UdpEndpoint(sock)
+
+
+# --------------------------------------------------------------------------- stream helpers
+
+
+async def read_handshake(stream: trio.abc.Stream, conn: PeerConnection) -> Handshake:
+    """Read until the peer's BitTorrent handshake has arrived (bytes after it stay buffered
+    in ``conn``). The caller bounds it with a timeout."""
+    while True:
+        event = conn.next_event()
+        if event is not NEED_DATA:
+            if not isinstance(event, Handshake):
+                raise RemoteProtocolError("expected a handshake")
+            return event
+        data = await stream.receive_some(65536)
+        if not data:
+            raise RemoteProtocolError("closed during the handshake")
+        conn.receive_data(data)
+
+
+async def close_quietly(stream: trio.abc.Stream) -> None:
+    """Close a stream even from a cancelled scope, within a second, whatever state it is in."""
+    with (
+        trio.CancelScope(shield=True),
+        trio.move_on_after(1),
+        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError),
+    ):
+        await stream.aclose()

@@ -21,12 +21,10 @@ from torrentkit.engine.torrent import (
     CONNECT_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     OUR_UT_METADATA_ID,
-    _close_quietly,
-    read_handshake,
 )
 from torrentkit.errors import RemoteProtocolError
 from torrentkit.ids import PeerAddr
-from torrentkit.net import Network
+from torrentkit.net import Network, close_quietly, read_handshake
 from torrentkit.wire import metadata
 from torrentkit.wire.connection import NEED_DATA, PeerConnection
 from torrentkit.wire.events import Extended, ExtendedHandshake, Handshake
@@ -115,7 +113,7 @@ class MetadataFetcher:
             with trio.fail_after(PER_PEER_TIMEOUT):
                 return await self._exchange(stream, addr)
         finally:
-            await _close_quietly(stream)
+            await close_quietly(stream)
 
     async def _exchange(self, stream: trio.abc.Stream, addr: PeerAddr) -> bytes | None:
         conn = PeerConnection(initiator=True, info_hash=self.info_hash, our_peer_id=self.peer_id)

@@ -22,13 +22,11 @@ from torrentkit.engine.torrent import (
     EventSink,
     Torrent,
     TorrentOptions,
-    _close_quietly,
-    read_handshake,
 )
 from torrentkit.errors import RemoteProtocolError
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info
-from torrentkit.net import Listener, Network
+from torrentkit.net import Listener, Network, close_quietly, read_handshake
 from torrentkit.wire.connection import PeerConnection
 from torrentkit.wire.peer_id import generate_peer_id
 
@@ -126,7 +124,7 @@ class Session:
 
     async def _incoming(self, stream: trio.abc.Stream, addr: PeerAddr) -> None:
         if self._handshakes.value == 0:
-            await _close_quietly(stream)
+            await close_quietly(stream)
             return
         async with self._handshakes:
             conn = PeerConnection(
@@ -138,7 +136,7 @@ class Session:
                 with trio.fail_after(HANDSHAKE_TIMEOUT):
                     hs = await read_handshake(stream, conn)
             except (RemoteProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError):
-                await _close_quietly(stream)
+                await close_quietly(stream)
                 return
         handler = self._handlers.get(hs.info_hash)
         if handler is not None:
@@ -146,7 +144,7 @@ class Session:
             return
         torrent = self.torrents.get(hs.info_hash)
         if torrent is None:
-            await _close_quietly(stream)
+            await close_quietly(stream)
             return
         await torrent.accept(stream, conn, addr, hs)
 

@@ -22,7 +22,6 @@ Engine events (``peer_connected``, ``unchoke``, ``piece``, ``banned``, ...) go t
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -42,7 +41,7 @@ from torrentkit.engine.trust import Trust
 from torrentkit.errors import RemoteProtocolError, StorageError
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info
-from torrentkit.net import Network
+from torrentkit.net import Network, close_quietly, read_handshake
 from torrentkit.wire import metadata
 from torrentkit.wire.connection import (
     HandshakeRejected,
@@ -404,12 +403,12 @@ class Torrent:
                 self.known.pop(addr, None)
             self._dial_failed(known)
             if stream is not None:
-                await _close_quietly(stream)
+                await close_quietly(stream)
             return
         except (OSError, trio.TooSlowError, trio.BrokenResourceError, RemoteProtocolError):
             self._dial_failed(known)
             if stream is not None:
-                await _close_quietly(stream)
+                await close_quietly(stream)
             return
         known.connecting = False
         known.failures = 0
@@ -428,7 +427,7 @@ class Torrent:
     ) -> None:
         """A peer dialled us and sent a handshake for this torrent (the session checked it)."""
         if len(self.links) >= self.options.max_peers or self.failed.is_set():
-            await _close_quietly(stream)
+            await close_quietly(stream)
             return
         conn.set_geometry(self.geometry)
         try:
@@ -436,7 +435,7 @@ class Torrent:
                 conn.send(Handshake(info_hash=self.info_hash, peer_id=self.peer_id))
             )
         except (trio.BrokenResourceError, OSError):
-            await _close_quietly(stream)
+            await close_quietly(stream)
             return
         await self._run_link(stream, conn, addr, hs, outgoing=False)
 
@@ -453,7 +452,7 @@ class Torrent:
         link = PeerLink(self, stream, conn, addr, outgoing=outgoing, now=now)
         link.set_peer_id(hs.peer_id)
         if hs.peer_id in self.banned_ids or link.key in self.banned_addrs:
-            await _close_quietly(stream)
+            await close_quietly(stream)
             return
         for other in self.links:
             if other.peer_id == hs.peer_id:
@@ -461,7 +460,7 @@ class Torrent:
                 # one dialled by the smaller peer id (else each might keep a different one
                 # and close the other's, leaving none).
                 if self._initiator_id(other) < self._initiator_id(link):
-                    await _close_quietly(stream)
+                    await close_quietly(stream)
                     return
                 other.close("duplicate connection")
                 break
@@ -806,28 +805,3 @@ class Torrent:
             return False
         since = max(link.unchoked_us_at, link.last_block)
         return now - since >= SNUB_TIMEOUT and (link.snubbed or link.conn.outstanding_requests > 0)
-
-
-async def read_handshake(stream: trio.abc.Stream, conn: PeerConnection) -> Handshake:
-    """Read until the peer's handshake has arrived (bytes after it stay buffered in conn)."""
-    from torrentkit.wire.connection import NEED_DATA
-
-    while True:
-        event = conn.next_event()
-        if event is not NEED_DATA:
-            if not isinstance(event, Handshake):
-                raise RemoteProtocolError("expected a handshake")
-            return event
-        data = await stream.receive_some(65536)
-        if not data:
-            raise RemoteProtocolError("closed during the handshake")
-        conn.receive_data(data)
-
-
-async def _close_quietly(stream: trio.abc.Stream) -> None:
-    with (
-        trio.CancelScope(shield=True),
-        trio.move_on_after(1),
-        contextlib.suppress(trio.BrokenResourceError, OSError),
-    ):
-        await stream.aclose()

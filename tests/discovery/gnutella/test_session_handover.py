@@ -11,7 +11,7 @@ import trio.testing
 
 from torrentkit.discovery.gnutella import OVERLAY_INFO_HASH, OverlayDriver
 from torrentkit.engine.session import Session, SessionOptions
-from torrentkit.engine.torrent import read_handshake
+from torrentkit.net import read_handshake
 from torrentkit.testing.network import SimNetwork
 from torrentkit.wire.connection import PeerConnection
 from torrentkit.wire.events import Handshake

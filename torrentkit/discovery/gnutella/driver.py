@@ -53,7 +53,7 @@ from torrentkit.discovery.gnutella.overlay import (
 )
 from torrentkit.errors import RemoteProtocolError
 from torrentkit.ids import PeerAddr
-from torrentkit.net import Listener, Network
+from torrentkit.net import Listener, Network, close_quietly, read_handshake
 from torrentkit.wire import codec
 from torrentkit.wire.connection import (
     NEED_DATA,
@@ -256,7 +256,7 @@ class OverlayDriver:
                     conn.send(Handshake(info_hash=OVERLAY_INFO_HASH, peer_id=self.peer_id))
                 )
         except _LINK_ERRORS:
-            await _close_quietly(stream)
+            await close_quietly(stream)
             return
         await self._serve(stream, conn, remote, dialed=None)
 
@@ -317,13 +317,13 @@ class OverlayDriver:
 
     async def _incoming(self, stream: trio.abc.Stream, remote: PeerAddr) -> None:
         if self._handshakes.value == 0:
-            await _close_quietly(stream)
+            await close_quietly(stream)
             return
         async with self._handshakes:
             conn = _connection(initiator=False, peer_id=self.peer_id)
             try:
                 with trio.fail_after(HANDSHAKE_TIMEOUT):
-                    await _read_handshake(stream, conn)
+                    await read_handshake(stream, conn)
                     assert conn.peer_handshake is not None
                     peer_id = conn.peer_handshake.peer_id
                     if self.core.is_banned(trio.current_time(), peer_id=peer_id):
@@ -338,11 +338,11 @@ class OverlayDriver:
                     with contextlib.suppress(*_LINK_ERRORS):
                         hs = Handshake(info_hash=OVERLAY_INFO_HASH, peer_id=self.peer_id)
                         await stream.send_all(codec.encode_handshake(hs))
-                await _close_quietly(stream)
+                await close_quietly(stream)
                 return
             except _LINK_ERRORS as exc:
                 log.debug("overlay handshake from %s failed: %s", remote, exc)
-                await _close_quietly(stream)
+                await close_quietly(stream)
                 return
         await self._serve(stream, conn, remote, dialed=None)
 
@@ -360,16 +360,16 @@ class OverlayDriver:
                 await stream.send_all(
                     conn.send(Handshake(info_hash=OVERLAY_INFO_HASH, peer_id=self.peer_id))
                 )
-                await _read_handshake(stream, conn)
+                await read_handshake(stream, conn)
         except HandshakeRejected as exc:
             self.core.dial_failed(
                 trio.current_time(), addr, permanent=exc.reason is RejectReason.SELF_CONNECTION
             )
-            await _close_quietly(stream)
+            await close_quietly(stream)
             return
         except _LINK_ERRORS:
             self.core.dial_failed(trio.current_time(), addr)
-            await _close_quietly(stream)
+            await close_quietly(stream)
             return
         await self._serve(stream, conn, addr, dialed=addr)
 
@@ -427,7 +427,7 @@ class OverlayDriver:
                 self._apply(self.core.link_closed(trio.current_time(), link))
                 self._refill_now.set()
         finally:
-            await _close_quietly(stream)
+            await close_quietly(stream)
 
     async def _reader(self, stream: trio.abc.Stream, conn: PeerConnection, link: LinkId) -> None:
         try:
@@ -517,14 +517,6 @@ def _connection(*, initiator: bool, peer_id: bytes) -> PeerConnection:
     )
 
 
-async def _read_handshake(stream: trio.abc.Stream, conn: PeerConnection) -> None:
-    while conn.peer_handshake is None:
-        event = conn.next_event()
-        if event is not NEED_DATA:
-            continue
-        await _receive_into(stream, conn)
-
-
 async def _read_extended_handshake(stream: trio.abc.Stream, conn: PeerConnection) -> None:
     while conn.peer_extended_handshake is None:
         event = conn.next_event()
@@ -539,12 +531,3 @@ async def _receive_into(stream: trio.abc.Stream, conn: PeerConnection) -> None:
     if not data:
         raise RemoteProtocolError("the peer closed the connection")
     conn.receive_data(data)
-
-
-async def _close_quietly(stream: trio.abc.Stream) -> None:
-    with (
-        trio.CancelScope(shield=True),
-        trio.move_on_after(1),
-        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError),
-    ):
-        await stream.aclose()
