@@ -8,6 +8,7 @@ the virtual clock). The node and engine code above is the same in both.
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from typing import Protocol
 
@@ -138,6 +139,26 @@ class TrioNetwork:
             sock.close()
             raise
         return _UdpEndpoint(sock)
+
+
+async def listen_tcp_and_udp(
+    network: Network, host: str, port: int, *, attempts: int = 64
+) -> tuple[Listener, DatagramEndpoint]:
+    """A TCP listener and a UDP endpoint on the same port number (BitTorrent's listen port
+    and its DHT node, as libtorrent pairs them). With ``port`` 0 the OS picks a UDP port and
+    the TCP listener follows it; a number taken for TCP by someone else is given back and
+    another one tried. Raises ``OSError`` when no pair can be had."""
+    for _ in range(attempts if port == 0 else 1):
+        udp = await network.bind_udp(host, port)
+        try:
+            tcp = await network.listen_tcp(host, udp.address.port)
+        except OSError as exc:
+            udp.close()
+            if port != 0 or exc.errno != errno.EADDRINUSE:
+                raise
+            continue
+        return tcp, udp
+    raise OSError(errno.EADDRINUSE, f"no port free for both TCP and UDP after {attempts} tries")
 
 
 # --------------------------------------------------------------------------- stream helpers

@@ -5,6 +5,7 @@ nodes are killed and a magnet-only newcomer still finds the seeder."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,15 @@ def address(proc: subprocess.Popen[bytes]) -> str:
     line = read_line(proc, 20)
     assert line.startswith("listening on 127.0.0.1:"), line
     return line.split()[2]
+
+
+def why(leecher: subprocess.Popen[bytes], seeder: subprocess.Popen[bytes]) -> str:
+    """A failed leecher's stderr, and the seeder's if it has ended (it should not have)."""
+    text = leecher.stderr.read().decode()  # type: ignore[union-attr]
+    if seeder.poll() is not None:
+        text += f"\nthe seeder ended ({seeder.returncode}): "
+        text += seeder.stderr.read().decode()  # type: ignore[union-attr]
+    return text
 
 
 @pytest.mark.slow
@@ -63,7 +73,7 @@ def test_sixteen_node_ring_carries_a_swarm_and_survives_failures(tmp_path: Path)
             procs.append(p)
             leechers.append((p, out))
         for p, out in leechers:
-            assert p.wait(120) == 0, p.stderr.read().decode()  # type: ignore[union-attr]
+            assert p.wait(120) == 0, why(p, seeder)
             assert (out / "film.bin").read_bytes() == data.read_bytes()
 
         # Four ring nodes die at once (not the seeder's or the newcomer's bootstrap node).
@@ -84,3 +94,26 @@ def test_sixteen_node_ring_carries_a_swarm_and_survives_failures(tmp_path: Path)
     finally:
         for p in procs:
             stop_process(p)
+
+
+def _one_line_exit_2(args: list[str], needle: str) -> None:
+    r = subprocess.run([*TK, *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_a_ring_port_already_taken_is_one_line_exit_2(tmp_path: Path) -> None:
+    data = make_payload(tmp_path / "seed" / "x.bin", 64 * 1024)
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(make_torrent(data, piece_length=16 * 1024))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        port = str(held.getsockname()[1])
+        _one_line_exit_2(
+            ["node", "--discovery", "chord", "--bind", "127.0.0.1", "--port", port],
+            f"cannot bind UDP 127.0.0.1:{port} for the Chord ring",
+        )
+        seed = ["seed", str(torrent), str(data.parent), "--bind", "127.0.0.1", "--port", port,
+                "--discovery", "chord", "--state-dir", str(tmp_path / "s")]  # fmt: skip
+        _one_line_exit_2(seed, f"cannot listen on TCP and UDP 127.0.0.1:{port}")

@@ -23,7 +23,7 @@ from torrentkit.discovery.chord.driver import ChordDriver, ChordJoinError, open_
 from torrentkit.discovery.chord.node import ChordConfig
 from torrentkit.errors import LocalProtocolError
 from torrentkit.ids import PeerAddr
-from torrentkit.net import TrioNetwork
+from torrentkit.net import DatagramEndpoint, TrioNetwork
 
 DEFAULT_STABILIZE = 5.0
 
@@ -57,6 +57,16 @@ def parse_bootstrap(values: Sequence[str]) -> list[PeerAddr]:
     return out
 
 
+async def bind_ring_port(host: str, port: int) -> DatagramEndpoint:
+    """The ring's UDP endpoint; a port that cannot be had is a one-line usage error."""
+    try:
+        return await TrioNetwork().bind_udp(host, port)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot bind UDP {host}:{port} for the Chord ring: {exc.strerror or exc}"
+        ) from None
+
+
 @asynccontextmanager
 async def ring_member(
     host: str,
@@ -64,11 +74,18 @@ async def ring_member(
     bootstrap: Sequence[PeerAddr],
     config: ChordConfig,
     advertise: str | None = None,
+    *,
+    endpoint: DatagramEndpoint | None = None,
 ) -> AsyncIterator[ChordDriver]:
-    """A ring node on UDP ``host:port``: joined through the first bootstrap node that
-    answers, or the first node of a new ring when none is given."""
+    """A ring node on UDP ``host:port`` (or on ``endpoint``, already bound): joined through
+    the first bootstrap node that answers, or the first node of a new ring when none is
+    given."""
+    if endpoint is None:
+        endpoint = await bind_ring_port(host, port)
     try:
-        ctx = open_chord_node(TrioNetwork(), host, port, config=config, advertise=advertise)
+        ctx = open_chord_node(
+            TrioNetwork(), host, port, config=config, advertise=advertise, endpoint=endpoint
+        )
         async with ctx as chord:
             if not bootstrap:
                 chord.create()
@@ -83,6 +100,8 @@ async def ring_member(
             yield chord
     except LocalProtocolError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        endpoint.close()
 
 
 def run_chord_node(args: argparse.Namespace) -> int:
@@ -120,9 +139,10 @@ async def serve_member(
     config: ChordConfig,
     advertise: str | None,
     *,
+    endpoint: DatagramEndpoint | None = None,
     task_status: trio.TaskStatus[ChordDriver] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a ring member until cancelled (``nursery.start`` returns the node)."""
-    async with ring_member(host, port, bootstrap, config, advertise) as chord:
+    async with ring_member(host, port, bootstrap, config, advertise, endpoint=endpoint) as chord:
         task_status.started(chord)
         await trio.sleep_forever()

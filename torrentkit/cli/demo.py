@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from torrentkit.engine.storage import FileStorage
 from torrentkit.engine.torrent import Torrent, TorrentOptions
 from torrentkit.maketorrent import make_torrent
 from torrentkit.metainfo import Metainfo, parse_torrent
-from torrentkit.net import TrioNetwork
+from torrentkit.net import DatagramEndpoint, TrioNetwork, listen_tcp_and_udp
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -149,13 +150,16 @@ async def _demo(
         try:
 
             async def attach(
-                nursery: trio.Nursery, session: Session, torrent: Torrent, port: int
+                nursery: trio.Nursery,
+                session: Session,
+                torrent: Torrent,
+                udp: DatagramEndpoint | None,
             ) -> None:
                 torrent.add_discovery(
                     TrackerDiscovery(
                         info_hash=torrent.info_hash,
                         peer_id=session.peer_id,
-                        port=port,
+                        port=session.address.port,
                         tiers=meta.trackers,
                         totals=torrent.totals,
                         sink=torrent.add_peers,
@@ -202,10 +206,13 @@ async def _chord_demo(
             )
 
         async def attach(
-            nursery: trio.Nursery, session: Session, torrent: Torrent, port: int
+            nursery: trio.Nursery, session: Session, torrent: Torrent, udp: DatagramEndpoint | None
         ) -> None:
             boot = [rng.choice(ring).address]
-            chord = await nursery.start(serve_member, "127.0.0.1", port, boot, config, None)
+            port = session.address.port
+            chord = await nursery.start(
+                partial(serve_member, "127.0.0.1", port, boot, config, None, endpoint=udp)
+            )
             torrent.add_discovery(
                 ChordDiscovery(
                     chord, info_hash=torrent.info_hash, port=port, sink=torrent.add_peers
@@ -217,7 +224,8 @@ async def _chord_demo(
     return code
 
 
-Attach = Callable[[trio.Nursery, Session, Torrent, int], Awaitable[None]]
+#: Adds a node's discovery; ``udp`` is its UDP endpoint on the listen port's number (Chord).
+Attach = Callable[[trio.Nursery, Session, Torrent, DatagramEndpoint | None], Awaitable[None]]
 
 
 async def _swarm_demo(
@@ -233,14 +241,17 @@ async def _swarm_demo(
     nodes: list[Node] = []
     async with trio.open_nursery() as nursery:
         options = TorrentOptions(max_peers=50, rechoke_interval=args.rechoke)
+        paired = args.discovery == "chord"
         seeder = await _start_node(
-            nursery, "seeder", seed_rate, meta, tmp / "seeder", options, attach
+            nursery, "seeder", seed_rate, meta, tmp / "seeder", options, attach, paired
         )
         for i, limit in enumerate(leecher_limits(args.leechers, seed_rate)):
             d = tmp / f"leecher{i + 1}"
             d.mkdir()
             nodes.append(
-                await _start_node(nursery, f"leecher {i + 1}", limit, meta, d, options, attach)
+                await _start_node(
+                    nursery, f"leecher {i + 1}", limit, meta, d, options, attach, paired
+                )
             )
         finished = await _watch(args, nodes, ui, err)
         summary = _summary(meta, seeder, nodes, digest, finished)
@@ -262,13 +273,18 @@ async def _start_node(
     save_dir: Path,
     options: TorrentOptions,
     attach: Attach,
+    paired: bool,
 ) -> Node:
-    session = Session(
-        TrioNetwork(), SessionOptions(bind="127.0.0.1", port=0, up_limit=upload_limit)
-    )
-    addr = await nursery.start(session.run)
+    network = TrioNetwork()
+    session = Session(network, SessionOptions(bind="127.0.0.1", port=0, up_limit=upload_limit))
+    udp: DatagramEndpoint | None = None
+    if paired:  # a ring member's UDP socket on the TCP listen port's number
+        listener, udp = await listen_tcp_and_udp(network, "127.0.0.1", 0)
+    else:
+        listener = await network.listen_tcp("127.0.0.1", 0)
+    await nursery.start(partial(session.run, listener=listener))
     torrent = await session.add_torrent(meta.info, FileStorage(meta.info, save_dir), options)
-    await attach(nursery, session, torrent, addr.port)
+    await attach(nursery, session, torrent, udp)
     return Node(name, upload_limit, session, torrent, save_dir)
 
 

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, overload
 
@@ -55,7 +56,7 @@ from torrentkit.engine.torrent import Torrent, TorrentOptions
 from torrentkit.errors import MetainfoError
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Magnet, Metainfo, is_magnet, parse_info, parse_magnet
-from torrentkit.net import TrioNetwork
+from torrentkit.net import DatagramEndpoint, TrioNetwork, listen_tcp_and_udp
 from torrentkit.ui.live import run_dashboard
 
 STATUS_EVERY = 3.0
@@ -452,22 +453,31 @@ async def run_swarm(cfg: RunConfig) -> int:
     def on_event(obj: dict[str, Any]) -> None:
         out.event(obj)
 
+    network = TrioNetwork()
     session = Session(
-        TrioNetwork(),
+        network,
         SessionOptions(
             bind=cfg.bind, port=cfg.port, down_limit=cfg.down_limit, up_limit=cfg.up_limit
         ),
         on_event=on_event,
     )
+    # A ring member shares the listen port's number over UDP: bind both as a pair, so the
+    # number the OS picks for TCP is never one that another UDP socket already holds.
+    udp: DatagramEndpoint | None = None
+    try:
+        if cfg.discovery == "chord":
+            listener, udp = await listen_tcp_and_udp(network, cfg.bind, cfg.port)
+        else:
+            listener = await network.listen_tcp(cfg.bind, cfg.port)
+    except OSError as exc:
+        what = "TCP and UDP " if cfg.discovery == "chord" else ""
+        raise UsageError(
+            f"cannot listen on {what}{cfg.bind}:{cfg.port}: {exc.strerror or exc}"
+        ) from None
     http = new_http_client()
     try:
         async with trio.open_nursery() as nursery:
-            try:
-                addr = await nursery.start(session.run)
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror}"
-                ) from None
+            addr = await nursery.start(partial(session.run, listener=listener))
             if cfg.json:
                 emit_json({"event": "listening", "host": addr.host, "port": addr.port})
             else:
@@ -476,12 +486,15 @@ async def run_swarm(cfg: RunConfig) -> int:
             chord: ChordDriver | None = None
             if cfg.discovery == "chord":
                 chord = await nursery.start(
-                    serve_member,
-                    cfg.bind,
-                    addr.port,
-                    cfg.bootstrap,
-                    cfg.chord or ChordConfig(),
-                    cfg.advertise,
+                    partial(
+                        serve_member,
+                        cfg.bind,
+                        addr.port,
+                        cfg.bootstrap,
+                        cfg.chord or ChordConfig(),
+                        cfg.advertise,
+                        endpoint=udp,
+                    )
                 )
             for job in cfg.jobs:
                 if job.meta is None and chord is not None and job.find_peers is None:
@@ -540,7 +553,10 @@ async def run_swarm(cfg: RunConfig) -> int:
                     emit_json(summary(cfg))
             nursery.cancel_scope.cancel()
     finally:
+        if udp is not None:
+            udp.close()
         with trio.CancelScope(shield=True):
+            await listener.aclose()
             await http.aclose()
             for job in cfg.jobs:
                 if job.torrent is not None:

@@ -74,11 +74,16 @@ class Session:
         return self.listener.address
 
     async def run(
-        self, *, task_status: trio.TaskStatus[PeerAddr] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        listener: Listener | None = None,
+        task_status: trio.TaskStatus[PeerAddr] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen and serve until cancelled. ``nursery.start(session.run)`` returns the
-        address the session listens on."""
-        listener = await self.network.listen_tcp(self.options.bind, self.options.port)
+        address the session listens on. ``listener``: one already bound (the session closes
+        it), e.g. from :func:`torrentkit.net.listen_tcp_and_udp`; else the options' port."""
+        if listener is None:
+            listener = await self.network.listen_tcp(self.options.bind, self.options.port)
         self.listener = listener
         try:
             async with trio.open_nursery() as nursery:

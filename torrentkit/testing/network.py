@@ -15,6 +15,7 @@ Addresses are ``PeerAddr`` values made up by the caller; nothing here touches a 
 
 from __future__ import annotations
 
+import errno
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -275,7 +276,7 @@ class HostNetwork:
     async def listen_tcp(self, host: str, port: int) -> _SimListener:
         addr = PeerAddr(self.host, self._net._port(self.host, port))
         if addr in self._net._listeners:
-            raise OSError(f"address in use: {addr}")
+            raise OSError(errno.EADDRINUSE, f"address in use: {addr}")
         listener = _SimListener(self._net, addr)
         self._net._listeners[addr] = listener
         await trio.lowlevel.checkpoint()
@@ -284,7 +285,7 @@ class HostNetwork:
     async def bind_udp(self, host: str, port: int) -> _SimEndpoint:
         addr = PeerAddr(self.host, self._net._port(self.host, port))
         if addr in self._net._endpoints:
-            raise OSError(f"address in use: {addr}")
+            raise OSError(errno.EADDRINUSE, f"address in use: {addr}")
         endpoint = _SimEndpoint(self._net, addr)
         self._net._endpoints[addr] = endpoint
         await trio.lowlevel.checkpoint()

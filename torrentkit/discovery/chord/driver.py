@@ -182,13 +182,16 @@ async def open_chord_node(
     rng: random.Random | None = None,
     id_of: IdFunction | None = None,
     advertise: str | None = None,
+    endpoint: DatagramEndpoint | None = None,
 ) -> AsyncIterator[ChordDriver]:
     """Bind a UDP endpoint, run a node on it, and stop it (without leaving) on exit.
 
     ``rng`` defaults to :class:`random.SystemRandom` (transaction ids and token secrets must
-    not be guessable); simulations pass a seeded one.
+    not be guessable); simulations pass a seeded one. ``endpoint``: one already bound (it is
+    closed on exit), instead of binding ``host:port``.
     """
-    endpoint = await network.bind_udp(host, port)
+    if endpoint is None:
+        endpoint = await network.bind_udp(host, port)
     try:
         bound = endpoint.address
         if advertise is None and bound.host in _WILDCARDS:
