@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import Any
 
 import trio
 import trio.testing
@@ -21,12 +22,17 @@ KIB = 1024
 
 
 async def start_session(
-    nursery: trio.Nursery, net: SimNetwork, host: str, **options: float
+    nursery: trio.Nursery,
+    net: SimNetwork,
+    host: str,
+    events: list[dict[str, Any]] | None = None,
+    **options: float,
 ) -> Session:
     session = Session(
         net.view(host),
         SessionOptions(bind=host, port=6881, **options),  # type: ignore[arg-type]
         rng=random.Random(host),
+        on_event=events.append if events is not None else None,
     )
     await nursery.start(session.run)
     return session
@@ -206,3 +212,72 @@ async def test_zero_length_files_exist_once_complete(
             nursery.cancel_scope.cancel()
     assert storage.files[1] == bytearray()
     assert await storage.file_problems() == [None, None, None]
+
+
+async def test_a_seed_dials_a_leecher_that_does_not_know_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A seed that starts after the leechers learns of them (from a tracker or the ring)
+    while they have not heard of it yet: it must dial them, as libtorrent's seeds do."""
+    rng = random.Random(6)
+    info, payload = make_torrent(rng, 200 * KIB, 16 * KIB)
+    net = SimNetwork(rng)
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            leecher = await start_session(nursery, net, "127.3.0.2")
+            lt = await leecher.add_torrent(info, MemoryStorage(info))
+            seeder = await start_session(nursery, net, "127.3.0.1")
+            st = await seeder.add_torrent(info, MemoryStorage(info, payload))
+            st.add_peers([leecher.address], "tracker")  # the leecher never hears of the seed
+            await lt.complete.wait()
+            nursery.cancel_scope.cancel()
+    assert isinstance(lt.storage, MemoryStorage)
+    assert payload_of(lt.storage, info) == payload
+
+
+async def test_two_seeds_part_and_do_not_dial_each_other_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rng = random.Random(7)
+    info, payload = make_torrent(rng, 64 * KIB, 16 * KIB)
+    net = SimNetwork(rng)
+    a_events: list[dict[str, Any]] = []
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            a = await start_session(nursery, net, "127.3.0.1", a_events)
+            b = await start_session(nursery, net, "127.3.0.2")
+            ta = await a.add_torrent(info, MemoryStorage(info, payload))
+            await b.add_torrent(info, MemoryStorage(info, payload))
+            ta.add_peers([b.address], "tracker")
+            await trio.sleep(300)  # many connector rounds
+            links = len(ta.links)  # while both still run
+            nursery.cancel_scope.cancel()
+    connected = [e for e in a_events if e["event"] == "peer_connected"]
+    gone = [e for e in a_events if e["event"] == "peer_disconnected"]
+    assert len(connected) == 1, connected  # one try: then b is known as a seed
+    assert [e["reason"] for e in gone] == ["both have what they want"]
+    assert links == 0
+    assert ta.known[b.address].seed
+
+
+async def test_a_leecher_that_completes_leaves_the_seed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rng = random.Random(8)
+    info, payload = make_torrent(rng, 128 * KIB, 16 * KIB)
+    net = SimNetwork(rng)
+    events: list[dict[str, Any]] = []
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            seeder = await start_session(nursery, net, "127.3.0.1")
+            st = await seeder.add_torrent(info, MemoryStorage(info, payload))
+            leecher = await start_session(nursery, net, "127.3.0.2", events)
+            lt = await leecher.add_torrent(info, MemoryStorage(info))
+            lt.add_peers([seeder.address], "tracker")
+            await lt.complete.wait()
+            await trio.sleep(5)
+            links = (len(lt.links), len(st.links))  # while both still run
+            nursery.cancel_scope.cancel()
+    assert links == (0, 0)
+    gone = [e["reason"] for e in events if e["event"] == "peer_disconnected"]
+    assert gone == ["both have what they want"]

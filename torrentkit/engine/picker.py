@@ -283,6 +283,11 @@ class Picker(Generic[P]):
         """Every wanted piece is verified (a download with skipped files can finish)."""
         return self._wanted_missing == 0
 
+    def peer_is_seed(self, peer: P) -> bool:
+        """Does ``peer`` have every piece (a full bitfield, or HAVEs for all of them)?"""
+        ps = self._peers.get(peer)
+        return ps is not None and (ps.seed or ps.count == self.num_pieces)
+
     def is_interesting(self, peer: P) -> bool:
         """Does ``peer`` have a piece we want and lack? (drives am_interested)."""
         ps = self._peers.get(peer)

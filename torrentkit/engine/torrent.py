@@ -104,6 +104,7 @@ class KnownPeer:
     failures: int = 0
     next_attempt: float = 0.0
     connecting: bool = False
+    seed: bool = False  # it had every piece when we last saw it
 
 
 @dataclass(slots=True)
@@ -371,7 +372,9 @@ class Torrent:
                     and k.addr not in self.banned_addrs
                 ]
                 if self.picker.is_finished():
-                    candidates = []  # a seed waits to be dialled
+                    # A seed dials leechers too (one that announces after them would
+                    # otherwise wait for their next announce), but not known seeds.
+                    candidates = [k for k in candidates if not k.seed]
                 self.rng.shuffle(candidates)
                 for known in candidates[: max(0, room)]:
                     known.connecting = True
@@ -510,10 +513,12 @@ class Torrent:
             assert isinstance(event, Have)
             self.picker.peer_have(link, event.index)
             self._update_interest(link)
+            self._close_if_both_done(link)
         elif kind is Bitfield:
             assert isinstance(event, Bitfield)
             self.picker.peer_bitfield(link, event.bitfield)
             self._update_interest(link)
+            self._close_if_both_done(link)
         elif kind is Unchoke:
             link.unchoked_us_at = now
             link.last_block = now
@@ -652,6 +657,17 @@ class Torrent:
         self.emit("completed", seconds=round(now - self.started_at, 3))
         for source in self._discoveries:
             source.completed()
+        for link in list(self.links):
+            self._close_if_both_done(link)
+
+    def _close_if_both_done(self, link: PeerLink) -> None:
+        """Two peers that each want nothing from the other part (libtorrent closes such
+        redundant connections too), and we do not dial that seed again while we are done."""
+        if self.picker.is_finished() and self.picker.peer_is_seed(link):
+            known = self.known.get(link.key)
+            if known is not None:
+                known.seed = True
+            link.close("both have what they want")
 
     def _update_interest(self, link: PeerLink) -> None:
         interesting = self.picker.is_interesting(link)

@@ -371,3 +371,31 @@ def test_m_is_respected() -> None:
     wire = Wire()
     (a,) = wire.ring(10)
     assert len(a.fingers) == M and a.finger_start(M - 1) == (10 + 128) % 256
+
+
+def test_a_put_that_reaches_the_former_owner_is_passed_to_the_new_one() -> None:
+    """CI once saw it: a seeder joined the ring just ahead of the key's owner, then its own
+    announce, routed by a node that had not yet heard of it, landed at the former owner. The
+    newcomer, now the owner, answered every search without its own entry."""
+    wire = Wire()
+    nodes = {n.id: n for n in wire.ring(10, 100, 200)}
+    newcomer = wire.node(70)
+    newcomer.join(addr(10), wire.now)
+    wire.advance(20.0)
+    assert nodes[100].predecessor is not None and nodes[100].predecessor.id == 70
+    key = key_at(60)  # owned by 70 now
+    src = addr(99)  # a put by a peer with a stale view, straight to 100
+    wire.inject(msg.encode_query(Query(tid=b"g1", method=msg.GET, key=key)), src, addr(100))
+    reply = msg.parse(wire.undelivered[src][-1][0])
+    assert isinstance(reply, Reply) and reply.token
+    wire.inject(
+        msg.encode_query(Query(tid=b"p1", method=msg.PUT, key=key, port=6881, token=reply.token)),
+        src,
+        addr(100),
+    )
+    wire.advance(1.0)
+    assert newcomer.store.peers(key, wire.now, 10) == [PeerAddr(src.host, 6881)]
+    op = nodes[200].get_peers(key, wire.now)
+    wire.flush()
+    got = next(e for e in wire.events if isinstance(e, GetPeersDone) and e.op == op)
+    assert got.owner == addr(70) and got.peers == (PeerAddr(src.host, 6881),)

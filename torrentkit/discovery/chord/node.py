@@ -48,7 +48,9 @@ State and rules (all of them live here)
   ``r - 1`` successors when a value arrives and when its successor window gains a member.
   When a new predecessor P is adopted, the keys in ``(old predecessor, P]`` are handed to P
   (and dropped here if ``r == 1``); when the predecessor moves back (it died or left), the
-  gained keys are pushed to the window. Graceful leave hands all keys to the successor and
+  gained keys are pushed to the window. A ``put`` for a key behind our predecessor (sent
+  by a node whose view predates that predecessor) is also pushed to the predecessor, which
+  owns it now. Graceful leave hands all keys to the successor and
   tells predecessor and successor about each other. Values expire after their TTL.
 - Guards (HARDENING.md item 12): datagrams over the per-source rate are dropped (neighbours
   get ``neighbour_rate_factor`` times the allowance); malformed datagrams, unknown
@@ -1241,6 +1243,11 @@ class ChordNode:
             self.stats.refused_stores += 1
             return False
         self._push_keys(self._window(), [key], now)
+        pred = self.predecessor
+        if pred is not None and not self._owns(key_position(key, self.config.m)):
+            # Routed here by a view older than our new predecessor (it joined, and took
+            # the key's range, while the put was on its way): the owner is behind us.
+            self._push_keys([pred], [key], now)
         return True
 
     # ------------------------------------------------------------------ queries
