@@ -101,6 +101,7 @@ class PeerLink:
         self._uploads_ready = trio.Event()
         self._scope = trio.CancelScope()
         self._closed = False
+        self._parting: str | None = None  # close once the outbox is sent (close_when_sent)
 
     # ------------------------------------------------------------------ identity
 
@@ -156,6 +157,13 @@ class PeerLink:
             self.close_reason = reason
         self._closed = True
         self._scope.cancel()
+
+    def close_when_sent(self, reason: str) -> None:
+        """Close once what is queued has gone out, so the peer still hears what we told it
+        (our bitfield: a seed that parts from a seed lets it know it is one)."""
+        if not self._closed and self._parting is None:
+            self._parting = reason
+            self._outbox_ready.set()
 
     async def run(self) -> None:
         """Drive the link until it ends; raise nothing (the reason is in close_reason)."""
@@ -213,6 +221,8 @@ class PeerLink:
         stream = self.stream
         while True:
             if not self._outbox:
+                if self._parting is not None:
+                    raise PeerGone(self._parting)
                 self._outbox_drained.set()
                 await self._outbox_ready.wait()
                 self._outbox_ready = trio.Event()

@@ -69,6 +69,8 @@ from torrentkit.wire.extensions import UT_METADATA, supports_extension_protocol
 
 CONNECT_TIMEOUT = 15.0
 HANDSHAKE_TIMEOUT = 10.0
+#: Wait this long before dialling a peer again after a connection to it ended.
+RECONNECT_AFTER = 30.0
 KEEPALIVE_INTERVAL = 90.0
 SILENCE_LIMIT = 120.0
 SNUB_TIMEOUT = 60.0
@@ -497,6 +499,9 @@ class Torrent:
         # their assemblies (trust needs to know who sent them when the piece is checked).
         self.picker.peer_gone(link)
         self.emit("peer_disconnected", peer=str(link.addr), reason=link.close_reason)
+        known = self.known.get(link.key)
+        if known is not None:  # not straight back to a peer that just left (libtorrent: 60 s)
+            known.next_attempt = max(known.next_attempt, trio.current_time() + RECONNECT_AFTER)
         self._connect_wakeup.set()
 
     # ------------------------------------------------------------------ events from peers
@@ -665,9 +670,11 @@ class Torrent:
         redundant connections too), and we do not dial that seed again while we are done."""
         if self.picker.is_finished() and self.picker.peer_is_seed(link):
             known = self.known.get(link.key)
+            if known is None and (link.outgoing or link.listen_port is not None):
+                known = self.known[link.key] = KnownPeer(addr=link.key, source="incoming")
             if known is not None:
                 known.seed = True
-            link.close("both have what they want")
+            link.close_when_sent("both have what they want")
 
     def _update_interest(self, link: PeerLink) -> None:
         interesting = self.picker.is_interesting(link)
