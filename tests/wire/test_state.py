@@ -152,6 +152,26 @@ def test_piece_after_cancel_still_accepted() -> None:
     assert pair.a.next_event() == Piece(index=2, begin=0, data=b"y" * BLOCK)
 
 
+def test_a_block_withdrawn_twice_may_arrive_twice_but_not_three_times() -> None:
+    """Seen in the 20-leecher sim: a block requested, cancelled, requested again and
+    cancelled again; a slow peer had both answers in its send queue already. Each
+    withdrawn request allows one late copy, no more."""
+    pair = seeding_pair()
+    req = Request(index=2, begin=0, length=BLOCK)
+    cancel = Cancel(index=2, begin=0, length=BLOCK)
+    pair.send("a", req)
+    first = pair.b.send(Piece(index=2, begin=0, data=b"1" * BLOCK))
+    pair.a.send(cancel)
+    pair.a.send(req)  # the engine asks again at once (e.g. after a snub)
+    pair.a.send(cancel)
+    for data in (first, first):
+        pair.a.receive_data(data)
+        assert pair.a.next_event() == Piece(index=2, begin=0, data=b"1" * BLOCK)
+    pair.a.receive_data(first)
+    with pytest.raises(RemoteProtocolError, match="never requested"):
+        drain(pair.a)
+
+
 def test_drop_peer_request() -> None:
     pair = seeding_pair()
     pair.send("a", Request(index=1, begin=0, length=BLOCK))

@@ -49,7 +49,9 @@ Requests, both directions, keyed by (index, begin, length):
   close). A received CHOKE moves every outstanding request to ``_cancelled`` (without the
   fast extension the peer drops them, and the engine re-issues them elsewhere; but a block
   already in the peer's send queue may still arrive -- libtorrent sends CHOKE, then the
-  queued PIECE -- and is accepted as late, not treated as unsolicited).
+  queued PIECE -- and is accepted as late, not treated as unsolicited). ``_cancelled``
+  counts per block: a block requested, withdrawn and requested again may arrive once per
+  request from a slow peer's send queue.
 - ``_peer_requests``: what the peer asked us for and we have not answered. A received REQUEST
   is added and returned as :class:`Request`, or refused and returned as :class:`InvalidRequest`
   (bad length, out of range, no metadata yet, choked, duplicate, queue full) and counted:
@@ -276,7 +278,9 @@ class PeerConnection:
         self._peer_sent_bitfield = False
         # Requests.
         self._requested: dict[BlockKey, None] = {}
-        self._cancelled: dict[BlockKey, None] = {}
+        # How many copies of each withdrawn request may still arrive (a block requested,
+        # cancelled and requested again can come twice from a slow peer's send queue).
+        self._cancelled: dict[BlockKey, int] = {}
         self._peer_requests: dict[BlockKey, None] = {}
         self.choked_requests = 0
         self.invalid_requests = 0
@@ -442,7 +446,11 @@ class PeerConnection:
             if key in self._requested:
                 del self._requested[key]
             elif key in self._cancelled:
-                del self._cancelled[key]
+                late = self._cancelled[key]
+                if late > 1:
+                    self._cancelled[key] = late - 1
+                else:
+                    del self._cancelled[key]
             else:
                 self._fail(f"PIECE {index}:{begin}+{size - PIECE_HEADER} was never requested")
             return Piece(index=index, begin=begin, data=data)
@@ -472,8 +480,9 @@ class PeerConnection:
             if flag == "choking":
                 self.peer_choking = value
                 if value:
+                    cancelled = self._cancelled
                     for key in self._requested:
-                        self._cancelled[key] = None
+                        cancelled[key] = cancelled.get(key, 0) + 1
                     self._requested.clear()
                     while len(self._cancelled) > _MAX_CANCELLED:
                         del self._cancelled[next(iter(self._cancelled))]
@@ -650,7 +659,7 @@ class PeerConnection:
             if key not in self._requested:
                 return b""
             del self._requested[key]
-            self._cancelled[key] = None
+            self._cancelled[key] = self._cancelled.get(key, 0) + 1
             if len(self._cancelled) > _MAX_CANCELLED:
                 del self._cancelled[next(iter(self._cancelled))]
         elif cls in FLAG_CHANGES:
