@@ -71,6 +71,8 @@ CONNECT_TIMEOUT = 15.0
 HANDSHAKE_TIMEOUT = 10.0
 #: Wait this long before dialling a peer again after a connection to it ended.
 RECONNECT_AFTER = 30.0
+#: Remember at most this many seeds we parted from (not dialled again while we are done).
+MAX_PARTED_SEEDS = 4096
 KEEPALIVE_INTERVAL = 90.0
 SILENCE_LIMIT = 120.0
 SNUB_TIMEOUT = 60.0
@@ -106,7 +108,6 @@ class KnownPeer:
     failures: int = 0
     next_attempt: float = 0.0
     connecting: bool = False
-    seed: bool = False  # it had every piece when we last saw it
 
 
 @dataclass(slots=True)
@@ -174,6 +175,8 @@ class Torrent:
         #: peer id -> [seconds unchoked, seconds of it optimistic], closed intervals only
         self.unchoke_totals: dict[bytes, list[float]] = {}
         self.known: dict[PeerAddr, KnownPeer] = {}
+        #: seeds we parted from once done (an ordered set, oldest first)
+        self.parted_seeds: dict[PeerAddr, None] = {}
         self.banned_addrs: set[PeerAddr] = set()
         self.banned_ids: set[bytes] = set()
         self.self_addrs: set[PeerAddr] = set()
@@ -376,7 +379,7 @@ class Torrent:
                 if self.picker.is_finished():
                     # A seed dials leechers too (one that announces after them would
                     # otherwise wait for their next announce), but not known seeds.
-                    candidates = [k for k in candidates if not k.seed]
+                    candidates = [k for k in candidates if k.addr not in self.parted_seeds]
                 self.rng.shuffle(candidates)
                 for known in candidates[: max(0, room)]:
                     known.connecting = True
@@ -669,11 +672,11 @@ class Torrent:
         """Two peers that each want nothing from the other part (libtorrent closes such
         redundant connections too), and we do not dial that seed again while we are done."""
         if self.picker.is_finished() and self.picker.peer_is_seed(link):
-            known = self.known.get(link.key)
-            if known is None and (link.outgoing or link.listen_port is not None):
-                known = self.known[link.key] = KnownPeer(addr=link.key, source="incoming")
-            if known is not None:
-                known.seed = True
+            if link.outgoing or link.listen_port is not None:  # an address we could dial
+                seeds = self.parted_seeds
+                seeds[link.key] = None
+                if len(seeds) > MAX_PARTED_SEEDS:
+                    del seeds[next(iter(seeds))]
             link.close_when_sent("both have what they want")
 
     def _update_interest(self, link: PeerLink) -> None:
