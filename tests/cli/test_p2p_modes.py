@@ -31,6 +31,7 @@ from tests.interop.peers import (
     read_line,
     stop_process,
     wait_until,
+    wait_written,
 )
 from torrentkit.cli.main import main
 from torrentkit.cli.p2p import open_overlay, overlay_files, shared_files
@@ -146,7 +147,7 @@ def libtorrent_fetches(tmp_path: Path, folder: Path, hit: dict[str, Any]) -> Non
         wait_until(lambda: handle.status().has_metadata, 30, "libtorrent to get the metadata")
         assert handle.torrent_file().info_hashes().v1.to_bytes().hex() == hit["info_hash"]
         lt_wait_finished(handle, 30)
-    assert (out / hit["name"]).read_bytes() == next(folder.rglob(hit["name"])).read_bytes()
+        wait_written(out / hit["name"], next(folder.rglob(hit["name"])).read_bytes())
 
 
 def sharer(procs: Procs, folder: Path, tmp_path: Path, *args: str) -> tuple[Any, str]:

@@ -279,6 +279,25 @@ def lt_wait_finished(handle: Any, timeout: float) -> None:
     wait_until(done, timeout, "the libtorrent download to finish")
 
 
+def wait_written(path: Path, expected: bytes, timeout: float = 15.0) -> None:
+    """Wait until ``path`` holds exactly ``expected``. libtorrent reports a piece (and
+    is_seeding) once it hashed it, which can be before its disk thread wrote the last blocks
+    (CI caught zeros at a piece boundary right after is_seeding). On failure: the first
+    differing offset, not a diff of the whole payload."""
+
+    def same() -> bool:
+        return path.exists() and path.read_bytes() == expected
+
+    try:
+        wait_until(same, timeout, f"{path} to hold the payload")
+    except AssertionError:
+        got = path.read_bytes() if path.exists() else b""
+        at = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), None)
+        raise AssertionError(
+            f"{path}: {len(got)} bytes, want {len(expected)}; first difference at {at}"
+        ) from None
+
+
 # ---------------------------------------------------------------------------------------------
 # aria2c
 

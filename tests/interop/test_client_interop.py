@@ -36,6 +36,7 @@ from tests.interop.peers import (
     run_tracker,
     transmission_cli,
     wait_until,
+    wait_written,
 )
 from torrentkit.metainfo import parse_torrent
 
@@ -179,7 +180,7 @@ def test_libtorrent_downloads_from_our_seeder(tmp_path: Path) -> None:
             with libtorrent_session() as leecher:
                 handle = lt_add(leecher, torrent, tmp_path / "dl")
                 lt_wait_finished(handle, 40)
-            assert (tmp_path / "dl" / "payload.bin").read_bytes() == payload.read_bytes()
+                wait_written(tmp_path / "dl" / "payload.bin", payload.read_bytes())
         assert ours.proc.returncode == 0, ours.logs()
         served = ours.summary()
         assert served["uploaded"] >= 4 * MiB, served
@@ -250,7 +251,7 @@ def test_mixed_swarm_everyone_finishes(tmp_path: Path) -> None:
             for ours in (ours1, ours2):
                 assert ours.proc.returncode == 0, ours.logs()
         for folder in ("ours1", "ours2", "aria", "lt"):
-            assert (tmp_path / folder / "payload.bin").read_bytes() == expected, folder
+            wait_written(tmp_path / folder / "payload.bin", expected)
         for ours in (ours1, ours2):
             done = ours.summary()
             assert done["complete"] and done["downloaded"] >= size, done

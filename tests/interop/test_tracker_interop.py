@@ -23,6 +23,7 @@ from tests.interop.peers import (
     run_tracker,
     transmission_cli,
     wait_until,
+    wait_written,
 )
 from torrentkit.metainfo import parse_torrent
 
@@ -45,7 +46,7 @@ def test_two_libtorrent_sessions_find_each_other_through_our_tracker(tmp_path: P
             wait_until(lambda: tracker.scrape(ih).get(b"complete") == 1, 15, "seeder announce")
             handle = lt_add(leecher, torrent, tmp_path / "leech")
             lt_wait_finished(handle, 25)
-            assert (tmp_path / "leech" / "payload.bin").read_bytes() == payload.read_bytes()
+            wait_written(tmp_path / "leech" / "payload.bin", payload.read_bytes())
             # The leecher tells the tracker it completed: two seeders, one download.
             wait_until(
                 lambda: tracker.scrape(ih) == {b"complete": 2, b"downloaded": 1, b"incomplete": 0},

@@ -16,6 +16,7 @@ import libtorrent as lt  # a test extra: fails loudly, never skips, when missing
 import pytest
 import trio
 
+from tests.interop.peers import wait_written
 from torrentkit.maketorrent import make_torrent
 from torrentkit.metainfo import parse_torrent
 from torrentkit.wire import (
@@ -203,5 +204,5 @@ async def test_libtorrent_downloads_from_us(tmp_path: Path) -> None:
         isinstance(e, HandshakeRejected) and e.reason is RejectReason.NOT_BITTORRENT
         for e in rejected
     )
-    assert (tmp_path / "theirs" / "payload.bin").read_bytes() == data
+    wait_written(tmp_path / "theirs" / "payload.bin", data)  # libtorrent's disk thread
     assert served == sum(-(-geometry.piece_size(i) // 16384) for i in range(geometry.num_pieces))
