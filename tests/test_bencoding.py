@@ -1,4 +1,4 @@
-"""Strict, bounded bencode: exact bytes, every bad input of HARDENING.md, spans, limits.
+"""Strict, bounded bencode: exact bytes, every bad input of docs/limits.md, spans, limits.
 
 Fuzz invariant (stated once, tested below): any byte string either decodes to a value or
 raises BencodeError; nothing else (no RecursionError, no ValueError, no MemoryError).
@@ -103,7 +103,7 @@ def test_unsorted_keys_decode() -> None:
 
 # ----------------------------------------------------------------------------- bad input
 
-HARDENING_BAD = [
+LIMITS_DOC_BAD = [
     pytest.param(b"l" * 100_000, id="l*100000"),
     pytest.param(b"d" * 100_000, id="d*100000"),
     pytest.param(b"l", id="truncated-l"),
@@ -148,7 +148,7 @@ MORE_BAD = [
 ]
 
 
-@pytest.mark.parametrize("data", HARDENING_BAD)
+@pytest.mark.parametrize("data", LIMITS_DOC_BAD)
 def test_hardening_bad_input_is_a_bencode_error(data: bytes) -> None:
     with pytest.raises(BencodeError):
         decode(data)

@@ -1,7 +1,7 @@
 """Loopback download speed of our leecher against libtorrent's, and idle-peer memory.
 
 A tool, not a test (issue 4, item 11). Everything stays on 127.0.0.1 with DHT, LSD, UPnP,
-NAT-PMP, uTP and PEX off (../shared/INTEROP.md).
+NAT-PMP, uTP and PEX off (docs/interop.md).
 
 Speed. One libtorrent seeder (Python bindings, in this process: its work runs in
 libtorrent's own threads) serves a generated single-file torrent (default 1 GiB, 1 MiB
@@ -72,7 +72,7 @@ PIECE_LENGTH = 1024 * 1024
 CHUNK = 16 * 1024 * 1024
 REPO = Path(__file__).resolve().parent.parent
 
-#: libtorrent settings for both sessions (INTEROP.md); encryption is turned off on top.
+#: libtorrent settings for both sessions (docs/interop.md); encryption is turned off on top.
 LT_SETTINGS: dict[str, Any] = {
     "listen_interfaces": f"{LOOPBACK}:0",
     "outgoing_interfaces": LOOPBACK,

@@ -2,7 +2,7 @@
 
 bencode.py decodes values but is lenient (``int()`` accepts ``+5``, ``1_0`` and spaces) and
 knows no limits or byte spans. So every input first goes through :func:`scan`, a small
-validating tokenizer that enforces the canonical grammar and the limits in HARDENING.md
+validating tokenizer that enforces the canonical grammar and the limits in docs/limits.md
 (depth, token count, integer size) without building values, and records where each value of
 the top-level dictionary starts and ends. Only bytes that passed the scan reach bencode.py.
 The spans let metainfo hash the info dictionary exactly as it stands in the file.
@@ -37,7 +37,7 @@ class Limits:
 
 
 TORRENT_LIMITS = Limits()
-#: DHT / overlay datagrams (HARDENING.md).
+#: DHT / overlay datagrams (docs/limits.md, Bencode).
 DATAGRAM_LIMITS = Limits(max_size=1500, max_depth=10, max_tokens=500)
 #: Peer wire extension messages (BEP 10 handshake, ut_metadata headers).
 MESSAGE_LIMITS = Limits(max_size=1024 * 1024, max_depth=10, max_tokens=10_000)

@@ -1,4 +1,4 @@
-"""Faults around a real download, with real processes on loopback (HARDENING.md 8 and 9):
+"""Faults around a real download, with real processes on loopback (docs/limits.md items 8, 9):
 SIGKILL mid-download then resume, and a disk that fills up."""
 
 from __future__ import annotations

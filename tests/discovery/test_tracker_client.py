@@ -627,7 +627,7 @@ async def test_peers_reach_the_sink(
 
 
 # --------------------------------------------------------------------------------------------
-# Bad replies (HARDENING.md item 10): logged, backed off, other trackers still used
+# Bad replies (docs/limits.md item 10): logged, backed off, other trackers still used
 
 
 BAD_REPLIES = [

@@ -1,4 +1,4 @@
-"""The aiohttp tracker over real HTTP on 127.0.0.1 (HARDENING.md item 11 among others).
+"""The aiohttp tracker over real HTTP on 127.0.0.1 (docs/limits.md item 11 among others).
 
 Each test runs a real server (:class:`TrackerThread`, port 0) and talks to it with the
 standard library's HTTP client, so the query strings go out byte for byte as written.

@@ -1,4 +1,4 @@
-"""Piece picker tests, in libtorrent's string notation (STYLE.md 12).
+"""Piece picker tests, in libtorrent's string notation (docs/design.md, Testing).
 
 A case reads: availability ``"2223333"`` (how many other peers have each piece), our have-set
 ``"* * *  "`` (``*`` = we have it), optional priorities ``"4404"``, then the pick. The peer we

@@ -1,7 +1,7 @@
 """Start real reference peers (and our tracker) safely, for interop tests and tools.
 
 Everything here stays on 127.0.0.1 with DHT, local peer discovery, UPnP, NAT-PMP, PEX and
-uTP off (../shared/INTEROP.md), and everything started here is stopped here, by PID, when
+uTP off (docs/interop.md), and everything started here is stopped here, by PID, when
 its ``with`` block ends, even when the test fails. A missing binary *fails* the test
 (:func:`tests.conftest.require_binary`), it never skips.
 
@@ -70,7 +70,7 @@ from torrentkit.maketorrent import make_torrent
 MiB = 1024 * 1024
 LOOPBACK = "127.0.0.1"
 
-#: libtorrent settings every test session starts from (INTEROP.md).
+#: libtorrent settings every test session starts from (docs/interop.md).
 LT_SETTINGS: dict[str, Any] = {
     "listen_interfaces": f"{LOOPBACK}:0",
     "outgoing_interfaces": LOOPBACK,

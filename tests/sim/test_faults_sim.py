@@ -1,4 +1,4 @@
-"""Misbehaving peers in a simulated swarm (HARDENING.md items 6 and 7): the liar is banned,
+"""Misbehaving peers in a simulated swarm (docs/limits.md items 6, 7): the liar is banned,
 the vanished peer's requests go elsewhere, and every copy still ends correct."""
 
 from __future__ import annotations

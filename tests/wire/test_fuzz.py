@@ -1,4 +1,4 @@
-"""Property tests. Each states its invariant (STYLE.md 6)."""
+"""Property tests. Each states its invariant (docs/design.md, Testing)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_peer_handshake_three_ways(way: str) -> None:
     if way == "whole":
         conn.receive_data(data)
         assert drain(conn) == [expected]
-    elif way == "bytewise":  # HARDENING 5: handshake dribbled one byte at a time
+    elif way == "bytewise":  # docs/limits.md 5: handshake dribbled one byte at a time
         for i in range(len(data) - 1):
             conn.receive_data(data[i : i + 1])
             assert conn.next_event() is NEED_DATA
@@ -92,7 +92,7 @@ def test_incoming_checks_info_hash_before_we_answer() -> None:
 
 
 def test_incoming_unknown_info_hash_refused_at_byte_48() -> None:
-    """HARDENING 5: wrong info-hash -- refused as soon as the hash is in, before the peer id."""
+    """docs/limits.md 5: wrong info-hash -- refused once the hash is in, before the peer id."""
     conn = PeerConnection(initiator=False, info_hash=INFO_HASH, our_peer_id=ID_B)
     data = handshake_bytes(info_hash=OTHER_HASH, peer_id=ID_A)
     conn.receive_data(data[:47])
@@ -118,7 +118,7 @@ def test_dialer_refuses_other_info_hash() -> None:
 
 @pytest.mark.parametrize("initiator", [True, False])
 def test_own_peer_id_is_refused(initiator: bool) -> None:
-    """HARDENING 5: we connected to ourselves."""
+    """docs/limits.md 5: we connected to ourselves."""
     conn = PeerConnection(initiator=initiator, info_hash=INFO_HASH, our_peer_id=ID_A)
     conn.receive_data(handshake_bytes(peer_id=ID_A))
     with pytest.raises(HandshakeRejected) as info:

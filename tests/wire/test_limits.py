@@ -1,4 +1,4 @@
-"""HARDENING.md limits and item 5's bad inputs: each refused early, counted, or bounded."""
+"""docs/limits.md limits and item 5's bad inputs: each refused early, counted, or bounded."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_fixed_size_messages_wrong_length(msg_id: int, size: int) -> None:
 
 @pytest.mark.parametrize("size", [1, 3, 100])
 def test_bitfield_wrong_length(size: int) -> None:
-    """HARDENING 5: too short / too long -- refused before the payload arrives."""
+    """docs/limits.md 5: too short / too long -- refused before the payload arrives."""
     conn = open_connection()
     fails_on(conn, (size + 1).to_bytes(4, "big") + b"\x05", "bitfield of")
 
@@ -156,7 +156,7 @@ def test_buffer_memory_released_when_drained() -> None:
 
 
 def test_piece_never_requested() -> None:
-    """HARDENING 5 / BEP 3: an unsolicited PIECE closes the connection."""
+    """docs/limits.md 5 / BEP 3: an unsolicited PIECE closes the connection."""
     conn = open_connection()
     conn.receive_data(encode(Bitfield(bitfield=b"\xff\xc0")) + encode(Unchoke()))
     drain(conn)
@@ -205,7 +205,7 @@ def test_last_piece_exact_end_is_valid() -> None:
 
 
 def test_request_while_choked_counted_then_fatal() -> None:
-    """HARDENING 5: REQUEST while choked -- ignored and counted; too many -> disconnect."""
+    """docs/limits.md 5: REQUEST while choked -- ignored and counted; too many -> disconnect."""
     conn = open_connection(max_choked_requests=5)
     for i in range(5):
         event = invalid(conn, request_bytes(0, 0, 16384))
@@ -242,7 +242,7 @@ def test_duplicate_request() -> None:
 
 
 def test_5000_requests_without_reading() -> None:
-    """HARDENING 5: 5,000 requests we never answer: the queue stops at its cap, the excess is
+    """docs/limits.md 5: 5,000 requests we never answer: the queue stops at its cap, the excess is
     refused and counted, and past the invalid-request limit the peer is cut off."""
     geometry = PieceGeometry(piece_length=16384 * 1000, total_length=16384 * 5000)
     conn = open_connection(geometry=geometry)

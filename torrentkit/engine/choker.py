@@ -2,7 +2,7 @@
 
 The engine calls :meth:`Choker.rechoke` every ``rechoke_interval`` (10 s) with one
 :class:`PeerStats` per connected peer and gets back the choke/unchoke messages to send, each
-with a reason for the UI (CLI.md ``choke`` / ``unchoke`` events: ``rate``, ``optimistic``,
+with a reason for the UI (docs/cli.md ``choke`` / ``unchoke`` events: ``rate``, ``optimistic``,
 ``snubbed``, ``seed``). The choker remembers only what it decided (who holds which slot since
 when, the optimistic draw); peers missing from a call are forgotten.
 
@@ -87,7 +87,7 @@ class ChokeDecision(Generic[P]):
 class RechokeResult(Generic[P]):
     """``decisions``: messages to send (only peers whose choke state changes).
     ``unchoked``: every unchoked peer and why, after this round. ``optimistic``: peers that
-    began an optimistic turn this round (CLI.md ``optimistic`` event)."""
+    began an optimistic turn this round (docs/cli.md ``optimistic`` event)."""
 
     decisions: tuple[ChokeDecision[P], ...]
     unchoked: Mapping[P, Reason] = field(default_factory=dict)

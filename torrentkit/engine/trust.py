@@ -1,6 +1,6 @@
 """Who sent bad data: trust points and smart ban (pure).
 
-Two mechanisms, both after HARDENING.md:
+Two mechanisms, both in docs/limits.md (Trust):
 
 - **Trust points**: every peer that contributed a block to a piece gets +1 when the piece
   passes its hash check and -2 when it fails; a peer at -7 or below is banned. This alone

@@ -65,7 +65,7 @@ Piece geometry (``PieceGeometry``: piece length and total length) may be unknown
 (magnet links); :meth:`set_geometry` supplies it later. Until then a peer's BITFIELD and HAVEs
 are kept unchecked (HAVE indexes below 2**21) and checked when the geometry arrives.
 
-Limits (HARDENING.md): a length prefix over ``max_message_length`` (1 MiB) is refused as soon
+Limits (docs/limits.md): a length prefix over ``max_message_length`` (1 MiB) is refused as soon
 as its 4 bytes arrive, and a PIECE over 16 KiB, a wrongly sized fixed-length message or a
 bitfield of the wrong size as soon as the 5th byte (the id) arrives -- never after buffering
 the payload. ``receive_data`` refuses to hold more than ``max_buffer`` unparsed bytes
@@ -137,7 +137,7 @@ class NeedData(enum.Enum):
 
 NEED_DATA: Final = NeedData.NEED_DATA
 
-#: HARDENING.md: at most 2**21 pieces per torrent; bounds an unchecked have-set too.
+#: docs/limits.md: at most 2**21 pieces per torrent; bounds an unchecked have-set too.
 MAX_PIECES: Final = 2**21
 
 #: BEP 3 messages that close our bitfield window (see the module docstring).

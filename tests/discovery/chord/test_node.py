@@ -1,4 +1,4 @@
-"""The sans-IO Chord node: ring rules, storage, and HARDENING.md item 12 (bad input, floods,
+"""The sans-IO Chord node: ring rules, storage, and docs/limits.md item 12 (bad input, floods,
 forged pointers), on an instant in-memory wire with the clock moved by hand."""
 
 from __future__ import annotations

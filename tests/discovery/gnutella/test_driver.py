@@ -1,5 +1,5 @@
 """The trio driver: overlay links over real sockets and the in-memory network, and what a
-hostile peer wire client can (not) do to a node (HARDENING.md item 12)."""
+hostile peer wire client can (not) do to a node (docs/limits.md item 12)."""
 
 from __future__ import annotations
 

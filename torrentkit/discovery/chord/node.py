@@ -52,7 +52,7 @@ State and rules (all of them live here)
   by a node whose view predates that predecessor) is also pushed to the predecessor, which
   owns it now. Graceful leave hands all keys to the successor and
   tells predecessor and successor about each other. Values expire after their TTL.
-- Guards (HARDENING.md item 12): datagrams over the per-source rate are dropped (neighbours
+- Guards (docs/limits.md item 12): datagrams over the per-source rate are dropped (neighbours
   get ``neighbour_rate_factor`` times the allowance); malformed datagrams, unknown
   transaction ids and replies from the wrong address are dropped; store caps per source and
   in total; ``put`` needs a token bound to address and key; node lists from others are only

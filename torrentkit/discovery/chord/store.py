@@ -1,4 +1,4 @@
-"""What a Chord node keeps for others, and the guards around it (HARDENING.md item 12).
+"""What a Chord node keeps for others, and the guards around it (docs/limits.md item 12).
 
 - :class:`PeerStore`: key (info-hash) -> peer addresses, each with an expiry time. Caps: keys
   in total, keys created per source, peers per key. A value refused by a cap is dropped, and

@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 CLIENT_VERSION: Final = "torrentkit 0.1.0"
 #: The id we ask neighbours to send overlay messages with (our side of BEP 10's ``m``).
 OUR_EXTENSION_ID: Final = 1
-#: Timeouts (s), as for torrent peers (HARDENING.md).
+#: Timeouts (s), as for torrent peers (docs/limits.md, Timeouts).
 CONNECT_TIMEOUT: Final = 15.0
 HANDSHAKE_TIMEOUT: Final = 10.0
 KEEPALIVE_INTERVAL: Final = 90.0

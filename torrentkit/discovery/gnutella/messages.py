@@ -56,9 +56,9 @@ OVERLAY_INFO_HASH: Final = InfoHash(hashlib.sha1(OVERLAY_CONSTANT).digest())
 #: The BEP 10 extension name the overlay messages travel under.
 EXTENSION_NAME: Final = "tk_overlay"
 
-#: HARDENING.md: overlay messages are at most 4 kB.
+#: docs/limits.md, Overlays: messages are at most 4 kB.
 MAX_MESSAGE: Final = 4096
-#: HARDENING.md: ttl + hops <= 7 (Gnutella's customary maximum).
+#: docs/limits.md, Overlays: ttl + hops <= 7 (Gnutella's customary maximum).
 MAX_TTL: Final = 7
 DEFAULT_TTL: Final = 7
 ID_LENGTH: Final = 16

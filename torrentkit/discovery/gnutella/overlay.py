@@ -29,7 +29,7 @@ Flooding (Gnutella 0.4 descriptors)
 ===================================
 A ``ping`` or ``query`` is sent with ``ttl`` = T (<= 7) and ``hops`` = 0. A node receiving one:
 
-1. drops it unless ``ttl >= 1`` and ``ttl + hops <= 7`` (HARDENING.md);
+1. drops it unless ``ttl >= 1`` and ``ttl + hops <= 7`` (docs/limits.md);
 2. drops it if its id was seen before (an LRU of ids, bounded and aged): duplicates are neither
    answered nor forwarded;
 3. remembers id -> the link it came from (the reverse path);
@@ -44,7 +44,7 @@ back) and ``hops`` = 0, and each node on the way sends them one link back along 
 path (``ttl - 1``, ``hops + 1``); an answer for an id the node never forwarded is dropped.
 The origin keeps a search's hits (bounded) until :meth:`OverlayNode.finish_search`.
 
-Limits (HARDENING.md item 12): messages over 4 kB or malformed close the link; every link has
+Limits (docs/limits.md item 12): messages over 4 kB or malformed close the link; every link has
 a token bucket (``rate`` messages/s, ``burst``): messages over it are dropped and counted, and a
 link that keeps it up (``ban_after`` drops) is closed and its node banned for ``ban_seconds``;
 bounded tables everywhere (seen ids, known addresses, leaf files, hits per search, hits routed
@@ -94,7 +94,7 @@ ALLOWED_LINKS: Final = frozenset(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OverlayConfig:
-    """Tunables of one node. Defaults follow Gnutella practice and HARDENING.md."""
+    """Tunables of one node. Defaults follow Gnutella practice and docs/limits.md."""
 
     role: Role = Role.PEER
     default_ttl: int = messages.DEFAULT_TTL

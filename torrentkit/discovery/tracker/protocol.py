@@ -16,7 +16,7 @@ Rules kept here:
   or :class:`TrackerResponseError` (a reply); a reply carrying ``failure reason`` raises
   :class:`TrackerFailure`. All are :class:`~torrentkit.errors.RemoteProtocolError`, and a
   request error's message is what the server sends back as its ``failure reason``.
-- Limits (HARDENING.md): numwant defaults to 50 and is capped at 200 (a negative numwant
+- Limits (docs/limits.md): numwant defaults to 50 and is capped at 200 (a negative numwant
   means "the default", as some clients send -1); at most 64 info-hashes per scrape (more are
   ignored, as opentracker does); integers at most 19 digits; a query of at most 128 KiB (so
   a 1,000-hash scrape still gets a bencoded answer, for its first 64).
