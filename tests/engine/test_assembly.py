@@ -1,0 +1,157 @@
+"""Piece assembly: blocks go straight into the piece buffer, one record of who sent each
+block, and the hash outcome goes to trust from that record."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from torrentkit.engine.assembly import Assemblies
+from torrentkit.engine.trust import BAN_THRESHOLD, Trust
+from torrentkit.errors import LocalProtocolError
+from torrentkit.metainfo import BLOCK_SIZE as B
+
+# Two pieces of 4 blocks, then a last piece of 2.5 blocks.
+PIECE = 4 * B
+TOTAL = 2 * PIECE + 2 * B + B // 2
+GOOD = bytes((i * 7) % 251 for i in range(PIECE))
+
+
+def assemblies() -> Assemblies[str]:
+    return Assemblies(piece_length=PIECE, total_length=TOTAL)
+
+
+def block(data: bytes, i: int) -> bytes:
+    return data[i * B : (i + 1) * B]
+
+
+def corrupt(data: bytes, i: int) -> bytes:
+    bad = bytearray(data)
+    bad[i * B + 5] ^= 0xFF
+    return bytes(bad)
+
+
+def receive(a: Assemblies[str], index: int, data: bytes, senders: str) -> bool:
+    """Feed piece ``index`` block by block; ``senders`` names each block's sender by one
+    letter ("aaba": b sent block 2). Returns whether the last block completed it."""
+    done = False
+    for i, sender in enumerate(senders):
+        assert not done
+        done = a.add_block(index, i * B, block(data, i), sender)
+    return done
+
+
+def test_blocks_in_any_order_fill_the_piece_and_record_their_senders() -> None:
+    a = assemblies()
+    assert not a.add_block(0, 2 * B, block(GOOD, 2), "b")
+    assert not a.add_block(0, 0, block(GOOD, 0), "a")
+    assert not a.add_block(0, 3 * B, block(GOOD, 3), "a")
+    assert 0 in a and len(a) == 1 and a.buffered_bytes == PIECE
+    assert a.add_block(0, B, block(GOOD, 1), "c")
+    piece = a.take(0)
+    assert 0 not in a and len(a) == 0
+    assert piece.index == 0
+    assert bytes(piece.data) == GOOD
+    assert piece.senders == {0: "a", B: "c", 2 * B: "b", 3 * B: "a"}
+    assert piece.contributors() == {"a", "b", "c"}
+
+
+def test_the_short_last_piece() -> None:
+    a = assemblies()
+    last = bytes(range(200)) * ((2 * B + B // 2) // 200) + bytes((2 * B + B // 2) % 200)
+    assert not a.add_block(2, 0, last[:B], "a")
+    assert not a.add_block(2, B, last[B : 2 * B], "a")
+    assert a.add_block(2, 2 * B, last[2 * B :], "b")  # half a block
+    assert bytes(a.take(2).data) == last
+
+
+@pytest.mark.parametrize(
+    ("index", "begin", "length"),
+    [
+        (0, 100, B),  # off the grid
+        (0, 4 * B, B),  # past the piece
+        (0, 0, B - 1),  # short block inside a piece
+        (2, 2 * B, B),  # the last block of the last piece is half a block
+        (3, 0, B),  # no such piece
+        (-1, 0, B),
+    ],
+)
+def test_a_block_off_the_grid_is_our_bug(index: int, begin: int, length: int) -> None:
+    with pytest.raises(LocalProtocolError):
+        assemblies().add_block(index, begin, bytes(length), "a")
+
+
+def test_only_a_complete_piece_can_be_taken() -> None:
+    a = assemblies()
+    with pytest.raises(LocalProtocolError):
+        a.take(0)
+    a.add_block(0, 0, block(GOOD, 0), "a")
+    with pytest.raises(LocalProtocolError):
+        a.take(0)
+    a.discard(0)
+    assert 0 not in a
+
+
+def test_a_block_received_again_replaces_bytes_and_sender() -> None:
+    """The picker accepts each block once; should one come twice, the record still holds:
+    the bytes in the buffer are the ones the recorded sender sent."""
+    a = assemblies()
+    for i in (1, 2, 3):
+        assert not a.add_block(0, i * B, block(GOOD, i), "h")
+    assert a.add_block(0, 0, block(corrupt(GOOD, 0), 0), "liar")
+    assert a.add_block(0, 0, block(GOOD, 0), "honest")  # still complete
+    piece = a.take(0)
+    assert bytes(piece.data) == GOOD
+    assert piece.senders == {0: "honest", B: "h", 2 * B: "h", 3 * B: "h"}
+
+
+# ---------------------------------------------------------------- trust from the one record
+
+
+def test_smart_ban_through_the_one_record() -> None:
+    a = assemblies()
+    trust = Trust()
+    # The liar sent block 2 of piece 1, corrupted; the piece fails.
+    bad = corrupt(GOOD, 2)
+    assert receive(a, 1, bad, "hhlh")
+    failed = a.take(1)
+    assert failed.failed(trust) == set()
+    assert trust.points == {"h": -2, "l": -2}
+    # Refetched from "g" alone it passes: the liar is banned at once, "h" cleared.
+    assert receive(a, 1, GOOD, "gggg")
+    assert a.take(1).passed(trust) == {"l"}
+    assert trust.is_banned("l")
+    assert trust.points["h"] == 0 and trust.points["g"] == 1
+
+
+def test_trust_points_ban_through_the_one_record() -> None:
+    a = assemblies()
+    trust = Trust()
+    banned: list[set[str]] = []
+    for _ in range(4):
+        assert receive(a, 0, corrupt(GOOD, 0), "xxxx")
+        banned.append(a.take(0).failed(trust))
+    assert banned == [set(), set(), set(), {"x"}]
+    assert trust.points["x"] <= BAN_THRESHOLD
+
+
+def test_passed_bans_a_liar_that_sent_nothing_this_time() -> None:
+    """Smart ban judges the earlier failed copy: its liar is returned even though it sent
+    none of the blocks that passed."""
+    a = assemblies()
+    trust = Trust()
+    assert receive(a, 0, corrupt(GOOD, 3), "hhhl")
+    a.take(0).failed(trust)
+    assert receive(a, 0, GOOD, "hhhh")
+    assert a.take(0).passed(trust) == {"l"}
+
+
+@given(order=st.permutations(range(4)), senders=st.lists(st.sampled_from("abc"), min_size=4))
+def test_complete_exactly_when_the_last_block_arrives(order: list[int], senders: list[str]) -> None:
+    a = assemblies()
+    done = [a.add_block(0, i * B, block(GOOD, i), senders[i]) for i in order]
+    assert done == [False, False, False, True]
+    piece = a.take(0)
+    assert bytes(piece.data) == GOOD
+    assert piece.senders == {i * B: senders[i] for i in range(4)}

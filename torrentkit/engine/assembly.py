@@ -1,0 +1,131 @@
+"""Pieces being received: their bytes, and one record of who sent each block (pure).
+
+The picker decides which blocks are accepted; every accepted block goes here, written straight
+into its piece's buffer, and its sender is recorded against the block's offset. That record is
+the only one: when the piece is complete the engine takes it (:meth:`Assemblies.take`),
+checks its hash (with the disk write, in a thread), and reports the outcome with
+:meth:`Assembly.passed` or :meth:`Assembly.failed`, which hand the same record to
+:class:`~torrentkit.engine.trust.Trust` and return the senders it newly banned.
+
+The record's rule: **the bytes of each block in the buffer are exactly what its recorded sender
+sent.** A block that arrives again (the picker should not accept one, but if it does) replaces
+both the bytes and the sender. A sender that disconnects keeps its blocks, so trust can still
+judge them when the piece is checked.
+
+Senders are any hashable key; the engine uses the connection's key (address and listen
+port), the same key trust and bans use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast
+
+from torrentkit.engine.trust import Trust
+from torrentkit.errors import LocalProtocolError
+from torrentkit.metainfo import BLOCK_SIZE
+
+S = TypeVar("S", bound=Hashable)
+
+
+@dataclass(slots=True)
+class Assembly(Generic[S]):
+    """One piece being received."""
+
+    index: int
+    data: bytearray
+    #: block offset -> who sent that block (the one record)
+    senders: dict[int, S] = field(default_factory=dict)
+
+    @property
+    def num_blocks(self) -> int:
+        return -(-len(self.data) // BLOCK_SIZE)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.senders) == self.num_blocks
+
+    def contributors(self) -> set[S]:
+        """Everyone who sent at least one block."""
+        return set(self.senders.values())
+
+    def passed(self, trust: Trust) -> set[S]:
+        """The piece passed its hash check: tell trust; returns the senders newly banned
+        (smart ban: their blocks of an earlier failed copy differed from these). They sent
+        that earlier copy, so they need not be among this copy's senders."""
+        return self._keys(trust.piece_passed(self.index, self.data, self.senders, BLOCK_SIZE))
+
+    def failed(self, trust: Trust) -> set[S]:
+        """The piece failed its hash check: tell trust (it remembers each block's hash and
+        sender); returns the senders newly banned by trust points."""
+        blocks = {
+            begin: (sender, bytes(self.data[begin : begin + BLOCK_SIZE]))
+            for begin, sender in self.senders.items()
+        }
+        return self._keys(trust.piece_failed(self.index, blocks))
+
+    @staticmethod
+    def _keys(keys: set[Hashable]) -> set[S]:
+        # Trust hands back keys it was given; fed only through assemblies, those are S.
+        return cast("set[S]", keys)
+
+
+class Assemblies(Generic[S]):
+    """Every piece being received, by index, for a torrent of the given geometry."""
+
+    def __init__(self, *, piece_length: int, total_length: int) -> None:
+        if piece_length <= 0 or total_length < 0:
+            raise LocalProtocolError("piece_length must be positive, total_length >= 0")
+        self.piece_length = piece_length
+        self.total_length = total_length
+        self.num_pieces = -(-total_length // piece_length)
+        self._pieces: dict[int, Assembly[S]] = {}
+
+    def piece_size(self, index: int) -> int:
+        if not 0 <= index < self.num_pieces:
+            raise LocalProtocolError(f"no piece {index}")
+        return min(self.piece_length, self.total_length - index * self.piece_length)
+
+    def add_block(self, index: int, begin: int, data: bytes, sender: S) -> bool:
+        """Write an accepted block into its piece and record its sender. Returns True when
+        every block of the piece is in. A block off the block grid is our bug (the picker
+        accepts only blocks on it): LocalProtocolError."""
+        size = self.piece_size(index)
+        if (
+            begin % BLOCK_SIZE
+            or not 0 <= begin < size
+            or len(data) != min(BLOCK_SIZE, size - begin)
+        ):
+            raise LocalProtocolError(
+                f"block ({index}, {begin}, {len(data)}) is not on piece {index}'s block grid"
+            )
+        assembly = self._pieces.get(index)
+        if assembly is None:
+            assembly = self._pieces[index] = Assembly(index, bytearray(size))
+        assembly.data[begin : begin + len(data)] = data
+        assembly.senders[begin] = sender
+        return assembly.complete
+
+    def take(self, index: int) -> Assembly[S]:
+        """Remove and return the complete piece ``index`` (to verify and write)."""
+        assembly = self._pieces.get(index)
+        if assembly is None or not assembly.complete:
+            raise LocalProtocolError(f"piece {index} is not complete")
+        del self._pieces[index]
+        return assembly
+
+    def discard(self, index: int) -> None:
+        """Forget a partial piece (e.g. it is no longer wanted)."""
+        self._pieces.pop(index, None)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._pieces
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Memory held by partial pieces."""
+        return sum(len(a.data) for a in self._pieces.values())
