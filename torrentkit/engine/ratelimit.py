@@ -1,4 +1,4 @@
-"""Rate limits: a token bucket (pure, ``now`` passed in) and a trio wrapper.
+"""Byte rate limits on trio's clock, over the one token bucket (:mod:`torrentkit.tokenbucket`).
 
 The bucket may go into debt: ``consume(n, now)`` always takes the bytes and returns how long
 the caller must wait before sending them, so a large block is never starved by small ones
@@ -8,45 +8,12 @@ and the long-run rate is exact. Global and per-torrent limits stack by awaiting 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import trio
 
+from torrentkit.tokenbucket import TokenBucket
 
-@dataclass(slots=True)
-class TokenBucket:
-    """``rate`` bytes per second (0 = unlimited) with up to ``burst`` bytes saved up."""
-
-    rate: float
-    burst: float = 0.0
-    tokens: float = 0.0
-    stamp: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.burst <= 0:
-            self.burst = max(self.rate / 4, 16 * 1024 + 13)
-        self.tokens = self.burst
-
-    def set_rate(self, rate: float, now: float) -> None:
-        self._refill(now)
-        self.rate = rate
-        self.burst = max(rate / 4, 16 * 1024 + 13)
-        self.tokens = min(self.tokens, self.burst)
-
-    def consume(self, nbytes: int, now: float) -> float:
-        """Take ``nbytes``; return the seconds to wait before using them (0 if none)."""
-        if self.rate <= 0:
-            return 0.0
-        self._refill(now)
-        self.tokens -= nbytes
-        if self.tokens >= 0:
-            return 0.0
-        return -self.tokens / self.rate
-
-    def _refill(self, now: float) -> None:
-        if now > self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = max(self.stamp, now)
+__all__ = ["RateLimiter", "TokenBucket", "acquire_all"]
 
 
 class RateLimiter:

@@ -116,7 +116,7 @@ def test_rate_limiter_windows_and_bounded_table() -> None:
     assert limiter.allow(A, 10.0)
     for port in range(1, 1000):
         limiter.allow(PeerAddr("10.9.9.9", port), 11.0)
-    assert len(limiter._seen) <= 4
+    assert len(limiter) <= 4
 
 
 def test_tokens_rotate_and_bind_address_and_key() -> None:

@@ -367,14 +367,14 @@ def test_dead_lines_are_squeezed_out() -> None:
 
 def test_rate_limiter() -> None:
     limiter = RateLimiter(rate=2, burst=3, max_keys=2)
-    assert [limiter.check("a", now=0) for _ in range(4)] == [0, 0, 0, 0.5]
-    assert limiter.check("a", now=0.5) == 0  # one token back after 0.5 s
-    assert limiter.check("b", now=0.5) == 0
+    assert [limiter.take("a", now=0) for _ in range(4)] == [0, 0, 0, 0.5]
+    assert limiter.take("a", now=0.5) == 0  # one token back after 0.5 s
+    assert limiter.take("b", now=0.5) == 0
     # Full: a new key is refused until a tracked bucket has refilled and is forgotten.
-    assert limiter.check("c", now=0.5) > 0
-    assert limiter.check("c", now=10) == 0 and len(limiter) == 1
+    assert limiter.take("c", now=0.5) > 0
+    assert limiter.take("c", now=10) == 0 and len(limiter) == 1
     unlimited = RateLimiter(rate=0, burst=1)
-    assert all(unlimited.check("a", now=0) == 0 for _ in range(1000))
+    assert all(unlimited.take("a", now=0) == 0 for _ in range(1000))
     with pytest.raises(LocalProtocolError):
         RateLimiter(rate=-1, burst=1)
 

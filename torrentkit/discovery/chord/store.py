@@ -3,10 +3,12 @@
 - :class:`PeerStore`: key (info-hash) -> peer addresses, each with an expiry time. Caps: keys
   in total, keys created per source, peers per key. A value refused by a cap is dropped, and
   counted; the store never grows past its caps.
-- :class:`RateLimiter`: datagrams per source address in a fixed window; over the limit the
-  source's datagrams are dropped until the window ends. Sources are told apart by address
-  *and port* (on loopback and behind NAT many honest nodes share an IP), and the table of
-  sources is bounded.
+- :class:`RateLimiter`: datagrams per source address, ``limit`` per ``window`` seconds as a
+  token bucket per source (:mod:`torrentkit.tokenbucket`: bursts up to ``limit``, refilled
+  at ``limit / window`` per second); over it the source's datagrams are dropped until its
+  bucket refills. Sources are told apart by address *and port* (on loopback and behind NAT
+  many honest nodes share an IP), and the table of sources is bounded: when it is full, a
+  flood of fresh (possibly spoofed) sources makes it forget its oldest half, never refuse.
 - :class:`Tokens`: ``put`` needs a token that an earlier ``get`` handed to the same address
   for the same key (so a spoofed source address cannot store a victim's IP); tokens are a
   keyed hash under a secret that rotates, and the previous secret is still accepted.
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from torrentkit.ids import PeerAddr
+from torrentkit.tokenbucket import KeyedBuckets
 
 
 @dataclass(slots=True)
@@ -113,31 +116,21 @@ class RateLimiter:
     def __init__(self, *, limit: int, window: float, max_sources: int) -> None:
         self.limit = limit
         self.window = window
-        self.max_sources = max_sources
-        self._seen: dict[PeerAddr, list[float]] = {}  # addr -> [window start, count]
+        self._buckets: KeyedBuckets[PeerAddr] = KeyedBuckets(
+            limit / window, limit, max_keys=max_sources, when_full="forget_oldest"
+        )
         self.dropped = 0
 
     def allow(self, src: PeerAddr, now: float, factor: int = 1) -> bool:
-        slot = self._seen.get(src)
-        if slot is None or now - slot[0] >= self.window:
-            if slot is None and len(self._seen) >= self.max_sources:
-                self._evict(now)
-            self._seen[src] = [now, 1.0]
+        """One datagram from ``src``; ``factor`` times the allowance for a neighbour."""
+        if self._buckets.allow(src, now, scale=factor):
             return True
-        slot[1] += 1
-        if slot[1] > self.limit * factor:
-            self.dropped += 1
-            return False
-        return True
+        self.dropped += 1
+        return False
 
-    def _evict(self, now: float) -> None:
-        stale = [a for a, (start, _) in self._seen.items() if now - start >= self.window]
-        for a in stale:
-            del self._seen[a]
-        # Still full: forget the oldest half (a flood of fresh sources cannot grow the table).
-        if len(self._seen) >= self.max_sources:
-            for a in list(self._seen)[: len(self._seen) // 2]:
-                del self._seen[a]
+    def __len__(self) -> int:
+        """Sources tracked now."""
+        return len(self._buckets)
 
 
 class Tokens:

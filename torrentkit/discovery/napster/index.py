@@ -67,6 +67,7 @@ import re2  # type: ignore[import-untyped]
 from torrentkit.discovery.base import SearchHit
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError
 from torrentkit.ids import InfoHash, PeerAddr
+from torrentkit.tokenbucket import KeyedBuckets
 
 MAX_SIZE = 2**63 - 1
 
@@ -762,48 +763,13 @@ def _random_token() -> str:
     return secrets.token_hex(16)
 
 
-class RateLimiter:
-    """Per-key token buckets (pure): ``rate`` requests per second, bursts up to ``burst``.
+class RateLimiter(KeyedBuckets[str]):
+    """Per-IP token buckets (:mod:`torrentkit.tokenbucket`): ``rate`` requests per second,
+    bursts up to ``burst``; :meth:`~KeyedBuckets.take` gives 0.0 or the seconds to wait.
 
     ``rate`` 0 turns limiting off. At most ``max_keys`` keys are tracked; when full, keys whose
     bucket has refilled are forgotten, and if none has, new keys are refused until one does.
     """
 
     def __init__(self, rate: float, burst: float, *, max_keys: int = 65_536) -> None:
-        if rate < 0 or burst < 1 or max_keys < 1:
-            raise LocalProtocolError("need rate >= 0, burst >= 1, max_keys >= 1")
-        self.rate = rate
-        self.burst = burst
-        self.max_keys = max_keys
-        self._buckets: dict[str, list[float]] = {}  # key -> [tokens, stamp]
-
-    def check(self, key: str, now: float) -> float:
-        """Take one token for ``key``: 0.0 if allowed, else seconds until one is available."""
-        if self.rate <= 0:
-            return 0.0
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self.max_keys:
-                self._forget_full(now)
-                if len(self._buckets) >= self.max_keys:
-                    return 1.0 / self.rate
-            bucket = self._buckets[key] = [self.burst, now]
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        if tokens >= 1.0:
-            bucket[0] = tokens - 1.0
-            return 0.0
-        bucket[0] = tokens
-        return (1.0 - tokens) / self.rate
-
-    def _forget_full(self, now: float) -> None:
-        full = [
-            k
-            for k, (tokens, stamp) in self._buckets.items()
-            if tokens + (now - stamp) * self.rate >= self.burst
-        ]
-        for k in full:
-            del self._buckets[k]
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+        super().__init__(rate, burst, max_keys=max_keys, when_full="refuse")

@@ -102,7 +102,7 @@ class IndexHandler:
         if route is None:
             return _error(404, "not found")
         ip = client_ip(request)
-        wait = self.limiter.check(ip, self.clock())
+        wait = self.limiter.take(ip, self.clock())
         if wait > 0:
             retry = str(max(1, math.ceil(wait)))
             return _error(429, "too many requests", {"Retry-After": retry})
