@@ -1,4 +1,4 @@
-"""The discovery interface every design implements (DESIGN.md: join, publish, search).
+"""The discovery interface every design implements (docs/design.md: join, publish, search).
 
 For the swarm engine, a discovery source works per torrent: it *announces* that we have or
 want an info-hash (publish), and *finds* peers for it (search), feeding every address it
@@ -57,3 +57,19 @@ class SearchHit:
     size: int
     info_hash: InfoHash
     peers: tuple[PeerAddr, ...]
+
+
+class DiscoveryNetwork(Protocol):
+    """A discovery network the whole session has joined (a Chord ring, a Napster index, a
+    Gnutella/KaZaA overlay): every torrent of the session gets its own presence in it."""
+
+    #: Short name shown in logs and the UI (``chord``, ``napster``, ...).
+    name: str
+
+    def torrent_source(
+        self, info_hash: InfoHash, *, port: int, sink: PeerSink, publish: bool
+    ) -> TorrentDiscovery:
+        """One torrent's presence: publishes it (when ``publish``: we hold or fetch it; a
+        magnet still waiting for its metadata publishes nothing) and keeps searching for
+        peers, feeding them into ``sink``, until cancelled."""
+        ...

@@ -1,4 +1,4 @@
-"""The session: one listen socket and many torrents (DESIGN.md layer 4).
+"""The session: one listen socket and many torrents (docs/design.md layer 4).
 
 A :class:`Session` owns the listener, every :class:`Torrent` and the global rate limits.
 Incoming connections are read up to the peer's handshake (10 s at most), matched by
@@ -60,10 +60,9 @@ class Session:
         self.on_event = on_event
         self.torrents: dict[bytes, Torrent] = {}
         self.listener: Listener | None = None
-        self.down_limiter = (
-            RateLimiter(self.options.down_limit) if self.options.down_limit else None
-        )
-        self.up_limiter = RateLimiter(self.options.up_limit) if self.options.up_limit else None
+        # Always present (rate 0 = unlimited), so a session-wide limit can be set at any time.
+        self.down_limiter = RateLimiter(self.options.down_limit)
+        self.up_limiter = RateLimiter(self.options.up_limit)
         self._nursery: trio.Nursery | None = None
         self._handshakes = trio.Semaphore(self.options.max_incoming_handshakes)
         self._handlers: dict[bytes, ConnectionHandler] = {}
@@ -95,6 +94,39 @@ class Session:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
 
+    def new_torrent(
+        self,
+        info: Info,
+        storage: PieceStorage,
+        options: TorrentOptions | None = None,
+        *,
+        on_event: EventSink | None = None,
+    ) -> Torrent:
+        """A torrent bound to this session (peer id, listen port, session limits), not yet
+        running nor reachable: :meth:`attach` it, then run it in a nursery of yours."""
+        return Torrent(
+            info,
+            storage,
+            network=self.network,
+            peer_id=self.peer_id,
+            listen_port=self.address.port,
+            options=options,
+            rng=random.Random(self.rng.random()),
+            on_event=on_event if on_event is not None else self.on_event,
+            session_limits=(self.down_limiter, self.up_limiter),
+        )
+
+    def attach(self, torrent: Torrent) -> None:
+        """Hand incoming connections for the torrent's info-hash to it."""
+        if torrent.info_hash in self.torrents:
+            raise ValueError("torrent already added")
+        torrent.self_addrs.add(self.address)
+        self.torrents[torrent.info_hash] = torrent
+
+    def detach(self, info_hash: bytes) -> None:
+        """Stop handing incoming connections to that torrent (it stopped running)."""
+        self.torrents.pop(info_hash, None)
+
     async def add_torrent(
         self,
         info: Info,
@@ -103,21 +135,8 @@ class Session:
     ) -> Torrent:
         """Create a torrent and start it (after its recheck) in the session's nursery."""
         assert self._nursery is not None, "start Session.run first"
-        if info.info_hash in self.torrents:
-            raise ValueError("torrent already added")
-        torrent = Torrent(
-            info,
-            storage,
-            network=self.network,
-            peer_id=self.peer_id,
-            listen_port=self.address.port,
-            options=options,
-            rng=random.Random(self.rng.random()),
-            on_event=self.on_event,
-            session_limits=(self.down_limiter, self.up_limiter),
-        )
-        torrent.self_addrs.add(self.address)
-        self.torrents[info.info_hash] = torrent
+        torrent = self.new_torrent(info, storage, options)
+        self.attach(torrent)
         await self._nursery.start(torrent.run)
         return torrent
 

@@ -8,7 +8,8 @@ counting), so a UI can take four a second without slowing the transfer it shows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from torrentkit.events import Event
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,7 +54,7 @@ class TorrentSnapshot:
     known_peers: int
     banned: int
     piece_map: tuple[tuple[float, float, float], ...]  # (have, in progress, availability)
-    events: tuple[dict[str, Any], ...]  # recent engine events, oldest first
+    events: tuple[Event, ...]  # recent engine events, oldest first
 
     @property
     def progress(self) -> float:

@@ -17,7 +17,7 @@ drivers and carries out what they decide. Its tasks, all in one nursery it owns:
 
 Handlers for peer events (:meth:`Torrent.on_event`) are synchronous and never block.
 Engine events (``peer_connected``, ``unchoke``, ``piece``, ``banned``, ...) go to the
-``on_event`` callback as dicts with the fields CLI.md names, for ``--json`` and the UI.
+``on_event`` callback as dicts with the fields docs/cli.md names, for ``--json`` and the UI.
 """
 
 from __future__ import annotations
@@ -30,15 +30,33 @@ from typing import Any
 
 import trio
 
+from torrentkit import __version__
 from torrentkit.discovery.base import TorrentDiscovery, TransferTotals
 from torrentkit.engine.choker import Choker, PeerStats
 from torrentkit.engine.peer import PeerLink
-from torrentkit.engine.picker import Picker, piece_priorities
+from torrentkit.engine.picker import Picker
 from torrentkit.engine.ratelimit import RateLimiter
 from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
 from torrentkit.engine.storage import PieceStorage
 from torrentkit.engine.trust import Trust
 from torrentkit.errors import RemoteProtocolError, StorageError
+from torrentkit.events import (
+    Choked,
+    HashFailed,
+    OptimisticUnchoke,
+    PeerBanned,
+    PeerConnected,
+    PeerDisconnected,
+    PieceVerified,
+    Snubbed,
+    TorrentChecked,
+    TorrentCompleted,
+    TorrentError,
+    Unchoked,
+)
+from torrentkit.events import Event as EngineEvent
+from torrentkit.events import Interested as InterestedEvent
+from torrentkit.events import NotInterested as NotInterestedEvent
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info
 from torrentkit.net import Network, close_quietly, read_handshake
@@ -80,11 +98,11 @@ RECHOKE_INTERVAL = 10.0
 #: A seed slot's turn ends after this many pieces' worth of data (libtorrent's quota).
 SEED_TURN_PIECES = 20
 PIECE_CACHE_BYTES = 32 * 1024 * 1024
-CLIENT_VERSION = "torrentkit 0.1.0"
 #: The id we ask peers to send ut_metadata messages with (BEP 10 ids are per direction).
 OUR_UT_METADATA_ID = 2
+CLIENT_VERSION = f"torrentkit {__version__}"
 
-EventSink = Callable[[dict[str, Any]], None]
+EventSink = Callable[[EngineEvent], None]
 DiscoveryFactory = Callable[["Torrent"], TorrentDiscovery]
 
 
@@ -94,7 +112,6 @@ class TorrentOptions:
     down_limit: float = 0.0  # bytes/s, 0 = unlimited
     up_limit: float = 0.0
     file_priorities: Sequence[int] | None = None  # per file in info.files order; 0 = skip
-    seed: bool = True  # keep serving once complete (the CLI decides when to stop)
     upload_slots: int = 4
     #: Seconds between rechokes; the optimistic turn is three of them (BitTorrent: 10 / 30).
     #: Only the demo changes it, to show a minutes-long dynamic within a minute.
@@ -149,13 +166,7 @@ class Torrent:
             piece_length=info.piece_length, total_length=info.total_length, rng=self.rng
         )
         if self.options.file_priorities is not None:
-            spans = [
-                (f.offset, f.length, 0 if f.pad else prio)
-                for f, prio in zip(info.files, self.options.file_priorities, strict=True)
-            ]
-            self.picker.set_piece_priorities(
-                piece_priorities(info.piece_length, info.num_pieces, spans)
-            )
+            self.picker.set_file_priorities(info.files, self.options.file_priorities)
         self.choker: Choker[PeerLink] = Choker(
             rng=self.rng,
             slots=self.options.upload_slots,
@@ -171,7 +182,7 @@ class Torrent:
         self.trust = Trust()
         self.links: dict[PeerLink, None] = {}
         #: the last engine events but pieces, for the UI's event log
-        self.recent_events: deque[dict[str, Any]] = deque(maxlen=100)
+        self.recent_events: deque[EngineEvent] = deque(maxlen=100)
         #: peer id -> [seconds unchoked, seconds of it optimistic], closed intervals only
         self.unchoke_totals: dict[bytes, list[float]] = {}
         self.known: dict[PeerAddr, KnownPeer] = {}
@@ -185,7 +196,6 @@ class Torrent:
         self._cache_bytes = 0
         self.uploaded = 0
         self.downloaded = 0  # verified payload bytes received this session
-        self.wasted = 0
         self.started_at = 0.0
         self.completed_at: float | None = None
         self.error: str | None = None
@@ -195,8 +205,10 @@ class Torrent:
         self._nursery: trio.Nursery | None = None
         self._connect_wakeup = trio.Event()
         self._discoveries: list[TorrentDiscovery] = []
-        own_down = RateLimiter(self.options.down_limit) if self.options.down_limit else None
-        own_up = RateLimiter(self.options.up_limit) if self.options.up_limit else None
+        # Own limiters always exist (rate 0 = unlimited, skipped when acquiring), so that
+        # set_rate_limits takes effect at once on every link.
+        own_down = RateLimiter(self.options.down_limit)
+        own_up = RateLimiter(self.options.up_limit)
         self.down_limiters = [x for x in (own_down, session_limits[0]) if x is not None]
         self.up_limiters = [x for x in (own_up, session_limits[1]) if x is not None]
         self._down_limiter = own_down
@@ -229,12 +241,17 @@ class Torrent:
     def totals(self) -> TransferTotals:
         return TransferTotals(uploaded=self.uploaded, downloaded=self.downloaded, left=self.left())
 
-    def emit(self, event: str, **fields: Any) -> None:
-        obj = {"event": event, "t": round(trio.current_time() - self.started_at, 3), **fields}
-        if event != "piece":
-            self.recent_events.append(obj)
+    def emit(self, kind: type[EngineEvent], **fields: Any) -> None:
+        """Build a typed event (``t`` and ``info_hash`` filled in) and hand it on."""
+        event = kind(
+            t=round(trio.current_time() - self.started_at, 3),
+            info_hash=self.info_hash.hex(),
+            **fields,
+        )
+        if kind is not PieceVerified:
+            self.recent_events.append(event)
         if self._emit_cb is not None:
-            self._emit_cb(obj)
+            self._emit_cb(event)
 
     def snapshot(self, now: float, *, map_cells: int = 256) -> TorrentSnapshot:
         """An immutable view of this torrent for faces (see engine/snapshot.py)."""
@@ -296,27 +313,58 @@ class Torrent:
             self._nursery.start_soon(source.run)
 
     def set_rate_limits(self, *, down: float | None = None, up: float | None = None) -> None:
-        if down is not None and self._down_limiter is not None:
+        """Change this torrent's limits (bytes/s, 0 = unlimited); every link obeys at once."""
+        if down is not None:
             self._down_limiter.set_rate(down)
-        if up is not None and self._up_limiter is not None:
+        if up is not None:
             self._up_limiter.set_rate(up)
+
+    def set_file_priorities(self, priorities: Sequence[int]) -> None:
+        """Per file (``info.files`` order), 0 = skip; takes effect at once: requests for
+        skipped pieces stop, interest is updated, and completion follows the new wish."""
+        info = self.info
+        if len(priorities) != len(info.files):
+            raise ValueError(f"expected {len(info.files)} file priorities, got {len(priorities)}")
+        self.options.file_priorities = list(priorities)
+        self.picker.set_file_priorities(info.files, priorities)
+        if self._nursery is None:
+            return
+        now = trio.current_time()
+        if self.picker.is_finished():
+            if not self.complete.is_set():
+                self._nursery.start_soon(self._finish_download)
+        elif self.complete.is_set():
+            # More is wanted now: downloading again (a new event for the next completion).
+            self.complete = trio.Event()
+            self.completed_at = None
+        for link in list(self.links):
+            if link.conn.our_handshake is not None:
+                self._update_interest(link)
+                self.fill_requests(link, now)
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Recheck what is on disk, then swarm until cancelled."""
+    async def run(
+        self,
+        *,
+        have: Sequence[bool] | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Swarm until cancelled. ``have``: the pieces already checked (e.g. by fast resume);
+        without it, everything on disk is rechecked first."""
         self.started_at = trio.current_time()
-        try:
-            have = await self.storage.recheck()
-        except StorageError as exc:
-            self._fail(str(exc))
-            task_status.started()
-            return
+        if have is None:
+            try:
+                have = await self.storage.recheck()
+            except StorageError as exc:
+                self._fail(str(exc))
+                task_status.started()
+                return
+            self.emit(TorrentChecked, pieces=sum(have), num_pieces=self.info.num_pieces)
         for index, ok in enumerate(have):
             if ok:
                 self.picker.set_have(index)
         self.checked.set()
-        self.emit("checked", pieces=sum(have), num_pieces=self.info.num_pieces)
         if self.picker.is_finished():
             await self._finish_download()
         async with trio.open_nursery() as nursery:
@@ -336,7 +384,7 @@ class Torrent:
     def _fail(self, message: str) -> None:
         if self.error is None:
             self.error = message
-            self.emit("error", message=message)
+            self.emit(TorrentError, message=message)
         self.failed.set()
         for link in list(self.links):
             link.close("torrent stopped: " + message)
@@ -473,7 +521,7 @@ class Torrent:
                 other.close("duplicate connection")
                 break
         self.links[link] = None
-        self.emit("peer_connected", peer=str(addr), client=link.client)
+        self.emit(PeerConnected, peer=str(addr), client=link.client)
         # Our opening: extension handshake, then what we have.
         if supports_extension_protocol(hs.reserved) and conn.extension_protocol:
             link.send(
@@ -501,7 +549,7 @@ class Torrent:
         # Its outstanding requests go back to the picker; blocks it already sent stay in
         # their assemblies (trust needs to know who sent them when the piece is checked).
         self.picker.peer_gone(link)
-        self.emit("peer_disconnected", peer=str(link.addr), reason=link.close_reason)
+        self.emit(PeerDisconnected, peer=str(link.addr), reason=link.close_reason)
         known = self.known.get(link.key)
         if known is not None:  # not straight back to a peer that just left (libtorrent: 60 s)
             known.next_attempt = max(known.next_attempt, trio.current_time() + RECONNECT_AFTER)
@@ -534,10 +582,10 @@ class Torrent:
             link.unchoked_us_at = None
             self.picker.peer_choked(link)
         elif kind is Interested:
-            self.emit("interested", peer=str(link.addr), direction="theirs")
+            self.emit(InterestedEvent, peer=str(link.addr), direction="theirs")
             self._maybe_unchoke_now(link, now)
         elif kind is NotInterested:
-            self.emit("not_interested", peer=str(link.addr), direction="theirs")
+            self.emit(NotInterestedEvent, peer=str(link.addr), direction="theirs")
         elif kind is ExtendedHandshake:
             assert isinstance(event, ExtendedHandshake)
             if event.p is not None and not link.outgoing:
@@ -572,7 +620,6 @@ class Torrent:
             if other.conn.is_outstanding(index, begin, size):
                 other.send(Cancel(index=index, begin=begin, length=size))
         if not result.accepted:
-            self.wasted += size
             return
         assembly = self._assemblies.get(index)
         if assembly is None:
@@ -597,19 +644,18 @@ class Torrent:
             self.picker.piece_passed(index)
             self.downloaded += len(assembly.data)
             banned = self.trust.piece_passed(index, assembly.data, senders, 16 * 1024)
-            self.emit("piece", index=index)
+            self.emit(PieceVerified, index=index)
             have = Have(index=index)
             for link in list(self.links):
                 if link.conn.our_handshake is not None:
                     link.send(have)
                     if link.conn.am_interested and not self.picker.is_interesting(link):
                         link.send(NotInterested())
-                        self.emit("not_interested", peer=str(link.addr), direction="ours")
+                        self.emit(NotInterestedEvent, peer=str(link.addr), direction="ours")
             if self.picker.is_finished() and not self.complete.is_set():
                 await self._finish_download()
         else:
             self.picker.piece_failed(index)
-            self.wasted += len(assembly.data)
             block = 16 * 1024
             blocks = {
                 begin: (link.key, bytes(assembly.data[begin : begin + block]))
@@ -619,9 +665,9 @@ class Torrent:
                 link.hash_failures += 1
             banned = self.trust.piece_failed(index, blocks)
             self.emit(
-                "hash_failed",
+                HashFailed,
                 index=index,
-                peers=sorted({str(link.addr) for link in assembly.senders.values()}),
+                peers=tuple(sorted({str(link.addr) for link in assembly.senders.values()})),
             )
         for key in banned:
             if isinstance(key, PeerAddr):
@@ -635,7 +681,7 @@ class Torrent:
         for link in list(self.links):
             if link.key == key:
                 self.banned_ids.add(link.peer_id)
-                self.emit("banned", peer=str(link.addr), reason=reason)
+                self.emit(PeerBanned, peer=str(link.addr), reason=reason)
                 link.close("banned: " + reason)
 
     async def _finish_download(self) -> None:
@@ -662,7 +708,7 @@ class Torrent:
     def _mark_complete(self, now: float) -> None:
         self.completed_at = now
         self.complete.set()
-        self.emit("completed", seconds=round(now - self.started_at, 3))
+        self.emit(TorrentCompleted, seconds=round(now - self.started_at, 3))
         for source in self._discoveries:
             source.completed()
         for link in list(self.links):
@@ -683,10 +729,10 @@ class Torrent:
         interesting = self.picker.is_interesting(link)
         if interesting and not link.conn.am_interested:
             link.send(Interested())
-            self.emit("interested", peer=str(link.addr), direction="ours")
+            self.emit(InterestedEvent, peer=str(link.addr), direction="ours")
         elif not interesting and link.conn.am_interested:
             link.send(NotInterested())
-            self.emit("not_interested", peer=str(link.addr), direction="ours")
+            self.emit(NotInterestedEvent, peer=str(link.addr), direction="ours")
 
     def fill_requests(self, link: PeerLink, now: float) -> None:
         conn = link.conn
@@ -758,7 +804,7 @@ class Torrent:
                 self._account_unchoke(link, now)
                 link.unchoked_at = now
         for peer in result.optimistic:
-            self.emit("optimistic", peer=str(peer.addr))
+            self.emit(OptimisticUnchoke, peer=str(peer.addr))
         for decision in result.decisions:
             link = decision.peer
             if link not in self.links:
@@ -767,11 +813,11 @@ class Torrent:
                 self._account_unchoke(link, now)
                 link.send(Choke())
                 link.optimistic = False
-                self.emit("choke", peer=str(link.addr), reason=decision.reason)
+                self.emit(Choked, peer=str(link.addr), reason=decision.reason)
             else:
                 link.send(Unchoke())
                 link.unchoked_at = now
-                self.emit("unchoke", peer=str(link.addr), reason=decision.reason)
+                self.emit(Unchoked, peer=str(link.addr), reason=decision.reason)
         for link in ready:
             reason = result.unchoked.get(link)
             link.optimistic = reason == "optimistic"
@@ -818,7 +864,7 @@ class Torrent:
                             link.send(
                                 Cancel(index=block.piece, begin=block.begin, length=block.length)
                             )
-                    self.emit("snubbed", peer=str(link.addr))
+                    self.emit(Snubbed, peer=str(link.addr))
                 elif link.snubbed and not snubbed:
                     link.snubbed = False
                 self.fill_requests(link, now)

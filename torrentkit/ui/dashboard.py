@@ -45,6 +45,7 @@ from rich.style import Style
 
 from torrentkit.cli.common import safe_text
 from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
+from torrentkit.events import Event
 
 __all__ = [
     "LEGENDS",
@@ -284,9 +285,10 @@ LEGENDS: tuple[str, ...] = (
 QUIET_EVENTS = frozenset({"interested", "not_interested", "piece"})
 
 
-def describe_event(ev: Mapping[str, Any]) -> tuple[str, str]:
+def describe_event(event: Event | Mapping[str, Any]) -> tuple[str, str]:
     """One engine event in words, with a style: ``("unchoked 127.0.0.1:5001 (rate)",
     "green")``. Unknown events show their name and fields. The text is already escaped."""
+    ev = event.to_json() if isinstance(event, Event) else event
     kind = ev.get("event")
     peer = _clean(ev.get("peer", "?"))
     text: str
@@ -335,10 +337,16 @@ def describe_event(ev: Mapping[str, Any]) -> tuple[str, str]:
         text, style = f"error: {_clean(ev.get('message', '?'))}", "bold red"
     else:
         fields = " ".join(
-            f"{_clean(k)}={_clean(v)}" for k, v in ev.items() if k not in ("event", "t")
+            f"{_clean(k)}={_clean(v)}"
+            for k, v in ev.items()
+            if k not in ("event", "t", "info_hash")
         )
         text = f"{_clean(kind)} {fields}".rstrip()
     return text, style
+
+
+def _kind(event: Event | Mapping[str, Any]) -> Any:
+    return event.kind if isinstance(event, Event) else event.get("event")
 
 
 # ----------------------------------------------------------------------------- piece map
@@ -626,7 +634,7 @@ def render(
     map_rows = 1 if height <= 30 else 2 if height <= 45 else 3
     map_rows = min(map_rows, -(-len(snap.piece_map) // width))
     event_rows = 4 if height <= 30 else min(12, 4 + (height - 30) // 3)
-    events = [ev for ev in snap.events if ev.get("event") not in QUIET_EVENTS]
+    events = [ev for ev in snap.events if _kind(ev) not in QUIET_EVENTS]
     event_rows = min(event_rows, max(1, len(events)))
     legend = 1
     peers = _sorted_peers(snap)
@@ -665,7 +673,7 @@ def render(
         recent = events[-event_rows:]
         for ev in recent:
             text, style = describe_event(ev)
-            t = ev.get("t")
+            t = ev.t if isinstance(ev, Event) else ev.get("t")
             stamp = _clock(t) if isinstance(t, int | float) else "?"
             lines.append(_fit([(f"{stamp:>7} ", "bright_black"), (text, style)], width))
         if not recent:

@@ -43,6 +43,7 @@ class ChordDiscovery:
         sink: PeerSink,
         private: bool = False,
         search_interval: float = SEARCH_INTERVAL,
+        announce: bool = True,
     ) -> None:
         if private:
             raise LocalProtocolError("private torrents are never announced to a DHT (BEP 27)")
@@ -51,6 +52,7 @@ class ChordDiscovery:
         self.port = port
         self._sink = sink
         self._search_interval = search_interval
+        self._announce = announce
         self._wake = trio.Event()
         self.announces = 0
         self.searches = 0
@@ -59,7 +61,8 @@ class ChordDiscovery:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._announce_loop)
+            if self._announce:  # a magnet still fetching its metadata only searches
+                nursery.start_soon(self._announce_loop)
             await self._search_loop()
 
     def completed(self) -> None:

@@ -1,0 +1,279 @@
+"""Typed engine events: what ``Session.events()`` yields, what ``--json`` prints and what the
+dashboard's event log shows (docs/cli.md names the JSON forms).
+
+Every event is a frozen, slotted dataclass with keyword-only fields. ``t`` is seconds since
+the torrent started (the JSON field of the same name); ``info_hash`` is the torrent's v1
+info-hash as 40 lowercase hex digits. :meth:`Event.to_json` gives the one-line JSON object,
+whose ``"event"`` name is the class's :attr:`Event.kind` (``peer_connected``, ``choke``, ...).
+No untyped dict crosses the engine's edge: faces build on these classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+ChokeReason = Literal["rate", "optimistic", "snubbed", "seed", "stopped"]
+Direction = Literal["ours", "theirs"]
+TorrentState = Literal["checking", "metadata", "downloading", "seeding", "paused", "error"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base class of every engine event."""
+
+    #: The JSON ``"event"`` name.
+    kind: ClassVar[str] = "event"
+
+    t: float
+    info_hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` form: ``{"event": kind, "t": ..., <fields>...}``."""
+        out: dict[str, Any] = {"event": self.kind}
+        for f in dataclasses.fields(self):
+            out[f.name] = getattr(self, f.name)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerEvent(Event):
+    """An event about one peer connection; ``peer`` is its ``HOST:PORT``."""
+
+    peer: str
+
+
+# ---------------------------------------------------------------------------- torrent life
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TorrentAdded(Event):
+    kind: ClassVar[str] = "added"
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataReceived(Event):
+    """A magnet's info dictionary arrived and was checked against the info-hash."""
+
+    kind: ClassVar[str] = "metadata"
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TorrentChecked(Event):
+    """The data on disk was checked (``rechecked`` pieces hashed, ``trusted`` taken from
+    resume data without hashing)."""
+
+    kind: ClassVar[str] = "checked"
+    pieces: int
+    num_pieces: int
+    rechecked: int = 0
+    trusted: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TorrentCompleted(Event):
+    """Every wanted piece is verified and on disk."""
+
+    kind: ClassVar[str] = "completed"
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TorrentPaused(Event):
+    kind: ClassVar[str] = "paused"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TorrentResumed(Event):
+    kind: ClassVar[str] = "resumed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TorrentRemoved(Event):
+    kind: ClassVar[str] = "removed"
+    deleted_data: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TorrentError(Event):
+    """The torrent stopped on an error (disk full, read-only folder, ...)."""
+
+    kind: ClassVar[str] = "error"
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeSaved(Event):
+    kind: ClassVar[str] = "resume_saved"
+    pieces: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackerError(Event):
+    """A discovery source (tracker, ring, index, overlay) reported a problem."""
+
+    kind: ClassVar[str] = "tracker_error"
+    source: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeersFound(Event):
+    """A discovery source handed the torrent new peer addresses."""
+
+    kind: ClassVar[str] = "peers_found"
+    source: str
+    count: int
+
+
+# ---------------------------------------------------------------------------- peers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerConnected(PeerEvent):
+    kind: ClassVar[str] = "peer_connected"
+    client: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerDisconnected(PeerEvent):
+    kind: ClassVar[str] = "peer_disconnected"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Choked(PeerEvent):
+    """We choked the peer."""
+
+    kind: ClassVar[str] = "choke"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unchoked(PeerEvent):
+    """We unchoked the peer (``reason``: rate, optimistic or seed)."""
+
+    kind: ClassVar[str] = "unchoke"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptimisticUnchoke(PeerEvent):
+    """The peer got the optimistic slot."""
+
+    kind: ClassVar[str] = "optimistic"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Interested(PeerEvent):
+    """``direction`` ours: we became interested in the peer; theirs: it in us."""
+
+    kind: ClassVar[str] = "interested"
+    direction: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotInterested(PeerEvent):
+    kind: ClassVar[str] = "not_interested"
+    direction: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snubbed(PeerEvent):
+    """The peer unchoked us but sent no block for 60 s."""
+
+    kind: ClassVar[str] = "snubbed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerBanned(PeerEvent):
+    kind: ClassVar[str] = "banned"
+    reason: str
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PieceVerified(Event):
+    kind: ClassVar[str] = "piece"
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HashFailed(Event):
+    """A piece failed its hash; ``peers`` sent blocks of it."""
+
+    kind: ClassVar[str] = "hash_failed"
+    index: int
+    peers: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        out = Event.to_json(self)
+        out["peers"] = list(self.peers)
+        return out
+
+
+#: Every event class by its JSON name.
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        TorrentAdded,
+        MetadataReceived,
+        TorrentChecked,
+        TorrentCompleted,
+        TorrentPaused,
+        TorrentResumed,
+        TorrentRemoved,
+        TorrentError,
+        ResumeSaved,
+        TrackerError,
+        PeersFound,
+        PeerConnected,
+        PeerDisconnected,
+        Choked,
+        Unchoked,
+        OptimisticUnchoke,
+        Interested,
+        NotInterested,
+        Snubbed,
+        PeerBanned,
+        PieceVerified,
+        HashFailed,
+    )
+}
+
+__all__ = [
+    "EVENT_TYPES",
+    "ChokeReason",
+    "Choked",
+    "Direction",
+    "Event",
+    "HashFailed",
+    "Interested",
+    "MetadataReceived",
+    "NotInterested",
+    "OptimisticUnchoke",
+    "PeerBanned",
+    "PeerConnected",
+    "PeerDisconnected",
+    "PeerEvent",
+    "PeersFound",
+    "PieceVerified",
+    "ResumeSaved",
+    "Snubbed",
+    "TorrentAdded",
+    "TorrentChecked",
+    "TorrentCompleted",
+    "TorrentError",
+    "TorrentPaused",
+    "TorrentRemoved",
+    "TorrentResumed",
+    "TorrentState",
+    "TrackerError",
+    "Unchoked",
+]
