@@ -41,6 +41,7 @@ from torrentkit.discovery.base import SearchHit
 from torrentkit.discovery.napster import protocol
 from torrentkit.discovery.napster.index import IndexRequestError, SearchQuery, SharedFile
 from torrentkit.errors import LocalProtocolError, TorrentkitError
+from torrentkit.httpget import FetchError, ReplyRefused, request_capped
 from torrentkit.ids import InfoHash, PeerAddr
 
 log = logging.getLogger(__name__)
@@ -198,27 +199,24 @@ class NapsterClient:
         *,
         params: dict[str, str] | None = None,
     ) -> bytes:
-        cap = protocol.MAX_RESPONSE
         try:
-            with trio.fail_after(self.timeout):
-                async with self._http.stream(
-                    method, self.url + path, json=body, params=params
-                ) as response:
-                    data = bytearray()
-                    async for chunk in response.aiter_raw():
-                        data += chunk
-                        if len(data) > cap:
-                            raise protocol.IndexResponseError(f"index reply exceeds {cap} bytes")
-                    status = response.status_code
-        except trio.TooSlowError:
-            raise IndexUnreachable(f"no reply from the index within {self.timeout:g} s") from None
-        except httpx.TimeoutException as exc:
-            raise IndexUnreachable(f"index timed out ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise IndexUnreachable(f"index unreachable: {type(exc).__name__}: {exc}") from None
+            reply = await request_capped(
+                self._http,
+                self.url + path,
+                method=method,
+                json=body,
+                params=params,
+                max_bytes=protocol.MAX_RESPONSE,
+                timeout=self.timeout,
+            )
+        except ReplyRefused as exc:
+            raise protocol.IndexResponseError(f"index {exc}") from None
+        except FetchError as exc:
+            raise IndexUnreachable(f"index unreachable: {exc}") from None
+        status, data = reply.status, reply.body
         if status == 200:
-            return bytes(data)
-        message = protocol.parse_error(bytes(data))
+            return data
+        message = protocol.parse_error(data)
         if message is None:
             raise IndexUnreachable(f"index answered HTTP {status}")
         raise IndexRequestError(message, status)

@@ -62,6 +62,7 @@ from torrentkit.discovery.tracker.protocol import (
     scrape_url,
 )
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError, TorrentkitError
+from torrentkit.httpget import FetchError, ReplyRefused, request_capped
 from torrentkit.ids import InfoHash
 
 log = logging.getLogger(__name__)
@@ -410,39 +411,24 @@ async def fetch(http: httpx.AsyncClient, url: str, config: TrackerClientConfig) 
     :class:`~.protocol.TrackerResponseError` (too large, encoded) / :class:`TrackerFailure`
     (a non-200 reply whose body is a bencoded failure reason).
     """
-    cap = config.max_response_size
     try:
-        with trio.fail_after(config.request_timeout):
-            async with http.stream("GET", url) as response:
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > cap:
-                    raise TrackerResponseError(f"reply of {declared} bytes exceeds {cap} bytes")
-                encoding = response.headers.get("content-encoding", "identity").lower()
-                if encoding not in ("", "identity"):
-                    raise TrackerResponseError(f"reply has content-encoding {encoding!r}")
-                body = bytearray()
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > cap:
-                        raise TrackerResponseError(f"reply exceeds {cap} bytes")
-                status = response.status_code
-    except trio.TooSlowError:
-        raise TrackerUnreachable(f"no reply within {config.request_timeout:g} s") from None
-    except httpx.TimeoutException as exc:
-        raise TrackerUnreachable(f"timed out ({type(exc).__name__})") from None
-    except httpx.HTTPError as exc:
-        raise TrackerUnreachable(f"{type(exc).__name__}: {exc}") from None
-    except httpx.InvalidURL as exc:
-        raise TrackerUnreachable(f"invalid URL: {exc}") from None
+        reply = await request_capped(
+            http, url, max_bytes=config.max_response_size, timeout=config.request_timeout
+        )
+    except ReplyRefused as exc:
+        raise TrackerResponseError(str(exc)) from None
+    except FetchError as exc:
+        raise TrackerUnreachable(str(exc)) from None
+    status, body = reply.status, reply.body
     if status != 200:
         try:
-            parse_announce_response(bytes(body))
+            parse_announce_response(body)
         except TrackerFailure:
             raise
         except RemoteProtocolError:
             pass
         raise TrackerUnreachable(f"HTTP {status}")
-    return bytes(body)
+    return body
 
 
 async def scrape(
