@@ -1,5 +1,6 @@
 """What the asyncio services (the HTTP tracker, the Napster index) share: a one-line log
-filter for aiohttp's errors, and running a service on a background thread.
+filter for aiohttp's errors, :func:`serve_http` (an aiohttp server on a bound socket with a
+periodic chore, until told to stop), and running a service on a background thread.
 
 DESIGN.md keeps asyncio out of the trio engine: a face that needs one of these services next
 to trio code (the demo, tests) runs it in :class:`ServiceThread`, which owns an asyncio loop
@@ -9,13 +10,23 @@ on its own thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Self
 
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_request import BaseRequest
+
+#: Idle keep-alive connections are closed after this long (seconds).
+KEEPALIVE_TIMEOUT = 30.0
+#: On stop, requests in flight get this long before their connections are closed.
+SHUTDOWN_TIMEOUT = 2.0
+#: aiohttp's own limit on a request line or header line (longer ones get HTTP 400).
+MAX_LINE_SIZE = 8190
 
 
 class OneLineErrors(logging.Filter):
@@ -42,6 +53,72 @@ class OneLineErrors(logging.Filter):
         record.exc_info = None
         record.exc_text = None
         return True
+
+
+def open_listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0 = any free port). Raises OSError."""
+    infos = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
+    )
+    family, type_, proto, _, addr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(addr)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def host_port(sock: socket.socket) -> str:
+    """``HOST:PORT`` of a bound socket (``[HOST]:PORT`` for IPv6), as a URL wants it."""
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve_http(
+    handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+    sock: socket.socket,
+    stop: asyncio.Event,
+    *,
+    logger: logging.Logger,
+    chore: Callable[[], object],
+    every: float,
+    max_line_size: int = MAX_LINE_SIZE,
+) -> None:
+    """Serve ``handler`` on the bound ``sock`` until ``stop`` is set; then close every
+    connection. ``chore()`` (expiring old state) runs every ``every`` seconds in a task group
+    this coroutine owns. aiohttp's per-connection errors go to ``logger``; no access log."""
+    server = web.Server(
+        handler,
+        access_log=None,
+        logger=logger,
+        max_line_size=max_line_size,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+    )
+    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        site = web.SockSite(runner, sock)
+        await site.start()
+        async with asyncio.TaskGroup() as tasks:
+            chores = tasks.create_task(_every(chore, every))
+            await stop.wait()
+            chores.cancel()
+    finally:
+        await runner.cleanup()
+
+
+async def _every(chore: Callable[[], object], seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        chore()
 
 
 #: ``serve(sock, stop)``: serve on an already bound socket until ``stop`` is set.

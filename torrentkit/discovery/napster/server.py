@@ -31,17 +31,20 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 import torrentkit
-from torrentkit.discovery.aioservice import OneLineErrors, ServiceThread
+from torrentkit.discovery.aioservice import (
+    OneLineErrors,
+    ServiceThread,
+    host_port,
+    open_listen_socket,
+    serve_http,
+)
 from torrentkit.discovery.napster import protocol
 from torrentkit.discovery.napster.index import IndexRequestError, NapsterIndex, RateLimiter
-from torrentkit.discovery.tracker.server import host_port, open_listen_socket
 
 log = logging.getLogger(__name__)
 #: aiohttp's per-connection errors go here (see :class:`_OneLine`).
 http_log = logging.getLogger(__name__ + ".http")
 
-KEEPALIVE_TIMEOUT = 30.0
-SHUTDOWN_TIMEOUT = 2.0
 #: Default per-IP request rate (requests per second) and burst.
 DEFAULT_RATE = 20.0
 DEFAULT_BURST = 100.0
@@ -194,30 +197,21 @@ async def serve(
     A background task drops expired sessions every ``purge_every`` seconds (default: a
     quarter of the TTL, at most 30 s); it lives in a task group this coroutine owns.
     """
-    handler = IndexHandler(index, clock=clock, limiter=limiter)
-    server = web.Server(
-        handler, access_log=None, logger=http_log, keepalive_timeout=KEEPALIVE_TIMEOUT
-    )
-    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    await runner.setup()
-    every = purge_every if purge_every is not None else min(30.0, index.config.ttl / 4)
-    try:
-        site = web.SockSite(runner, sock)
-        await site.start()
-        async with asyncio.TaskGroup() as tasks:
-            purger = tasks.create_task(_purge_loop(index, clock, every))
-            await stop.wait()
-            purger.cancel()
-    finally:
-        await runner.cleanup()
 
-
-async def _purge_loop(index: NapsterIndex, clock: Callable[[], float], every: float) -> None:
-    while True:
-        await asyncio.sleep(every)
+    def expire() -> None:
         dropped = index.expire(clock())
         if dropped:
             log.debug("dropped %d expired sessions", dropped)
+
+    every = purge_every if purge_every is not None else min(30.0, index.config.ttl / 4)
+    await serve_http(
+        IndexHandler(index, clock=clock, limiter=limiter),
+        sock,
+        stop,
+        logger=http_log,
+        chore=expire,
+        every=every,
+    )
 
 
 class NapsterIndexThread(ServiceThread):

@@ -20,7 +20,6 @@ to run a tracker in a background thread of a sync or trio program (tests, demos)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -29,7 +28,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
-from torrentkit.discovery.aioservice import OneLineErrors, ServiceThread
+from torrentkit.discovery.aioservice import OneLineErrors, ServiceThread, serve_http
+
+# Re-exported: the CLI and tools/ open the tracker's socket through this module.
+from torrentkit.discovery.aioservice import host_port as host_port
+from torrentkit.discovery.aioservice import open_listen_socket as open_listen_socket
 from torrentkit.discovery.tracker import protocol, stats
 from torrentkit.discovery.tracker.state import TrackerState, TrackerStats
 
@@ -43,8 +46,6 @@ http_log.addFilter(OneLineErrors(lambda text: stats.printable(text.encode("utf-8
 #: Request lines up to this long reach our parser and get a bencoded answer (a 1,000-hash
 #: scrape, every byte escaped, is ~71 KB); longer ones get aiohttp's HTTP 400.
 MAX_REQUEST_LINE = protocol.MAX_QUERY_LENGTH + 1024
-KEEPALIVE_TIMEOUT = 30.0
-SHUTDOWN_TIMEOUT = 2.0
 #: /stats and /stats.html are recomputed at most this often (seconds).
 STATS_MAX_AGE = 1.0
 
@@ -118,35 +119,9 @@ class TrackerHandler:
         )
 
 
-def open_listen_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host``:``port`` (0 = any free port). Raises OSError."""
-    infos = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
-    )
-    family, type_, proto, _, addr = infos[0]
-    sock = socket.socket(family, type_, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(addr)
-        sock.listen(1024)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def announce_url(sock: socket.socket) -> str:
     """``http://HOST:PORT/announce`` for a listening socket."""
     return f"http://{host_port(sock)}/announce"
-
-
-def host_port(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def serve(
@@ -162,34 +137,22 @@ async def serve(
     A background task purges expired peers every ``purge_every`` seconds (default: a tenth
     of the interval, at most 60 s); it lives in a task group this coroutine owns.
     """
-    handler = TrackerHandler(state, clock=clock)
-    server = web.Server(
-        handler,
-        access_log=None,
-        logger=http_log,
-        max_line_size=MAX_REQUEST_LINE,
-        keepalive_timeout=KEEPALIVE_TIMEOUT,
-    )
-    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    await runner.setup()
-    every = purge_every if purge_every is not None else min(60.0, state.config.interval / 10)
-    try:
-        site = web.SockSite(runner, sock)
-        await site.start()
-        async with asyncio.TaskGroup() as tasks:
-            purger = tasks.create_task(_purge_loop(state, clock, every))
-            await stop.wait()
-            purger.cancel()
-    finally:
-        await runner.cleanup()
 
-
-async def _purge_loop(state: TrackerState, clock: Callable[[], float], every: float) -> None:
-    while True:
-        await asyncio.sleep(every)
+    def purge() -> None:
         dropped = state.purge(clock())
         if dropped:
             log.debug("purged %d expired peers", dropped)
+
+    every = purge_every if purge_every is not None else min(60.0, state.config.interval / 10)
+    await serve_http(
+        TrackerHandler(state, clock=clock),
+        sock,
+        stop,
+        logger=http_log,
+        chore=purge,
+        every=every,
+        max_line_size=MAX_REQUEST_LINE,
+    )
 
 
 class TrackerThread(ServiceThread):
