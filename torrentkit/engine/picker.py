@@ -57,9 +57,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError
-from torrentkit.metainfo import FileEntry
+from torrentkit.metainfo import BLOCK_SIZE, FileEntry
 
-BLOCK_SIZE = 16 * 1024
 DEFAULT_PRIORITY = 4
 MAX_PRIORITY = 7
 

@@ -21,8 +21,9 @@ from typing import Any
 
 from torrentkit.errors import LocalProtocolError
 
-#: Every client uses 16 KiB blocks and drops peers asking for more (BEP 3).
-BLOCK_SIZE = 16 * 1024
+# BLOCK_SIZE (16 KiB): every client uses 16 KiB blocks and drops peers asking for more (BEP 3).
+from torrentkit.metainfo import BLOCK_SIZE as BLOCK_SIZE
+
 _U32 = 2**32
 
 #: reserved[5] & 0x10: the BEP 10 extension protocol.
