@@ -598,7 +598,7 @@ class _TorrentJob:
             up = sum(link.up.rate(now) for link in t.links)
             peers = len(t.links)
             seeds = sum(1 for link in t.links if t.picker.peer_is_seed(link))
-            known = len(t.known)
+            known = len(t.peers)
             session_down, session_up = t.downloaded, t.uploaded
         else:
             have = self.have or []

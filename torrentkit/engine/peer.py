@@ -91,7 +91,6 @@ class PeerLink:
         self.short_down = RollingRate(now=now, window=3)  # drives the request depth
         self.downloaded = 0
         self.uploaded = 0
-        self.hash_failures = 0
         self.close_reason = "closed"
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0

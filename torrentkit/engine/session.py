@@ -120,7 +120,7 @@ class Session:
         """Hand incoming connections for the torrent's info-hash to it."""
         if torrent.info_hash in self.torrents:
             raise ValueError("torrent already added")
-        torrent.self_addrs.add(self.address)
+        torrent.peers.self_connection(self.address)
         self.torrents[torrent.info_hash] = torrent
 
     def detach(self, info_hash: bytes) -> None:

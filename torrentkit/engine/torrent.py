@@ -23,22 +23,26 @@ Engine events (``peer_connected``, ``unchoke``, ``piece``, ``banned``, ...) go t
 from __future__ import annotations
 
 import random
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from torrentkit import __version__
 from torrentkit.discovery.base import TorrentDiscovery, TransferTotals
+from torrentkit.engine.assembly import Assemblies, Assembly
 from torrentkit.engine.choker import Choker, PeerStats
 from torrentkit.engine.peer import PeerLink
+from torrentkit.engine.peerbook import PeerBook, keep_new_connection
 from torrentkit.engine.picker import Picker
 from torrentkit.engine.ratelimit import RateLimiter
 from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
 from torrentkit.engine.storage import PieceStorage
 from torrentkit.engine.trust import Trust
+from torrentkit.engine.upload_cache import UploadCache
 from torrentkit.errors import RemoteProtocolError, StorageError
 from torrentkit.events import (
     Choked,
@@ -87,10 +91,6 @@ from torrentkit.wire.extensions import UT_METADATA, supports_extension_protocol
 
 CONNECT_TIMEOUT = 15.0
 HANDSHAKE_TIMEOUT = 10.0
-#: Wait this long before dialling a peer again after a connection to it ended.
-RECONNECT_AFTER = 30.0
-#: Remember at most this many seeds we parted from (not dialled again while we are done).
-MAX_PARTED_SEEDS = 4096
 KEEPALIVE_INTERVAL = 90.0
 SILENCE_LIMIT = 120.0
 SNUB_TIMEOUT = 60.0
@@ -116,23 +116,6 @@ class TorrentOptions:
     #: Seconds between rechokes; the optimistic turn is three of them (BitTorrent: 10 / 30).
     #: Only the demo changes it, to show a minutes-long dynamic within a minute.
     rechoke_interval: float = RECHOKE_INTERVAL
-
-
-@dataclass(slots=True)
-class KnownPeer:
-    addr: PeerAddr
-    source: str
-    failures: int = 0
-    next_attempt: float = 0.0
-    connecting: bool = False
-
-
-@dataclass(slots=True)
-class _Assembly:
-    """A piece being received: its bytes, and who sent each block."""
-
-    data: bytearray
-    senders: dict[int, PeerLink] = field(default_factory=dict)
 
 
 class Torrent:
@@ -185,15 +168,12 @@ class Torrent:
         self.recent_events: deque[EngineEvent] = deque(maxlen=100)
         #: peer id -> [seconds unchoked, seconds of it optimistic], closed intervals only
         self.unchoke_totals: dict[bytes, list[float]] = {}
-        self.known: dict[PeerAddr, KnownPeer] = {}
-        #: seeds we parted from once done (an ordered set, oldest first)
-        self.parted_seeds: dict[PeerAddr, None] = {}
-        self.banned_addrs: set[PeerAddr] = set()
-        self.banned_ids: set[bytes] = set()
-        self.self_addrs: set[PeerAddr] = set()
-        self._assemblies: dict[int, _Assembly] = {}
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
-        self._cache_bytes = 0
+        #: known peers, backoff, bans, our own addresses, parted seeds (pure, see peerbook.py)
+        self.peers = PeerBook(self.rng)
+        self.assemblies: Assemblies[PeerAddr] = Assemblies(
+            piece_length=info.piece_length, total_length=info.total_length
+        )
+        self.upload_cache = UploadCache(PIECE_CACHE_BYTES)
         self.uploaded = 0
         self.downloaded = 0  # verified payload bytes received this session
         self.started_at = 0.0
@@ -301,8 +281,8 @@ class Torrent:
             ratio=self.uploaded / info.total_length,
             eta=None if self.is_complete or down <= 0 else left / down,
             peers=peers,
-            known_peers=len(self.known),
-            banned=len(self.banned_addrs),
+            known_peers=len(self.peers),
+            banned=len(self.peers.banned_addrs),
             piece_map=tuple(self.picker.piece_map(map_cells)),
             events=tuple(self.recent_events),
         )
@@ -393,16 +373,21 @@ class Torrent:
 
     def add_peers(self, addrs: Sequence[PeerAddr], source: str) -> None:
         """A discovery source found these addresses (the PeerSink)."""
-        added = False
-        for addr in addrs:
-            if addr in self.banned_addrs or addr in self.self_addrs or addr in self.known:
-                continue
-            if addr.port == 0:
-                continue
-            self.known[addr] = KnownPeer(addr=addr, source=source)
-            added = True
-        if added:
+        if self.peers.add(addrs, source, trio.current_time()):
             self._connect_wakeup.set()
+
+    @property
+    def banned_addrs(self) -> AbstractSet[PeerAddr]:
+        return self.peers.banned_addrs
+
+    @property
+    def parted_seeds(self) -> AbstractSet[PeerAddr]:
+        return self.peers.parted_seeds
+
+    @property
+    def known(self) -> PeerBook:
+        """The known peers (an address book: ``len``, ``in``, iteration, ``sources()``)."""
+        return self.peers
 
     def _connected_keys(self) -> set[PeerAddr]:
         return {link.key for link in self.links}
@@ -413,31 +398,18 @@ class Torrent:
             nursery = self._nursery
             assert nursery is not None
             if not self.failed.is_set():
-                connected = self._connected_keys()
-                connecting = sum(1 for k in self.known.values() if k.connecting)
-                room = self.options.max_peers - len(self.links) - connecting
-                candidates = [
-                    k
-                    for k in self.known.values()
-                    if not k.connecting
-                    and k.next_attempt <= now
-                    and k.addr not in connected
-                    and k.addr not in self.banned_addrs
-                ]
-                if self.picker.is_finished():
-                    # A seed dials leechers too (one that announces after them would
-                    # otherwise wait for their next announce), but not known seeds.
-                    candidates = [k for k in candidates if k.addr not in self.parted_seeds]
-                self.rng.shuffle(candidates)
-                for known in candidates[: max(0, room)]:
-                    known.connecting = True
-                    nursery.start_soon(self._dial, known)
+                for addr in self.peers.candidates(
+                    now,
+                    self.options.max_peers - len(self.links),
+                    connected=self._connected_keys(),
+                    finished=self.picker.is_finished(),
+                ):
+                    nursery.start_soon(self._dial, addr)
             with trio.move_on_after(1.0):
                 await self._connect_wakeup.wait()
             self._connect_wakeup = trio.Event()
 
-    async def _dial(self, known: KnownPeer) -> None:
-        addr = known.addr
+    async def _dial(self, addr: PeerAddr) -> None:
         stream: trio.abc.Stream | None = None
         try:
             with trio.fail_after(CONNECT_TIMEOUT):
@@ -455,28 +427,19 @@ class Torrent:
                 hs = await read_handshake(stream, conn)
         except HandshakeRejected as exc:
             if exc.reason is RejectReason.SELF_CONNECTION:
-                self.self_addrs.add(addr)
-                self.known.pop(addr, None)
-            self._dial_failed(known)
+                self.peers.self_connection(addr)
+            else:
+                self.peers.dial_failed(addr, trio.current_time())
             if stream is not None:
                 await close_quietly(stream)
             return
         except (OSError, trio.TooSlowError, trio.BrokenResourceError, RemoteProtocolError):
-            self._dial_failed(known)
+            self.peers.dial_failed(addr, trio.current_time())
             if stream is not None:
                 await close_quietly(stream)
             return
-        known.connecting = False
-        known.failures = 0
+        self.peers.dial_succeeded(addr)
         await self._run_link(stream, conn, addr, hs, outgoing=True)
-
-    def _dial_failed(self, known: KnownPeer) -> None:
-        known.connecting = False
-        known.failures += 1
-        if known.failures >= 8:
-            self.known.pop(known.addr, None)
-            return
-        known.next_attempt = trio.current_time() + min(300.0, 5.0 * 2 ** (known.failures - 1))
 
     async def accept(
         self, stream: trio.abc.Stream, conn: PeerConnection, addr: PeerAddr, hs: Handshake
@@ -507,7 +470,7 @@ class Torrent:
         now = trio.current_time()
         link = PeerLink(self, stream, conn, addr, outgoing=outgoing, now=now)
         link.set_peer_id(hs.peer_id)
-        if hs.peer_id in self.banned_ids or link.key in self.banned_addrs:
+        if self.peers.is_banned(link.key, hs.peer_id):
             await close_quietly(stream)
             return
         for other in self.links:
@@ -515,7 +478,9 @@ class Torrent:
                 # Both sides dialled each other at once. Both keep the same connection: the
                 # one dialled by the smaller peer id (else each might keep a different one
                 # and close the other's, leaving none).
-                if self._initiator_id(other) < self._initiator_id(link):
+                if not keep_new_connection(
+                    self.peer_id, (other.outgoing, other.peer_id), (link.outgoing, link.peer_id)
+                ):
                     await close_quietly(stream)
                     return
                 other.close("duplicate connection")
@@ -540,9 +505,6 @@ class Torrent:
         finally:
             self._link_gone(link)
 
-    def _initiator_id(self, link: PeerLink) -> bytes:
-        return self.peer_id if link.outgoing else link.peer_id
-
     def _link_gone(self, link: PeerLink) -> None:
         self.links.pop(link, None)
         self._account_unchoke(link, trio.current_time())
@@ -550,9 +512,8 @@ class Torrent:
         # their assemblies (trust needs to know who sent them when the piece is checked).
         self.picker.peer_gone(link)
         self.emit(PeerDisconnected, peer=str(link.addr), reason=link.close_reason)
-        known = self.known.get(link.key)
-        if known is not None:  # not straight back to a peer that just left (libtorrent: 60 s)
-            known.next_attempt = max(known.next_attempt, trio.current_time() + RECONNECT_AFTER)
+        # not straight back to a peer that just left (libtorrent: 60 s)
+        self.peers.connection_ended(link.key, trio.current_time())
         self._connect_wakeup.set()
 
     # ------------------------------------------------------------------ events from peers
@@ -621,29 +582,23 @@ class Torrent:
                 other.send(Cancel(index=index, begin=begin, length=size))
         if not result.accepted:
             return
-        assembly = self._assemblies.get(index)
-        if assembly is None:
-            assembly = _Assembly(bytearray(self.info.piece_size(index)))
-            self._assemblies[index] = assembly
-        assembly.data[begin : begin + size] = data
-        assembly.senders[begin] = link
+        self.assemblies.add_block(index, begin, data, link.key)
         if result.piece_complete:
-            del self._assemblies[index]
             assert self._nursery is not None
-            self._nursery.start_soon(self._finish_piece, index, assembly)
+            self._nursery.start_soon(self._finish_piece, self.assemblies.take(index))
 
-    async def _finish_piece(self, index: int, assembly: _Assembly) -> None:
+    async def _finish_piece(self, assembly: Assembly[PeerAddr]) -> None:
+        index = assembly.index
         try:
             ok = await self.storage.write_piece(index, assembly.data)
         except StorageError as exc:
             self.picker.piece_failed(index)
             self._fail(str(exc))
             return
-        senders = {begin: link.key for begin, link in assembly.senders.items()}
         if ok:
             self.picker.piece_passed(index)
             self.downloaded += len(assembly.data)
-            banned = self.trust.piece_passed(index, assembly.data, senders, 16 * 1024)
+            banned = assembly.passed(self.trust)
             self.emit(PieceVerified, index=index)
             have = Have(index=index)
             for link in list(self.links):
@@ -656,31 +611,19 @@ class Torrent:
                 await self._finish_download()
         else:
             self.picker.piece_failed(index)
-            block = 16 * 1024
-            blocks = {
-                begin: (link.key, bytes(assembly.data[begin : begin + block]))
-                for begin, link in assembly.senders.items()
-            }
-            for link in set(assembly.senders.values()):
-                link.hash_failures += 1
-            banned = self.trust.piece_failed(index, blocks)
-            self.emit(
-                HashFailed,
-                index=index,
-                peers=tuple(sorted({str(link.addr) for link in assembly.senders.values()})),
-            )
+            senders = assembly.contributors()
+            banned = assembly.failed(self.trust)
+            self.emit(HashFailed, index=index, peers=tuple(sorted(str(k) for k in senders)))
         for key in banned:
-            if isinstance(key, PeerAddr):
-                self._ban(key, "sent corrupt data")
+            self._ban(key, "sent corrupt data")
         for link in list(self.links):
             self.fill_requests(link, trio.current_time())
 
     def _ban(self, key: PeerAddr, reason: str) -> None:
-        self.banned_addrs.add(key)
-        self.known.pop(key, None)
+        self.peers.ban(key)
         for link in list(self.links):
             if link.key == key:
-                self.banned_ids.add(link.peer_id)
+                self.peers.ban(key, link.peer_id)
                 self.emit(PeerBanned, peer=str(link.addr), reason=reason)
                 link.close("banned: " + reason)
 
@@ -719,10 +662,7 @@ class Torrent:
         redundant connections too), and we do not dial that seed again while we are done."""
         if self.picker.is_finished() and self.picker.peer_is_seed(link):
             if link.outgoing or link.listen_port is not None:  # an address we could dial
-                seeds = self.parted_seeds
-                seeds[link.key] = None
-                if len(seeds) > MAX_PARTED_SEEDS:
-                    del seeds[next(iter(seeds))]
+                self.peers.parted(link.key)
             link.close_when_sent("both have what they want")
 
     def _update_interest(self, link: PeerLink) -> None:
@@ -749,16 +689,10 @@ class Torrent:
     # ------------------------------------------------------------------ uploads
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
-        piece = self._cache.get(index)
+        piece = self.upload_cache.get(index)
         if piece is None:
             piece = await self.storage.read_piece(index)
-            self._cache[index] = piece
-            self._cache_bytes += len(piece)
-            while self._cache_bytes > PIECE_CACHE_BYTES and len(self._cache) > 1:
-                _, old = self._cache.popitem(last=False)
-                self._cache_bytes -= len(old)
-        else:
-            self._cache.move_to_end(index)
+            self.upload_cache.put(index, piece)
         return piece[begin : begin + length]
 
     def count_upload(self, nbytes: int) -> None:

@@ -84,7 +84,7 @@ async def test_seeder_and_leechers_meet_through_the_ring(
             nursery.cancel_scope.cancel()
     for _, torrent in leechers:
         assert payload_of(torrent.storage, info) == payload  # type: ignore[attr-defined]
-        assert all(k.source in ("chord",) for k in torrent.known.values())  # type: ignore[attr-defined]
+        assert set(torrent.peers.sources().values()) <= {"chord"}
     assert raw == info.raw
 
 
