@@ -32,6 +32,11 @@ Rules:
   user's choice and may be a symlink. Problems raise :class:`StorageError` with a one-line
   message naming the path; OS errors such as a full disk or a read-only folder too.
 
+Fast resume (resume.py) needs two more things from storage: :meth:`PieceStorage.file_stamps`
+(each file's size and modification time, by the same ``O_NOFOLLOW`` walk; MemoryStorage
+counts versions instead of times) and ``recheck(only=...)``, which hashes just the pieces
+whose files changed since the resume data was saved.
+
 Recheck speed (tools/bench_verify.py): each worker thread reads whole pieces with
 ``preadv`` into one reused buffer of about 2 MiB (small enough to still be in the CPU
 cache when SHA-1 reads it) and hashes them there; hashlib releases the GIL, so ``workers``
@@ -48,11 +53,13 @@ import contextlib
 import errno
 import functools
 import hashlib
+import itertools
 import os
 import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
 
@@ -75,6 +82,16 @@ DEFAULT_MAX_OPEN_FILES = 64
 
 ProgressFn = Callable[[int, bool], None]
 Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileStamp:
+    """What a file looked like: its size and modification time (``st_mtime_ns``; for
+    MemoryStorage a version number that changes on every write)."""
+
+    size: int
+    mtime_ns: int
+
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -177,6 +194,12 @@ class PieceStorage:
     def _file_problems_sync(self) -> list[str | None]:
         raise NotImplementedError
 
+    def _file_stamps_sync(self) -> list[FileStamp | None]:
+        raise NotImplementedError
+
+    def _sync_sync(self) -> None:
+        raise NotImplementedError
+
     async def _call(self, fn: Callable[[], T]) -> T:
         raise NotImplementedError
 
@@ -201,16 +224,27 @@ class PieceStorage:
     async def read_piece(self, index: int) -> bytes:
         return await self.read_block(index, 0, self.layout.piece_size(index))
 
-    async def recheck(self, progress: ProgressFn | None = None) -> list[bool]:
+    async def recheck(
+        self, progress: ProgressFn | None = None, *, only: Iterable[int] | None = None
+    ) -> list[bool]:
         """Which pieces are complete and correct in storage. ``progress(index, ok)`` is
         called on the calling (trio) thread for each piece as batches finish; the order is
-        not strictly increasing when several workers run."""
+        not strictly increasing when several workers run.
+
+        With ``only``, just those pieces are hashed (and reported to ``progress``); every
+        other piece is reported ``False`` in the result. Runs of consecutive pieces are
+        read and hashed in batches as a full recheck is, on as many workers. Indexes out of
+        range raise LocalProtocolError."""
         await self._forget_open_files()
         info = self.info
-        results = [False] * info.num_pieces
-        per_batch = max(1, BATCH_BYTES // info.piece_length)
         n = info.num_pieces
-        spans = [(a, min(a + per_batch, n)) for a in range(0, n, per_batch)]
+        results = [False] * n
+        per_batch = max(1, BATCH_BYTES // info.piece_length)
+        runs = _runs(range(n) if only is None else only, n)
+        spans = [(a, min(a + per_batch, stop)) for start, stop in runs for a in
+                 range(start, stop, per_batch)]  # fmt: skip
+        if not spans:
+            return results
         batches = iter(spans)
 
         async def worker() -> None:
@@ -248,6 +282,18 @@ class PieceStorage:
         """Per file: ``None`` when it is present and usable (always for pad files),
         ``"missing"`` when it does not exist, otherwise why it cannot be used."""
         return await self._call(self._file_problems_sync)
+
+    async def file_stamps(self) -> list[FileStamp | None]:
+        """Per file: its current :class:`FileStamp` (size and modification time), or
+        ``None`` for a pad file and for a file that is missing or cannot be used (a
+        symbolic link, not a regular file...). Fast resume compares these with the stamps
+        saved alongside the verified pieces (see resume.py)."""
+        return await self._call(self._file_stamps_sync)
+
+    async def sync(self) -> None:
+        """Make every byte written so far durable (``fsync`` each present file), so that
+        resume data saved afterwards never claims a piece a power cut could still lose."""
+        await self._call(self._sync_sync)
 
     async def close(self) -> None:
         """Release open files. The storage must not be used afterwards."""
@@ -369,7 +415,26 @@ def _overlaps(ranges: Iterable[tuple[int, int]], lo: int, hi: int) -> bool:
     return any(a < hi and lo < b for a, b in ranges)
 
 
+def _runs(pieces: Iterable[int], n: int) -> list[tuple[int, int]]:
+    """Distinct piece indexes as sorted ``[start, stop)`` runs of consecutive pieces."""
+    chosen = sorted(set(pieces))
+    bad = [i for i in chosen[:1] + chosen[-1:] if not 0 <= i < n]
+    if bad:
+        raise LocalProtocolError(f"piece {bad[0]} does not exist (the torrent has {n})")
+    runs: list[tuple[int, int]] = []
+    for i in chosen:
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
 # --------------------------------------------------------------------------- in memory
+
+#: MemoryStorage file versions, unique in the process: a file rebuilt in a new MemoryStorage
+#: never takes a version some saved resume data recorded for other contents.
+_VERSIONS = itertools.count(1)
 
 
 class MemoryStorage(PieceStorage):
@@ -379,8 +444,11 @@ class MemoryStorage(PieceStorage):
 
     def __init__(self, info: Info, payload: bytes | None = None) -> None:
         super().__init__(info)
-        #: file index -> contents, for present non-pad files. Tests may edit it.
+        #: file index -> contents, for present non-pad files. Tests may edit it (then call
+        #: :meth:`touch`, as a real write would change the file's modification time).
         self.files: dict[int, bytearray] = {}
+        #: file index -> version, the stand-in for a modification time (see _VERSIONS).
+        self.versions: dict[int, int] = {}
         if payload is not None:
             if len(payload) != info.total_length:
                 raise LocalProtocolError(
@@ -389,6 +457,11 @@ class MemoryStorage(PieceStorage):
             for i, f in enumerate(info.files):
                 if not f.pad:
                     self.files[i] = bytearray(payload[f.offset : f.offset + f.length])
+                    self.touch(i)
+
+    def touch(self, file_index: int) -> None:
+        """Record that file ``file_index`` changed (a new version, like a new mtime)."""
+        self.versions[file_index] = next(_VERSIONS)
 
     async def _call(self, fn: Callable[[], T]) -> T:
         await trio.lowlevel.checkpoint()
@@ -407,18 +480,36 @@ class MemoryStorage(PieceStorage):
         if f is None:
             f = self.files[file_index] = bytearray(self.info.files[file_index].length)
         f[offset : offset + len(data)] = data
+        self.touch(file_index)
 
     def _allocate_sync(self, only: frozenset[int] | None = None) -> None:
         for i, f in enumerate(self.info.files):
             if not f.pad and (only is None or i in only):
-                data = self.files.setdefault(i, bytearray())
+                if i not in self.files:
+                    self.files[i] = bytearray()
+                    self.touch(i)
+                data = self.files[i]
                 if len(data) < f.length:
                     data.extend(bytes(f.length - len(data)))
+                    self.touch(i)
 
     def _file_problems_sync(self) -> list[str | None]:
         return [
             None if f.pad or i in self.files else "missing" for i, f in enumerate(self.info.files)
         ]
+
+    def _file_stamps_sync(self) -> list[FileStamp | None]:
+        out: list[FileStamp | None] = []
+        for i, f in enumerate(self.info.files):
+            data = self.files.get(i)
+            if f.pad or data is None:
+                out.append(None)
+            else:
+                out.append(FileStamp(size=len(data), mtime_ns=self.versions.setdefault(i, 0)))
+        return out
+
+    def _sync_sync(self) -> None:
+        pass
 
 
 # --------------------------------------------------------------------------- on disk
@@ -657,6 +748,44 @@ class FileStorage(PieceStorage):
                 out.append(str(exc))
         return out
 
+    def _file_stamps_sync(self) -> list[FileStamp | None]:
+        # A fresh O_NOFOLLOW walk per file, not a cached descriptor: a file replaced or
+        # deleted behind our back must be seen as it is now.
+        out: list[FileStamp | None] = []
+        for i, f in enumerate(self.info.files):
+            if f.pad:
+                out.append(None)
+                continue
+            try:
+                fd = self._open_file(i, write=False)
+            except StorageError:
+                out.append(None)
+                continue
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                out.append(None)
+            else:
+                out.append(FileStamp(size=st.st_size, mtime_ns=st.st_mtime_ns))
+            finally:
+                os.close(fd)
+        return out
+
+    def _sync_sync(self) -> None:
+        for i, f in enumerate(self.info.files):
+            if f.pad:
+                continue
+            try:
+                fd = self._open_file(i, write=False)
+            except StorageError:
+                continue  # missing: nothing of it to make durable
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise StorageError(f"{self._describe(i)}: {_reason(exc)}") from None
+            finally:
+                os.close(fd)
+
     async def _forget_open_files(self) -> None:
         await self._call(functools.partial(self._drop_handles, root=False))
 
@@ -679,6 +808,7 @@ class FileStorage(PieceStorage):
 
 
 __all__ = [
+    "FileStamp",
     "FileStorage",
     "MemoryStorage",
     "PieceStorage",
