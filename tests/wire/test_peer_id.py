@@ -7,7 +7,13 @@ import random
 import pytest
 
 import torrentkit
-from torrentkit.wire.peer_id import PEER_ID_PREFIX, client_name, generate_peer_id
+from torrentkit.wire.peer_id import (
+    CLIENT_VERSION,
+    PEER_ID_PREFIX,
+    _version_prefix,
+    client_name,
+    generate_peer_id,
+)
 
 R = b"0123456789ab"  # 12 "random" bytes
 
@@ -63,3 +69,11 @@ def test_generate_peer_id() -> None:
     assert client_name(ours) == "torrentkit 0.1.0"
     assert generate_peer_id() != ours
     assert generate_peer_id(random.Random(1)) == generate_peer_id(random.Random(1))
+
+
+def test_our_name_and_prefix_follow_the_package_version() -> None:
+    # The v string we send and the name others read from our peer id agree.
+    assert f"torrentkit {torrentkit.__version__}" == CLIENT_VERSION
+    assert client_name(generate_peer_id()) == CLIENT_VERSION
+    assert _version_prefix("1.12.3") == b"-TK1C30-"
+    assert _version_prefix("2") == b"-TK2000-"

@@ -121,6 +121,10 @@ def _version_prefix(version: str) -> bytes:
 #: Our Azureus-style prefix, from the package version: ``-TK0100-`` for 0.1.0.
 PEER_ID_PREFIX: Final = _version_prefix(torrentkit.__version__)
 
+#: What we call ourselves where a name is sent (the BEP 10 handshake's ``v``): the package
+#: version, ``torrentkit 0.1.0``.
+CLIENT_VERSION: Final = f"torrentkit {torrentkit.__version__}"
+
 
 def generate_peer_id(rng: random.Random | None = None) -> bytes:
     """A fresh peer id: our prefix and 12 random letters and digits.
