@@ -24,6 +24,7 @@ from torrentkit.discovery.chord.node import ChordConfig
 from torrentkit.errors import LocalProtocolError
 from torrentkit.ids import PeerAddr
 from torrentkit.net import DatagramEndpoint, TrioNetwork
+from torrentkit.settings import ChordSettings
 
 DEFAULT_STABILIZE = 5.0
 
@@ -36,15 +37,27 @@ def add_chord_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="Chord: seconds between stabilize / fix_fingers rounds (default 5)",
     )
-    p.add_argument(
-        "--advertise", metavar="HOST", help="Chord: the address other nodes reach us at"
-    )
+    p.add_argument("--advertise", metavar="HOST", help="Chord: the address other nodes reach us at")
 
 
 def chord_config(interval: float) -> ChordConfig:
     if not 0.05 <= interval <= 600:
         raise UsageError("--stabilize-interval: must be 0.05-600 seconds")
     return ChordConfig(stabilize_interval=interval)
+
+
+def chord_settings(args: argparse.Namespace) -> ChordSettings | None:
+    """``--discovery chord --bootstrap ... --stabilize-interval ... --advertise ...`` as the
+    session's ring settings (None for ``--discovery tracker``)."""
+    if args.discovery != "chord":
+        if args.bootstrap:
+            raise UsageError("--bootstrap goes with --discovery chord")
+        return None
+    return ChordSettings(
+        bootstrap=tuple(parse_bootstrap(args.bootstrap)),
+        stabilize_interval=chord_config(args.stabilize_interval).stabilize_interval,
+        advertise=args.advertise,
+    )
 
 
 def parse_bootstrap(values: Sequence[str]) -> list[PeerAddr]:

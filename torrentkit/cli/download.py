@@ -1,27 +1,25 @@
-"""``torrentkit download TORRENT... [-o DIR]``: fetch torrents from the swarm."""
+"""``torrentkit download TORRENT... [-o DIR]``: fetch torrents from the swarm.
+
+Flags -> :class:`~torrentkit.cli.swarm.RunPlan` -> :func:`~torrentkit.cli.swarm.run_plan`.
+"""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from torrentkit.cli.chord_cli import chord_settings
 from torrentkit.cli.common import UsageError
-from torrentkit.cli.swarm import (
-    RunConfig,
+from torrentkit.cli.swarm import AddSpec, RunPlan, run_plan
+from torrentkit.cli.swarm_flags import (
     add_common_arguments,
     check_save_dir,
-    default_state_dir,
-    discovery_options,
     load_job_torrent,
-    make_job,
-    parse_files,
     parse_peers,
-    parse_rate,
-    run_config,
+    settings_from_args,
     want_ui,
 )
-from torrentkit.metainfo import Magnet
+from torrentkit.metainfo import Magnet, Metainfo
 
 
 def register(sub: Any) -> None:
@@ -37,14 +35,15 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def config(args: argparse.Namespace) -> RunConfig:
+def plan(args: argparse.Namespace) -> RunPlan:
     save_dir = check_save_dir(args.output)
     sources = [load_job_torrent(t) for t in args.torrents]
     if args.files and len(sources) != 1:
         raise UsageError("--files works with one torrent at a time")
     if len({src.info_hash for src in sources}) != len(sources):
         raise UsageError("the same torrent is named twice")
-    jobs = []
+    peers = parse_peers(args.peer)
+    adds = []
     for src in sources:
         priorities = None
         if args.files:
@@ -58,28 +57,16 @@ def config(args: argparse.Namespace) -> RunConfig:
                 "the magnet link names no trackers (tr=) or peers (x.pe=); give --peer HOST:PORT "
                 "or --discovery chord"
             )
-        jobs.append(make_job(src, save_dir, priorities))
+        adds.append(AddSpec(src, save_dir, priorities, peers))
     for name in ("seed_ratio", "seed_time", "timeout"):
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise UsageError(f"--{name.replace('_', '-')}: must be positive")
-    if not 0 < args.max_peers <= 1000:
-        raise UsageError("--max-peers: must be 1-1000")
-    if not 0 <= args.port < 65536:
-        raise UsageError("--port: must be 0-65535")
-    return RunConfig(
-        jobs=jobs,
-        bind=args.bind,
-        port=args.port,
-        peers=parse_peers(args.peer),
-        up_limit=parse_rate(args.up_limit, "--up-limit"),
-        down_limit=parse_rate(args.down_limit, "--down-limit"),
-        max_peers=args.max_peers,
-        use_trackers=not args.no_tracker,
+    return RunPlan(
+        settings=settings_from_args(args, chord=chord_settings(args)),
+        adds=adds,
         json=args.json,
         ui=want_ui(args),
-        **discovery_options(args),
-        state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
         seed_after=bool(args.seed or args.seed_ratio or args.seed_time),
         seed_ratio=args.seed_ratio,
         seed_time=args.seed_time,
@@ -87,5 +74,31 @@ def config(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def parse_files(spec: str, meta: Metainfo) -> list[int]:
+    """``1,3-5`` -> per-file priorities (4 for chosen files, 0 otherwise), numbered as
+    ``info`` numbers them (pad files are not counted)."""
+    real = [i for i, f in enumerate(meta.info.files) if not f.pad]
+    chosen: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo_text, dash, hi_text = part.partition("-")
+        try:
+            lo = int(lo_text)
+            hi = int(hi_text) if dash else lo
+        except ValueError:
+            raise UsageError(f"--files: expected indexes like 0,2-4, got {part!r}") from None
+        if lo < 0 or hi < lo or hi >= len(real):
+            raise UsageError(f"--files: {part!r} is outside 0-{len(real) - 1}")
+        chosen.update(range(lo, hi + 1))
+    if not chosen:
+        raise UsageError("--files: no file selected")
+    prios = [0] * len(meta.info.files)
+    for k in chosen:
+        prios[real[k]] = 4
+    return prios
+
+
 def run(args: argparse.Namespace) -> int:
-    return run_config(config(args))
+    return run_plan(plan(args))

@@ -1,0 +1,110 @@
+"""The flags ``download`` and ``seed`` share (``get`` and ``share`` use most of them too), and
+their mapping to :class:`~torrentkit.settings.Settings`. Every bad value is a one-line
+:class:`~torrentkit.cli.common.UsageError` naming the flag (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from torrentkit.cli.chord_cli import add_chord_arguments
+from torrentkit.cli.common import UsageError, load_torrent_or_magnet, parse_size
+from torrentkit.ids import PeerAddr
+from torrentkit.metainfo import Magnet, Metainfo, is_magnet
+from torrentkit.settings import Settings, SettingsError
+
+
+def add_common_arguments(
+    p: argparse.ArgumentParser, *, seeding: bool, ring: bool | None = None
+) -> None:
+    """The flags download and seed share. ``ring``: add ``--discovery tracker|chord`` and
+    ``--bootstrap`` (default: unless the command defined its own ``--discovery``)."""
+    if ring is None:
+        ring = not any("--discovery" in a.option_strings for a in p._actions)
+    p.add_argument("--bind", default="0.0.0.0", metavar="HOST", help="listen address")
+    p.add_argument("--port", type=int, default=0, metavar="N", help="listen port (0 = any)")
+    p.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="dial this peer directly (repeatable)",
+    )
+    p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
+    p.add_argument("--max-peers", type=int, default=50, metavar="N")
+    p.add_argument("--no-tracker", action="store_true", help="do not announce to trackers")
+    p.add_argument("--json", action="store_true", help="JSON events on stdout")
+    p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
+    p.add_argument("--state-dir", metavar="DIR", help="resume state folder")
+    if ring:
+        p.add_argument(
+            "--discovery",
+            choices=["tracker", "chord"],
+            default="tracker",
+            help="tracker: the torrent's own trackers; chord: also join a Chord ring",
+        )
+        p.add_argument(
+            "--bootstrap",
+            action="append",
+            default=[],
+            metavar="HOST:PORT",
+            help="Chord: a ring node to join through (repeatable; none starts a new ring)",
+        )
+        add_chord_arguments(p)
+    if not seeding:
+        p.add_argument("--down-limit", default="0", metavar="RATE", help="download limit")
+
+
+def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
+    """Settings from the common flags (``--bind``, ``--port``, limits, ``--max-peers``,
+    ``--no-tracker``, ``--state-dir``); ``more``: other fields (``chord=...``, ``napster=...``)."""
+    if not 0 <= args.port < 65536:
+        raise UsageError("--port: must be 0-65535")
+    if not 0 < args.max_peers <= 1000:
+        raise UsageError("--max-peers: must be 1-1000")
+    host = f"[{args.bind}]" if ":" in args.bind else args.bind
+    up = parse_size(args.up_limit, "--up-limit")
+    down = parse_size(getattr(args, "down_limit", "0"), "--down-limit")
+    try:
+        return Settings(
+            listen=f"{host}:{args.port}",
+            state_dir=Path(args.state_dir) if args.state_dir else None,
+            up_limit=up,
+            down_limit=down,
+            max_peers=args.max_peers,
+            trackers=not args.no_tracker,
+            **more,
+        )
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_peers(values: list[str]) -> list[PeerAddr]:
+    out = []
+    for text in values:
+        try:
+            out.append(PeerAddr.parse(text))
+        except ValueError as exc:
+            raise UsageError(f"--peer: {exc}") from None
+    return out
+
+
+def check_save_dir(path: str) -> Path:
+    d = Path(path)
+    if not d.exists():
+        raise UsageError(f"{d}: no such folder")
+    if not d.is_dir():
+        raise UsageError(f"{d}: not a folder")
+    return d
+
+
+def load_job_torrent(arg: str, *, magnets: bool = True) -> Metainfo | Magnet:
+    if is_magnet(arg) and not magnets:
+        raise UsageError("seed needs a .torrent file, not a magnet link")
+    return load_torrent_or_magnet(arg)
+
+
+def want_ui(args: argparse.Namespace) -> bool:
+    return sys.stdout.isatty() and sys.stdin.isatty() and not args.json and not args.no_ui
