@@ -11,6 +11,9 @@ from typing import Any, TextIO
 from torrentkit.errors import MetainfoError
 from torrentkit.metainfo import Magnet, Metainfo, is_magnet, parse_magnet, parse_torrent
 
+# Re-exported for the subcommands; the escaping rule lives in torrentkit.text.
+from torrentkit.text import safe_text as safe_text
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -64,20 +67,6 @@ def load_torrent_or_magnet(arg: str) -> Metainfo | Magnet:
         except MetainfoError as exc:
             raise UsageError(str(exc)) from None
     return load_torrent(arg)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-
-
-def safe_text(text: str) -> str:
-    """Network-supplied text made harmless for a terminal: control characters, zero-width
-    and bidirectional marks and line/paragraph separators escaped (``\\x1b``, ``\\u202e``)."""
-    return _CONTROL.sub(_escape, text)
-
-
-def _escape(m: re.Match[str]) -> str:
-    code = ord(m.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def emit_json(obj: dict[str, Any], out: TextIO | None = None) -> None:

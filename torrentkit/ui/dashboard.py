@@ -43,9 +43,9 @@ from rich.progress_bar import ProgressBar
 from rich.segment import Segment
 from rich.style import Style
 
-from torrentkit.cli.common import safe_text
 from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
 from torrentkit.events import Event
+from torrentkit.text import safe_text
 
 __all__ = [
     "LEGENDS",
