@@ -380,14 +380,27 @@ async def open_session(settings: Settings | None = None) -> AsyncIterator[Sessio
     """Start a session (listen socket, discovery networks) in its own nursery; leaving the
     block stops every torrent cleanly. Raises SessionError when it cannot start."""
     session = Session(settings if settings is not None else Settings())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(session._run)
-        try:
-            yield session
-        finally:
-            with trio.CancelScope(shield=True):
-                await session._stop()
-            nursery.cancel_scope.cancel()
+    # Errors of the session's start and of the caller's block come out as themselves, not
+    # wrapped in the nursery's ExceptionGroup.
+    raised: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(session._run)
+            except SessionError as exc:
+                raised = exc
+                return
+            try:
+                yield session
+            except BaseException as exc:
+                raised = exc
+            finally:
+                with trio.CancelScope(shield=True):
+                    await session._stop()
+                nursery.cancel_scope.cancel()
+    finally:
+        if raised is not None:
+            raise raised
 
 
 def download(
@@ -459,6 +472,16 @@ class TorrentHandle:
         if torrent is None:
             return None
         return torrent.snapshot(trio.current_time(), map_cells=map_cells)
+
+    def unchoked_seconds(self) -> dict[bytes, float]:
+        """How long this torrent has kept each peer unchoked (tit-for-tat and optimistic),
+        in seconds, by peer id, peers no longer connected included; empty while the
+        torrent is not running."""
+        torrent = self._job.torrent
+        if torrent is None:
+            return {}
+        given = torrent.unchoked_seconds(trio.current_time())
+        return {peer_id: total for peer_id, (total, _optimistic) in given.items()}
 
     async def wait_complete(self) -> None:
         """Until every wanted piece is verified and on disk. Raises TorrentFailed if the
@@ -589,6 +612,8 @@ class _TorrentJob:
     def status(self) -> TorrentStatus:
         now = trio.current_time()
         t = self.torrent
+        if t is not None and not t.checked.is_set():
+            t = None  # not started yet: its picker knows nothing
         info = self.meta.info if self.meta is not None else None
         num = info.num_pieces if info is not None else 0
         if t is not None:
@@ -600,6 +625,9 @@ class _TorrentJob:
             seeds = sum(1 for link in t.links if t.picker.peer_is_seed(link))
             known = len(t.peers)
             session_down, session_up = t.downloaded, t.uploaded
+            if self.paused or self.error is not None:  # its links are closing right now
+                down = up = 0.0
+                peers = seeds = 0
         else:
             have = self.have or []
             pieces = sum(have)

@@ -208,6 +208,15 @@ class PeerBook:
         while len(self._parted) > MAX_PARTED_SEEDS:
             del self._parted[next(iter(self._parted))]
 
+    def want_again(self) -> None:
+        """We want data again (more files chosen after completing): the seeds we parted
+        from are the first to ask, at once."""
+        for addr in self._parted:
+            known = self._known.get(addr)
+            if known is not None:
+                known.next_attempt = 0.0
+        self._parted.clear()
+
     @property
     def parted_seeds(self) -> Set[PeerAddr]:
         """Seeds we parted from, oldest first (read only)."""

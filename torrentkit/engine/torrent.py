@@ -101,6 +101,8 @@ PIECE_CACHE_BYTES = 32 * 1024 * 1024
 #: The id we ask peers to send ut_metadata messages with (BEP 10 ids are per direction).
 OUR_UT_METADATA_ID = 2
 CLIENT_VERSION = f"torrentkit {__version__}"
+#: Why two peers that both have what they want close their connection.
+PARTING = "both have what they want"
 
 EventSink = Callable[[EngineEvent], None]
 DiscoveryFactory = Callable[["Torrent"], TorrentDiscovery]
@@ -317,6 +319,8 @@ class Torrent:
             # More is wanted now: downloading again (a new event for the next completion).
             self.complete = trio.Event()
             self.completed_at = None
+            self.peers.want_again()
+            self._connect_wakeup.set()
         for link in list(self.links):
             if link.conn.our_handshake is not None:
                 self._update_interest(link)
@@ -512,8 +516,10 @@ class Torrent:
         # their assemblies (trust needs to know who sent them when the piece is checked).
         self.picker.peer_gone(link)
         self.emit(PeerDisconnected, peer=str(link.addr), reason=link.close_reason)
-        # not straight back to a peer that just left (libtorrent: 60 s)
-        self.peers.connection_ended(link.key, trio.current_time())
+        # Not straight back to a peer that just left (libtorrent: 60 s) -- unless we parted
+        # as both done and want more since (file priorities changed).
+        if link.close_reason != PARTING or self.picker.is_finished():
+            self.peers.connection_ended(link.key, trio.current_time())
         self._connect_wakeup.set()
 
     # ------------------------------------------------------------------ events from peers
@@ -663,7 +669,7 @@ class Torrent:
         if self.picker.is_finished() and self.picker.peer_is_seed(link):
             if link.outgoing or link.listen_port is not None:  # an address we could dial
                 self.peers.parted(link.key)
-            link.close_when_sent("both have what they want")
+            link.close_when_sent(PARTING)
 
     def _update_interest(self, link: PeerLink) -> None:
         interesting = self.picker.is_interesting(link)

@@ -1,0 +1,36 @@
+"""Small swarms for API tests: payloads, torrents, sessions on 127.0.0.1."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from torrentkit.maketorrent import make_torrent
+from torrentkit.settings import Settings
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+def payload(root: Path, files: dict[str, int], *, seed: int = 1) -> Path:
+    """Write ``files`` (relative path -> size) under ``root``; return ``root``."""
+    rng = random.Random(seed)
+    for rel, size in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(size))
+    return root
+
+
+def torrent_of(path: Path, *, piece_length: int = 64 * KIB) -> bytes:
+    return make_torrent(path, piece_length=piece_length)
+
+
+def settings(state: Path, **kw: object) -> Settings:
+    return Settings(listen="127.0.0.1:0", state_dir=state, **kw)  # type: ignore[arg-type]
+
+
+def same_files(a: Path, b: Path) -> bool:
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return fa == fb and all((a / f).read_bytes() == (b / f).read_bytes() for f in fa)
