@@ -116,7 +116,7 @@ async def test_a_download_killed_with_sigkill_resumes_with_only_verified_pieces(
                     str(dl),
                     str(state),
                     str(seeder.address),
-                ],  # fmt: skip
+                ],
                 stdout=subprocess.PIPE,
             )
             try:
