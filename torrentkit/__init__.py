@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         open_session,
     )
     from torrentkit.errors import MetainfoError
+    from torrentkit.maketorrent import make_torrent
     from torrentkit.metainfo import Magnet, Metainfo
     from torrentkit.settings import (
         ChordSettings,
@@ -54,6 +55,7 @@ _LAZY = {
     "download": "torrentkit.api",
     "open_session": "torrentkit.api",
     "MetainfoError": "torrentkit.errors",
+    "make_torrent": "torrentkit.maketorrent",
     "Magnet": "torrentkit.metainfo",
     "Metainfo": "torrentkit.metainfo",
     "ChordSettings": "torrentkit.settings",
@@ -98,5 +100,6 @@ __all__ = [
     "__version__",
     "download",
     "events",
+    "make_torrent",
     "open_session",
 ]
