@@ -43,7 +43,7 @@ from torrentkit.engine.session import SessionOptions
 from torrentkit.engine.snapshot import TorrentSnapshot
 from torrentkit.engine.storage import FileStorage, safe_join
 from torrentkit.engine.torrent import Torrent, TorrentOptions
-from torrentkit.errors import MetainfoError, StorageError
+from torrentkit.errors import LocalProtocolError, MetainfoError, StorageError
 from torrentkit.events import (
     Event,
     MetadataReceived,
@@ -810,9 +810,10 @@ class _TorrentJob:
             self.storage = FileStorage(self.meta.info, self.save_path)
         settings = self.session.settings
         loaded = None
+        problem = None
         if settings.resume and not self.resume_loaded:
             outcome = resume_data.load(settings.resolved_state_dir, self.meta.info)
-            loaded = outcome.data
+            loaded, problem = outcome.data, outcome.problem
             self.resume_loaded = True
             if loaded is not None:
                 self.base_uploaded = loaded.uploaded
@@ -836,6 +837,7 @@ class _TorrentJob:
             num_pieces=self.meta.info.num_pieces,
             rechecked=len(result.rechecked),
             trusted=len(result.trusted),
+            resume_problem=problem,
         )
         self.checked.set()
         return True
@@ -970,9 +972,13 @@ class _TorrentJob:
             mark = (torrent.picker.num_have, torrent.uploaded, torrent.downloaded)
             if mark != last:
                 last = mark
-                await self._save_resume(self.meta, torrent)
+                # Periodic saves skip the fsync of every file (the kernel writes back
+                # within ~30 s anyway); the final save at a stop makes everything durable.
+                await self._save_resume(self.meta, torrent, sync=False)
 
-    async def _save_resume(self, meta: Metainfo, torrent: Torrent | None = None) -> None:
+    async def _save_resume(
+        self, meta: Metainfo, torrent: Torrent | None = None, *, sync: bool = True
+    ) -> None:
         settings = self.session.settings
         if not settings.resume or self.storage is None or self.have is None:
             return
@@ -994,9 +1000,10 @@ class _TorrentJob:
                 active_seconds=active,
                 seeding_seconds=seeding,
                 file_priorities=self.files,
+                sync=sync,
             )
             await trio.to_thread.run_sync(resume_data.save, settings.resolved_state_dir, data)
-        except (OSError, StorageError):
+        except (OSError, StorageError, LocalProtocolError):
             pass  # the next save tries again; a missing resume file only costs a recheck
 
 

@@ -72,6 +72,8 @@ class TorrentChecked(Event):
     num_pieces: int
     rechecked: int = 0
     trusted: int = 0
+    #: Why resume data could not be used (damaged, another torrent's, ...), else None.
+    resume_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

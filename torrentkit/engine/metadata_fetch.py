@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import trio
 
 from torrentkit.engine.torrent import (
-    CLIENT_VERSION,
     CONNECT_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     OUR_UT_METADATA_ID,
@@ -29,6 +28,7 @@ from torrentkit.wire import metadata
 from torrentkit.wire.connection import NEED_DATA, PeerConnection
 from torrentkit.wire.events import Extended, ExtendedHandshake, Handshake
 from torrentkit.wire.extensions import UT_METADATA
+from torrentkit.wire.peer_id import CLIENT_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from torrentkit.engine.ratelimit import acquire_all
 from torrentkit.engine.rates import RollingRate
 from torrentkit.errors import RemoteProtocolError, StorageError
 from torrentkit.ids import PeerAddr
+from torrentkit.metainfo import BLOCK_SIZE
 from torrentkit.wire.connection import NEED_DATA, PeerConnection
 from torrentkit.wire.events import Event, KeepAlive, Piece, Request
 from torrentkit.wire.peer_id import client_name
@@ -44,7 +45,6 @@ RECEIVE_SIZE = 256 * 1024
 #: keep sending for minutes after a choke.
 OUTBOX_MIN_WATER = 48 * 1024
 OUTBOX_MAX_WATER = 1024 * 1024
-BLOCK = 16 * 1024
 
 
 class PeerGone(Exception):
@@ -136,7 +136,7 @@ class PeerLink:
         reqq = self.conn.peer_reqq
         cap = min(reqq, 1000) if reqq is not None else 64
         floor = min(16 if reqq is not None else 4, cap)
-        want = int(self.short_down.rate(now) * 2.0 / BLOCK) + floor
+        want = int(self.short_down.rate(now) * 2.0 / BLOCK_SIZE) + floor
         return max(floor, min(cap, want))
 
     def _refill_due(self, now: float) -> bool:

@@ -31,7 +31,6 @@ from typing import Any
 
 import trio
 
-from torrentkit import __version__
 from torrentkit.discovery.base import TorrentDiscovery, TransferTotals
 from torrentkit.engine.assembly import Assemblies, Assembly
 from torrentkit.engine.choker import Choker, PeerStats
@@ -88,6 +87,7 @@ from torrentkit.wire.events import (
     Unchoke,
 )
 from torrentkit.wire.extensions import UT_METADATA, supports_extension_protocol
+from torrentkit.wire.peer_id import CLIENT_VERSION
 
 CONNECT_TIMEOUT = 15.0
 HANDSHAKE_TIMEOUT = 10.0
@@ -100,7 +100,6 @@ SEED_TURN_PIECES = 20
 PIECE_CACHE_BYTES = 32 * 1024 * 1024
 #: The id we ask peers to send ut_metadata messages with (BEP 10 ids are per direction).
 OUR_UT_METADATA_ID = 2
-CLIENT_VERSION = f"torrentkit {__version__}"
 #: Why two peers that both have what they want close their connection.
 PARTING = "both have what they want"
 

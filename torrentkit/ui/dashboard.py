@@ -26,7 +26,7 @@ by :class:`Frame`. rich's Table/Text layout (per-cell padding, wrapping, justify
 so four frames a second stay well under 5% of a core.
 
 Every string that came from the network (torrent name, client names, reasons) goes through
-:func:`~torrentkit.cli.common.safe_text` and is drawn as plain text, never parsed as markup:
+:func:`~torrentkit.text.safe_text` and is drawn as plain text, never parsed as markup:
 ``[bold]`` in a name shows as typed and an ESC byte as ``\\x1b``.
 """
 

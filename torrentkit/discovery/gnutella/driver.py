@@ -62,11 +62,10 @@ from torrentkit.wire.connection import (
     RejectReason,
 )
 from torrentkit.wire.events import Extended, ExtendedHandshake, Handshake, KeepAlive
-from torrentkit.wire.peer_id import generate_peer_id
+from torrentkit.wire.peer_id import CLIENT_VERSION, generate_peer_id
 
 log = logging.getLogger(__name__)
 
-CLIENT_VERSION: Final = "torrentkit 0.1.0"
 #: The id we ask neighbours to send overlay messages with (our side of BEP 10's ``m``).
 OUR_EXTENSION_ID: Final = 1
 #: Timeouts (s), as for torrent peers (docs/limits.md, Timeouts).
