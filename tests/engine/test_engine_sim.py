@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Any
 
 import trio
 import trio.testing
@@ -13,6 +12,14 @@ import trio.testing
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
 from torrentkit.engine.torrent import TorrentOptions
+from torrentkit.events import (
+    Event,
+    Interested,
+    PeerConnected,
+    PeerDisconnected,
+    PieceVerified,
+    TorrentCompleted,
+)
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info, NewFile, build_info, parse_info
 from torrentkit.testing.network import SimNetwork
@@ -25,7 +32,7 @@ async def start_session(
     nursery: trio.Nursery,
     net: SimNetwork,
     host: str,
-    events: list[dict[str, Any]] | None = None,
+    events: list[Event] | None = None,
     **options: float,
 ) -> Session:
     session = Session(
@@ -144,7 +151,7 @@ async def test_our_own_address_from_a_tracker_is_never_dialled(
             await trio.sleep(30)
             nursery.cancel_scope.cancel()
     assert not t.links
-    assert not t.known
+    assert not t.peers  # not even a known peer
 
 
 async def test_snapshot_reflects_the_swarm(autojump_clock: trio.testing.MockClock) -> None:
@@ -180,8 +187,8 @@ async def test_snapshot_reflects_the_swarm(autojump_clock: trio.testing.MockCloc
     assert all(0.0 <= have <= 1.0 and avail == 1.0 for have, _, avail in mid.piece_map)
     assert end.complete and end.wanted_left == 0 and end.eta is None
     assert all(have == 1.0 for have, _, _ in end.piece_map)
-    kinds = {e["event"] for e in end.events}
-    assert {"peer_connected", "interested", "completed"} <= kinds and "piece" not in kinds
+    kinds = {type(e) for e in end.events}
+    assert {PeerConnected, Interested, TorrentCompleted} <= kinds and PieceVerified not in kinds
 
 
 async def test_zero_length_files_exist_once_complete(
@@ -241,7 +248,7 @@ async def test_two_seeds_part_and_do_not_dial_each_other_again(
     rng = random.Random(7)
     info, payload = make_torrent(rng, 64 * KIB, 16 * KIB)
     net = SimNetwork(rng)
-    a_events: list[dict[str, Any]] = []
+    a_events: list[Event] = []
     with trio.fail_after(600):
         async with trio.open_nursery() as nursery:
             a = await start_session(nursery, net, "127.3.0.1", a_events)
@@ -254,12 +261,12 @@ async def test_two_seeds_part_and_do_not_dial_each_other_again(
             await trio.sleep(300)  # many connector rounds
             links = len(ta.links) + len(tb.links)  # while both still run
             nursery.cancel_scope.cancel()
-    connected = [e for e in a_events if e["event"] == "peer_connected"]
-    gone = [e for e in a_events if e["event"] == "peer_disconnected"]
+    connected = [e for e in a_events if isinstance(e, PeerConnected)]
+    gone = [e for e in a_events if isinstance(e, PeerDisconnected)]
     # a dials once; b, told of a after they parted, already knows a for a seed and never
     # dials: the parting side sent its bitfield before closing.
     assert len(connected) == 1, connected
-    assert gone[0]["reason"] == "both have what they want", gone
+    assert gone[0].reason == "both have what they want", gone
     assert links == 0
     assert b.address in ta.parted_seeds and a.address in tb.parted_seeds
 
@@ -270,7 +277,7 @@ async def test_a_leecher_that_completes_leaves_the_seed(
     rng = random.Random(8)
     info, payload = make_torrent(rng, 128 * KIB, 16 * KIB)
     net = SimNetwork(rng)
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             seeder = await start_session(nursery, net, "127.3.0.1")
@@ -283,5 +290,5 @@ async def test_a_leecher_that_completes_leaves_the_seed(
             links = (len(lt.links), len(st.links))  # while both still run
             nursery.cancel_scope.cancel()
     assert links == (0, 0)
-    gone = [e["reason"] for e in events if e["event"] == "peer_disconnected"]
+    gone = [e.reason for e in events if isinstance(e, PeerDisconnected)]
     assert gone == ["both have what they want"]

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from torrentkit.engine.storage import MemoryStorage
+from torrentkit.events import HashFailed, PeerBanned, PeerDisconnected, Snubbed
 from torrentkit.testing.network import SimNetwork
 from torrentkit.testing.swarm import SimTracker, make_torrent, payload_of, setup_swarm
 
@@ -19,7 +20,7 @@ KIB = 1024
 class LyingStorage(MemoryStorage):
     """Claims every piece, and serves blocks with one byte flipped (a corrupting peer)."""
 
-    async def recheck(self, progress: object = None) -> list[bool]:
+    async def recheck(self, progress: object = None, *, only: object = None) -> list[bool]:
         return [True] * self.info.num_pieces
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
@@ -79,11 +80,11 @@ async def test_a_lying_peer_is_banned_and_the_file_ends_correct(
     liar_addr = liar.session.address
     for node in leechers:
         assert payload_of(node.storage, info) == payload, node.name
-        failed = [e for e in node.events if e["event"] == "hash_failed"]
-        banned = [e for e in node.events if e["event"] == "banned"]
+        failed = [e for e in node.events if isinstance(e, HashFailed)]
+        banned = [e for e in node.events if isinstance(e, PeerBanned)]
         assert failed, f"{node.name} never received a corrupt piece"
         assert liar_addr in node.torrent.banned_addrs, node.name
-        assert [e["peer"] for e in banned] == [str(liar_addr)]
+        assert [e.peer for e in banned] == [str(liar_addr)]
         # Only the liar: the honest seed shared failed pieces with it and was not banned.
         assert len(node.torrent.banned_addrs) == 1
 
@@ -140,11 +141,11 @@ async def test_a_peer_that_vanishes_mid_piece(
             took = trio.current_time() - vanished_at
             nursery.cancel_scope.cancel()
     assert payload_of(leecher.storage, info) == payload
-    events = {e["event"] for e in leecher.events}
+    kinds = {e.kind for e in leecher.events}
     if how == "silent":
-        assert "snubbed" in events
+        assert Snubbed.kind in kinds
     else:
-        assert "peer_disconnected" in events
+        assert PeerDisconnected.kind in kinds
     # The other seed alone needs about 4 MiB * 2/3 / 32 KiB/s = 85 s; the snub timeout
     # (60 s) is the worst extra wait.
     assert took < 85 + 60 + 10, took

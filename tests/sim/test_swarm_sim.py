@@ -1,7 +1,8 @@
 """Whole swarms on the in-memory network under the virtual clock (issue 4 item 9).
 
-The production engine (session, torrent, picker, choker, peer wire) runs unchanged; only the
-transport (SimNetwork) and the tracker's HTTP layer are swapped. Trio shuffles the order of
+The production engine (session, torrent, picker, choker, peer wire) and the real tracker
+client run unchanged; only transports are swapped (SimNetwork for peers, an in-memory httpx
+transport in front of the pure tracker core). Trio shuffles the order of
 runnable tasks, so runs are not bit-for-bit identical: the assertions are about outcomes and
 invariants with margins, not traces.
 """
@@ -18,11 +19,47 @@ import trio.testing
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
 from torrentkit.engine.torrent import TorrentOptions
+from torrentkit.ids import InfoHash
 from torrentkit.testing.network import SimNetwork
-from torrentkit.testing.swarm import make_torrent, payload_of, setup_swarm
+from torrentkit.testing.swarm import SimTracker, make_torrent, payload_of, setup_swarm
 from torrentkit.wire.peer_id import generate_peer_id
 
 KIB = 1024
+
+
+async def test_the_real_tracker_client_announces_through_memory(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Peers meet only through the tracker: started, completed and stopped reach its state."""
+    rng = random.Random(9)
+    info, payload = make_torrent(rng, 256 * KIB, 16 * KIB)
+    net = SimNetwork(rng, latency=0.01)
+    tracker = SimTracker(rng)
+    key = InfoHash(info.info_hash)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            nodes = await setup_swarm(
+                nursery,
+                net,
+                info,
+                payload,
+                seed_rates=[64 * KIB],
+                leecher_rates=[16 * KIB] * 2,
+                rng=rng,
+                tracker=tracker,
+            )
+            for node in nodes[1:]:
+                await node.torrent.complete.wait()
+            await trio.sleep(1)  # the completed announces
+            counts = tracker.state.scrape([key])[key]
+            nursery.cancel_scope.cancel()
+    for node in nodes[1:]:
+        assert payload_of(node.storage, info) == payload, node.name
+        assert set(node.torrent.peers.sources().values()) == {"tracker"}
+    assert (counts.complete, counts.incomplete, counts.downloaded) == (3, 0, 2)
+    # Every node told the tracker it stopped on the way out.
+    assert tracker.state.scrape([key])[key].complete == 0
+    assert tracker.announces >= 3 + 2 + 3  # started, completed, stopped
 
 
 @pytest.mark.slow
@@ -47,8 +84,7 @@ async def test_seed_and_20_leechers_with_mixed_upload_rates(
 
             def counts() -> list[int]:
                 return [
-                    sum(n.torrent.picker.have(i) for n in leechers)
-                    for i in range(info.num_pieces)
+                    sum(n.torrent.picker.have(i) for n in leechers) for i in range(info.num_pieces)
                 ]
 
             async def watch() -> None:

@@ -1,10 +1,15 @@
 """Whole swarms in one process: the production engine on the in-memory network.
 
-``setup_swarm`` starts one tracker (the pure tracker core, reached without HTTP), seeders
-and leechers, each a real :class:`~torrentkit.engine.session.Session` with a
+``setup_swarm`` starts seeders and leechers, each a real
+:class:`~torrentkit.engine.session.Session` with a
 :class:`~torrentkit.engine.storage.MemoryStorage`, each on its own simulated host with its
-own upload rate. Only the transport and the tracker's HTTP layer are swapped; picker,
-choker, peer wire and engine are the ones that run in production. Tests and tools/
+own upload rate, and one tracker they all announce to. Only transports are swapped: the
+peers talk over the in-memory network, and the tracker client (the real
+:class:`~torrentkit.discovery.tracker.client.TrackerDiscovery`, httpx and all) reaches the
+real tracker core (:mod:`~torrentkit.discovery.tracker.protocol` parsing the raw query,
+:class:`~torrentkit.discovery.tracker.state.TrackerState`) through an in-process
+``httpx.MockTransport``: no sockets, and it runs under trio's virtual clock. Picker, choker,
+peer wire, engine and announce loop are the ones that run in production. Tests and tools/
 simulations share it (like ``trio.testing``).
 """
 
@@ -12,19 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+import httpx
 import trio
 
-from torrentkit.discovery.base import PeerSink, TransferTotals
-from torrentkit.discovery.tracker.protocol import AnnounceEvent, AnnounceRequest
+from torrentkit.discovery.tracker import protocol
+from torrentkit.discovery.tracker.client import TrackerDiscovery
 from torrentkit.discovery.tracker.state import TrackerConfig, TrackerState
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
 from torrentkit.engine.torrent import Torrent, TorrentOptions
-from torrentkit.ids import InfoHash, PeerAddr
+from torrentkit.events import Event
 from torrentkit.metainfo import Info, build_info, parse_info
 from torrentkit.testing.network import SimNetwork
 from torrentkit.wire.peer_id import generate_peer_id
@@ -32,9 +37,9 @@ from torrentkit.wire.peer_id import generate_peer_id
 PEER_PORT = 6881
 
 
-def make_torrent(rng: random.Random, size: int, piece_length: int, name: str = "sim.bin") -> tuple[
-    Info, bytes
-]:
+def make_torrent(
+    rng: random.Random, size: int, piece_length: int, name: str = "sim.bin"
+) -> tuple[Info, bytes]:
     """A single-file torrent of ``size`` seeded-random bytes, made in memory."""
     payload = rng.randbytes(size)
     hashes = b"".join(
@@ -47,70 +52,68 @@ def make_torrent(rng: random.Random, size: int, piece_length: int, name: str = "
 
 
 class SimTracker:
-    """The tracker's pure swarm state, shared by every simulated node."""
+    """An HTTP tracker reached in memory: the pure tracker state behind httpx transports.
+
+    :meth:`client` gives a simulated host its own ``httpx.AsyncClient``; the transport knows
+    which host it serves, as a socket would (the tracker records that host as the peer's
+    IP). Its handler does what the aiohttp tracker does for ``/announce``: parse the raw
+    query, update the state with ``now`` = ``trio.current_time()``, encode the reply (a
+    ``failure reason`` for a bad request).
+    """
+
+    url = "http://tracker.sim/announce"
 
     def __init__(self, rng: random.Random, interval: int = 300) -> None:
-        self.state = TrackerState(
-            TrackerConfig(interval=interval, min_interval=0),
-            rng=rng,
-        )
+        self.state = TrackerState(TrackerConfig(interval=interval, min_interval=0), rng=rng)
         self.announces = 0
 
-    def announce(
-        self, info_hash: bytes, peer_id: bytes, addr: PeerAddr, totals: TransferTotals,
-        event: AnnounceEvent,
-    ) -> tuple[list[PeerAddr], int]:
+    def handle(self, request: httpx.Request, remote_ip: str) -> httpx.Response:
+        if request.url.path != "/announce":
+            return _reply(404, b"not found\n")
         self.announces += 1
-        req = AnnounceRequest(
-            info_hash=InfoHash(info_hash),
-            peer_id=peer_id,
-            port=addr.port,
-            uploaded=totals.uploaded,
-            downloaded=totals.downloaded,
-            left=totals.left,
-            event=event,
-            numwant=50,
-        )
-        reply = self.state.announce(req, remote_ip=addr.host, now=trio.current_time())
-        return [PeerAddr(p.ip, p.port) for p in reply.peers], reply.interval
-
-
-class SimTrackerDiscovery:
-    """A TorrentDiscovery that announces to a :class:`SimTracker` directly."""
-
-    name = "tracker"
-
-    def __init__(
-        self, tracker: SimTracker, torrent: Torrent, addr: PeerAddr, sink: PeerSink
-    ) -> None:
-        self._tracker = tracker
-        self._torrent = torrent
-        self._addr = addr
-        self._sink = sink
-        self._wake = trio.Event()
-        self._event = AnnounceEvent.STARTED
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        t = self._torrent
         try:
-            while True:
-                peers, interval = self._tracker.announce(
-                    t.info_hash, t.peer_id, self._addr, t.totals(), self._event
-                )
-                self._event = AnnounceEvent.NONE
-                self._sink(peers, self.name)
-                with trio.move_on_after(interval):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-        finally:
-            self._tracker.announce(
-                t.info_hash, t.peer_id, self._addr, t.totals(), AnnounceEvent.STOPPED
-            )
+            req = protocol.parse_announce_query(request.url.query.decode("ascii"))
+            reply = self.state.announce(req, remote_ip=remote_ip, now=trio.current_time())
+        except protocol.TrackerRequestError as exc:
+            return _reply(200, protocol.encode_failure(str(exc)))
+        body = protocol.encode_announce_response(
+            reply, compact=req.compact, no_peer_id=req.no_peer_id
+        )
+        return _reply(200, body)
 
-    def completed(self) -> None:
-        self._event = AnnounceEvent.COMPLETED
-        self._wake.set()
+    def client(self, host: str) -> httpx.AsyncClient:
+        """An httpx client whose requests reach this tracker from ``host`` (nothing to close:
+        the transport holds no connections)."""
+        return httpx.AsyncClient(transport=httpx.MockTransport(lambda r: self.handle(r, host)))
+
+    def discovery(self, torrent: Torrent, host: str, rng: random.Random) -> TrackerDiscovery:
+        """The real tracker client for ``torrent`` on ``host``, announcing here."""
+        return TrackerDiscovery(
+            info_hash=torrent.info_hash,
+            peer_id=torrent.peer_id,
+            port=torrent.listen_port,
+            tiers=[[self.url]],
+            totals=torrent.totals,
+            sink=torrent.add_peers,
+            http=self.client(host),
+            rng=rng,
+        )
+
+
+class _Body(httpx.AsyncByteStream):
+    """A reply body streamed as a socket delivers it (``Response(content=...)`` would be
+    read already, and the client reads bodies as streams)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._data
+
+
+def _reply(status: int, body: bytes) -> httpx.Response:
+    headers = {"Content-Type": "text/plain", "Content-Length": str(len(body))}
+    return httpx.Response(status, headers=headers, stream=_Body(body))
 
 
 @dataclass(slots=True)
@@ -122,7 +125,8 @@ class SimNode:
     torrent: Torrent
     storage: MemoryStorage
     seed: bool
-    events: list[dict[str, Any]] = field(default_factory=list)
+    #: Every engine event of the node, typed (:mod:`torrentkit.events`), oldest first.
+    events: list[Event] = field(default_factory=list)
 
 
 async def setup_swarm(
@@ -139,7 +143,8 @@ async def setup_swarm(
     start_gap: float = 0.5,
 ) -> list[SimNode]:
     """Start seeders then leechers (``start_gap`` seconds apart), each on a new simulated
-    host 127.1.x.y (numbered on from the hosts the network already has)."""
+    host 127.1.x.y (numbered on from the hosts the network already has), each announcing
+    to ``tracker`` (a new one when not given)."""
     tracker = tracker or SimTracker(rng)
     nodes: list[SimNode] = []
     specs = [(True, r) for r in seed_rates] + [(False, r) for r in leecher_rates]
@@ -149,17 +154,17 @@ async def setup_swarm(
         host = f"127.1.{k // 250}.{k % 250 + 1}"
         name = f"seed{n}" if is_seed else f"leech{n - len(seed_rates)}"
         net.set_upload_rate(host, rate)
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         session = Session(
             net.view(host),
             SessionOptions(bind=host, port=PEER_PORT, peer_id=generate_peer_id(rng)),
             rng=random.Random(rng.random()),
             on_event=events.append,
         )
-        addr = await nursery.start(session.run)
+        await nursery.start(session.run)
         storage = MemoryStorage(info, payload if is_seed else None)
         torrent = await session.add_torrent(info, storage, options or TorrentOptions())
-        torrent.add_discovery(SimTrackerDiscovery(tracker, torrent, addr, torrent.add_peers))
+        torrent.add_discovery(tracker.discovery(torrent, host, random.Random(rng.random())))
         nodes.append(
             SimNode(
                 name=name,
