@@ -1,11 +1,11 @@
-"""The Chord ring on the command line: ``node --discovery chord`` and ring membership for
-``download`` / ``seed`` (``--discovery chord --bootstrap HOST:PORT``).
+"""The Chord ring on the command line: its flags, their mapping to
+:class:`~torrentkit.settings.ChordSettings` (``download`` / ``seed`` with ``--discovery chord``:
+the session joins the ring as a member on its listen port's number over UDP, as mainline DHT
+clients do), and ``node --discovery chord``, a bare ring node on ``--port``.
 
-A ring node speaks UDP. A download or seed joins the ring as a member on the same port
-number as its BitTorrent listener (TCP), as mainline DHT clients do; a bare ``node`` uses
-``--port``. ``--bootstrap`` names ring nodes to join through (tried in order); none means
-"start a new ring". The node's ring id is SHA-1 of the address it is reached at, so a node
-bound to a wildcard address needs ``--advertise HOST``.
+``--bootstrap`` names ring nodes to join through (tried in order); none means "start a new
+ring". The node's ring id is SHA-1 of the address it is reached at, so a node bound to a
+wildcard address needs ``--advertise HOST``.
 """
 
 from __future__ import annotations
@@ -143,19 +143,3 @@ async def _serve_node(
                     await chord.leave()
                 return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_OK
     return EXIT_OK
-
-
-async def serve_member(
-    host: str,
-    port: int,
-    bootstrap: Sequence[PeerAddr],
-    config: ChordConfig,
-    advertise: str | None,
-    *,
-    endpoint: DatagramEndpoint | None = None,
-    task_status: trio.TaskStatus[ChordDriver] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run a ring member until cancelled (``nursery.start`` returns the node)."""
-    async with ring_member(host, port, bootstrap, config, advertise, endpoint=endpoint) as chord:
-        task_status.started(chord)
-        await trio.sleep_forever()

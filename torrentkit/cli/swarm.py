@@ -32,22 +32,6 @@ from torrentkit.api import (
     TorrentStatus,
     open_session,
 )
-
-# LEGACY re-exports for get / share / demo until they move to run_plan (then delete).
-from torrentkit.cli._legacy_swarm import (  # noqa: F401
-    Job,
-    LiveSnapshots,
-    PeerFinder,
-    RunConfig,
-    Service,
-    check_save_dir,
-    default_state_dir,
-    parse_peers,
-    parse_rate,
-    run_config,
-    run_swarm,
-    want_ui,
-)
 from torrentkit.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
