@@ -34,8 +34,8 @@ from tests.interop.peers import (
     wait_written,
 )
 from torrentkit.cli.main import main
-from torrentkit.cli.p2p import open_overlay, overlay_files, shared_files
-from torrentkit.discovery.gnutella import Role
+from torrentkit.discovery.gnutella import FileEntry, Role
+from torrentkit.discovery.gnutella.session_port import open_overlay
 from torrentkit.discovery.napster.client import NapsterClient, NapsterPublisher
 from torrentkit.discovery.napster.index import SearchQuery, SharedFile
 from torrentkit.discovery.napster.server import NapsterIndexThread
@@ -255,7 +255,6 @@ def _metas(tmp_path: Path) -> tuple[Metainfo, Metainfo]:
 async def test_private_torrents_never_reach_the_index(tmp_path: Path) -> None:
     public, private = _metas(tmp_path)
     assert private.info.private and not public.info.private
-    assert [f.info_hash for f in shared_files([public, private])] == [public.info_hash]
     with NapsterIndexThread() as index:
         async with NapsterClient(index.url) as client:
             # The client refuses on its own, before sending anything.
@@ -265,7 +264,8 @@ async def test_private_torrents_never_reach_the_index(tmp_path: Path) -> None:
             reply = await client.publish(joined.session, [entry])
             assert reply.private_skipped == 1 and reply.total == 0
             # A publisher fed both publishes one.
-            publisher = NapsterPublisher(client, 6882, shared_files([public, private]))
+            both = [_shared(public), entry]
+            publisher = NapsterPublisher(client, 6882, both)
             with trio.fail_after(10):
                 async with trio.open_nursery() as nursery:
                     await nursery.start(publisher.run)
@@ -277,10 +277,16 @@ async def test_private_torrents_never_reach_the_index(tmp_path: Path) -> None:
         assert index.call(lambda: index.index.stats().entries) == 0  # left on cancel
 
 
+def _shared(meta: Metainfo) -> SharedFile:
+    return SharedFile(name=meta.name, size=meta.info.total_length, info_hash=meta.info_hash)
+
+
 async def test_private_torrents_never_reach_the_overlay(tmp_path: Path) -> None:
-    public, private = _metas(tmp_path)
-    files = overlay_files([public, private])
-    assert [f.info_hash for f in files] == [public.info_hash]
+    """The overlay node of a bare search finds only what was published; a session never
+    publishes a private torrent (tests/discovery/test_networks.py), and the node here
+    publishes what a session publishes for the public one."""
+    public, _private = _metas(tmp_path)
+    files = [FileEntry(name=public.name, size=public.info.total_length, info_hash=public.info_hash)]
     net = TrioNetwork()
     with trio.fail_after(20):
         async with open_overlay(net, role=Role.PEER, bootstrap=[], bind="127.0.0.1") as holder:

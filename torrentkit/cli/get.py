@@ -13,12 +13,13 @@ torrent gives it.
   name but other bytes is never fetched. ``--name`` is required for them. (Matching
   info-hashes in the overlay would make every node answer hash queries it never indexed by
   hash; a name query is what the lecture's Gnutella does, and the info-hash check makes it
-  exact.)
+  exact.) The words become the magnet's name (``dn``), which is what the session's overlay
+  search floods until the metadata names the file.
 
-The search repeats (napster: after 1, 2, 4 ... 30 s; overlays: every ``--wait`` seconds and
-more) until holders answer and one of them delivers the metadata; ``--timeout`` bounds the
-whole job (exit 1, with what was found). The overlay node the search uses shares the
-session's listen port. Output as for ``download`` (first line ``listening on HOST:PORT``).
+The session does the rest (:mod:`torrentkit.discovery.networks`): the search repeats with
+backoff (1, 2, 4, 8 s, then every 30 s) for as long as ``get`` runs, after the metadata too,
+so holders that appear later are found; ``--timeout`` bounds the whole job (exit 1, with what
+was found). Output as for ``download`` (first line ``listening on HOST:PORT``).
 """
 
 from __future__ import annotations
@@ -26,48 +27,26 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import trio
 
+from torrentkit.api import Session
 from torrentkit.cli.common import JobFailed, UsageError
-from torrentkit.cli.p2p import (
-    add_discovery_arguments,
-    index_url,
-    open_overlay,
-    overlay_bootstrap,
-    require_mode,
-    unwrap,
-    wait_for_neighbours,
-)
-from torrentkit.cli.swarm import (
-    Job,
-    PeerFinder,
-    RunConfig,
-    check_save_dir,
-    default_state_dir,
-    parse_peers,
-    parse_rate,
-    run_swarm,
-    want_ui,
-)
-from torrentkit.discovery.base import PeerSink
-from torrentkit.discovery.gnutella import Role
+from torrentkit.cli.p2p import add_discovery_arguments, network_settings, require_mode
+from torrentkit.cli.swarm import AddSpec, RunPlan, run_plan
+from torrentkit.cli.swarm_flags import check_save_dir, parse_peers, settings_from_args, want_ui
+from torrentkit.discovery.base import NetworkError
 from torrentkit.discovery.gnutella.messages import MAX_QUERY
 from torrentkit.discovery.gnutella.overlay import query_words
-from torrentkit.discovery.napster.client import IndexUnreachable, NapsterClient
-from torrentkit.discovery.napster.index import IndexRequestError
-from torrentkit.discovery.napster.protocol import IndexResponseError
-from torrentkit.engine.session import Session
+from torrentkit.discovery.networks import NapsterNetwork, OverlayNetwork
 from torrentkit.ids import InfoHash, PeerAddr
 from torrentkit.metainfo import Magnet
 
 DEFAULT_WAIT = 2.0
 MAX_WAIT = 60.0
-#: The longest pause between two searches while no holder has delivered.
-MAX_BACKOFF = 30.0
+#: How long before ``--timeout`` a get that found nobody says so.
+GIVE_UP_EARLY = 1.0
 
 
 def register(sub: Any) -> None:
@@ -91,142 +70,88 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--state-dir", metavar="DIR", help="resume state folder")
-    p.set_defaults(func=run)
-
-
-@dataclass(slots=True)
-class _Found:
-    holders: set[PeerAddr]
-    searches: int = 0
-
-
-#: Finders per mode: (args, info-hash, found) -> a PeerFinder. ``--discovery chord`` can join
-#: with a finder that asks the ring for the info-hash.
-def napster_finder(args: argparse.Namespace, info_hash: InfoHash, found: _Found) -> PeerFinder:
-    url = index_url(args.bootstrap)
-
-    async def find(session: Session, sink: PeerSink) -> None:
-        client = NapsterClient(url)
-        try:
-            delay = 1.0
-            while True:
-                try:
-                    peers = await client.find_peers(info_hash)
-                except IndexRequestError as exc:
-                    raise JobFailed(f"napster index: {exc}") from None
-                except (IndexUnreachable, IndexResponseError) as exc:
-                    raise JobFailed(f"napster index {url}: {exc}") from None
-                found.searches += 1
-                _report(found, peers, sink, "napster")
-                await trio.sleep(delay)
-                delay = min(MAX_BACKOFF, 2 * delay)
-        finally:
-            with trio.CancelScope(shield=True):
-                await client.aclose()
-
-    return find
-
-
-def overlay_finder(args: argparse.Namespace, info_hash: InfoHash, found: _Found) -> PeerFinder:
-    mode = args.discovery
-    if args.name is None:
-        raise UsageError(
-            f"--name WORDS is required with --discovery {mode}: overlay nodes match file "
-            "names, not info-hashes (take the words from `torrentkit search`)"
-        )
-    if not query_words(args.name):
-        raise UsageError("--name: give at least one word of the file's name")
-    if len(args.name.encode("utf-8", "replace")) > MAX_QUERY:
-        raise UsageError(f"--name: at most {MAX_QUERY} bytes")
-    if not 0 < args.wait <= MAX_WAIT:
-        raise UsageError(f"--wait: must be more than 0 and at most {MAX_WAIT:g} s")
-    bootstrap = overlay_bootstrap(args.bootstrap)
-    role = Role.PEER if mode == "gnutella" else Role.LEAF
-    text: str = args.name
-    wait: float = args.wait
-
-    async def find(session: Session, sink: PeerSink) -> None:
-        async with open_overlay(
-            session.network, role=role, bootstrap=bootstrap, session=session
-        ) as node:
-            await wait_for_neighbours(node)
-            pause = wait
-            while True:
-                hits = await node.search(text, wait=wait)
-                found.searches += 1
-                peers = [p for h in hits if h.info_hash == info_hash for p in h.peers]
-                _report(found, peers, sink, mode)
-                await trio.sleep(pause)
-                pause = min(MAX_BACKOFF, 2 * pause)
-
-    return find
-
-
-FINDERS = {"napster": napster_finder, "gnutella": overlay_finder, "kazaa": overlay_finder}
-
-
-def _report(found: _Found, peers: Sequence[PeerAddr], sink: PeerSink, source: str) -> None:
-    fresh = list(dict.fromkeys(p for p in peers if p not in found.holders))
-    if fresh:
-        found.holders.update(fresh)
-        sink(fresh, source)
-        listed = ", ".join(str(p) for p in fresh[:5]) + (" ..." if len(fresh) > 5 else "")
-        _note(f"found {len(fresh)} holder{'s' if len(fresh) != 1 else ''} via {source}: {listed}")
+    p.set_defaults(func=run, no_tracker=True)
 
 
 def run(args: argparse.Namespace) -> int:
     mode = args.discovery
-    require_mode(mode, tuple(FINDERS), "get")
+    require_mode(mode, ("napster", "gnutella", "kazaa"), "get")
     try:
         info_hash = InfoHash.from_text(args.info_hash)
     except ValueError as exc:
         raise UsageError(f"INFO_HASH: {exc}") from None
+    if mode != "napster":
+        _check_name(mode, args.name, args.wait)
+    nets = network_settings(args, need_bootstrap=True)
     save_dir = check_save_dir(args.output)
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError("--timeout: must be positive")
-    if not 0 < args.max_peers <= 1000:
-        raise UsageError("--max-peers: must be 1-1000")
-    if not 0 <= args.port < 65536:
-        raise UsageError("--port: must be 0-65535")
-    found = _Found(holders=set())
-    finder = FINDERS[mode](args, info_hash, found)
-    cfg = RunConfig(
-        jobs=[
-            Job(
-                meta=None,
-                save_dir=save_dir,
-                magnet=Magnet(info_hash=info_hash),
-                find_peers=finder,
+    plan = RunPlan(
+        settings=settings_from_args(args, **nets),
+        adds=[
+            AddSpec(
+                source=Magnet(info_hash=info_hash, name=args.name if mode != "napster" else None),
+                save_path=save_dir,
+                peers=parse_peers(args.peer),
             )
         ],
-        bind=args.bind,
-        port=args.port,
-        peers=parse_peers(args.peer),
-        up_limit=parse_rate(args.up_limit, "--up-limit"),
-        down_limit=parse_rate(args.down_limit, "--down-limit"),
-        max_peers=args.max_peers,
-        use_trackers=False,
         json=args.json,
         ui=want_ui(args),
-        state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
         seed_after=False,
         timeout=args.timeout,
     )
-    return trio.run(_get, cfg, found, mode)
+
+    async def extra(session: Session) -> None:
+        await _watch_search(session, mode, args.wait, args.timeout)
+
+    return run_plan(plan, extra=extra)
 
 
-async def _get(cfg: RunConfig, found: _Found, mode: str) -> int:
+def _check_name(mode: str, name: str | None, wait: float) -> None:
+    if name is None:
+        raise UsageError(
+            f"--name WORDS is required with --discovery {mode}: overlay nodes match file "
+            "names, not info-hashes (take the words from `torrentkit search`)"
+        )
+    if not query_words(name):
+        raise UsageError("--name: give at least one word of the file's name")
+    if len(name.encode("utf-8", "replace")) > MAX_QUERY:
+        raise UsageError(f"--name: at most {MAX_QUERY} bytes")
+    if not 0 < wait <= MAX_WAIT:
+        raise UsageError(f"--wait: must be more than 0 and at most {MAX_WAIT:g} s")
+
+
+async def _watch_search(session: Session, mode: str, wait: float, timeout: float | None) -> None:
+    """Report the holders the session's search finds; fail fast when the network cannot be
+    joined, and say so when nobody was found by the timeout."""
+    start = trio.current_time()
+    net = next(n for n in session.networks if n.name == mode)
+    assert isinstance(net, NapsterNetwork | OverlayNetwork)
+    if isinstance(net, OverlayNetwork):
+        net.search_wait = wait
+    found: set[PeerAddr] = set()
+
+    def report(_info_hash: InfoHash, peers: Sequence[PeerAddr]) -> None:
+        fresh = [p for p in peers if p not in found]
+        found.update(fresh)
+        if fresh:
+            listed = ", ".join(str(p) for p in fresh[:5]) + (" ..." if len(fresh) > 5 else "")
+            _note(f"found {len(fresh)} holder{'s' if len(fresh) != 1 else ''} via {mode}: "
+                  f"{listed}")  # fmt: skip
+
+    net.on_found = report
     try:
-        return await run_swarm(cfg)
-    except BaseException as exc:
-        inner = unwrap(exc)
-        timed_out = cfg.timeout is not None and found.searches > 0
-        if isinstance(inner, JobFailed) and timed_out and not found.holders:
-            raise JobFailed(
-                f"no holder found via {mode} within {cfg.timeout:g} s "
-                f"({found.searches} search{'es' if found.searches != 1 else ''})"
-            ) from None
-        raise
+        await net.join()
+    except NetworkError as exc:
+        raise JobFailed(str(exc)) from None
+    if timeout is None:
+        return
+    await trio.sleep_until(start + max(0.0, timeout - GIVE_UP_EARLY))
+    if not found:
+        n = net.searches
+        raise JobFailed(
+            f"no holder found via {mode} within {timeout:g} s ({n} search{'es' if n != 1 else ''})"
+        )
 
 
 def _note(text: str) -> None:

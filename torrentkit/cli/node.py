@@ -26,14 +26,9 @@ import trio
 
 from torrentkit.cli.chord_cli import add_chord_arguments, run_chord_node
 from torrentkit.cli.common import EXIT_INTERRUPTED, EXIT_OK, UsageError
-from torrentkit.cli.p2p import (
-    add_role_arguments,
-    check_port,
-    open_overlay,
-    overlay_bootstrap,
-    overlay_role,
-)
+from torrentkit.cli.p2p import add_role_arguments, check_port, overlay_bootstrap, overlay_role
 from torrentkit.discovery.gnutella import OverlayDriver, Role
+from torrentkit.discovery.gnutella.session_port import OverlayListenError, open_overlay
 from torrentkit.ids import PeerAddr
 from torrentkit.net import TrioNetwork
 
@@ -47,7 +42,10 @@ def run_overlay_node(args: argparse.Namespace) -> int:
     check_port(args.port)
     if not args.status_every >= 0:
         raise UsageError("--status-every: must be 0 or more seconds")
-    return trio.run(_serve_overlay, role, bootstrap, args.bind, args.port, args.status_every)
+    try:
+        return trio.run(_serve_overlay, role, bootstrap, args.bind, args.port, args.status_every)
+    except OverlayListenError as exc:
+        raise UsageError(str(exc)) from None
 
 
 #: ``--discovery`` value -> the function that runs that kind of node.

@@ -38,15 +38,18 @@ from torrentkit.cli.p2p import (
     filter_hits,
     hit_object,
     index_url,
-    open_overlay,
     overlay_bootstrap,
     require_mode,
-    wait_for_neighbours,
 )
-from torrentkit.discovery.base import SearchHit
+from torrentkit.discovery.base import NetworkError, SearchHit
 from torrentkit.discovery.gnutella import Role
 from torrentkit.discovery.gnutella.messages import MAX_QUERY
 from torrentkit.discovery.gnutella.overlay import query_words
+from torrentkit.discovery.gnutella.session_port import (
+    OverlayListenError,
+    open_overlay,
+    wait_for_neighbours,
+)
 from torrentkit.discovery.napster.client import IndexUnreachable, NapsterClient
 from torrentkit.discovery.napster.index import IndexRequestError, MatchKind, SearchQuery
 from torrentkit.discovery.napster.protocol import IndexResponseError
@@ -146,9 +149,16 @@ async def _search_overlay(
     role: Role, bootstrap: list[PeerAddr], bind: str, port: int, text: str, wait: float
 ) -> list[SearchHit]:
     network = TrioNetwork()
-    async with open_overlay(network, role=role, bootstrap=bootstrap, bind=bind, port=port) as node:
-        await wait_for_neighbours(node)
-        return await node.search(text, wait=wait)
+    try:
+        async with open_overlay(
+            network, role=role, bootstrap=bootstrap, bind=bind, port=port
+        ) as node:
+            await wait_for_neighbours(node)
+            return await node.search(text, wait=wait)
+    except OverlayListenError as exc:
+        raise UsageError(str(exc)) from None
+    except NetworkError as exc:
+        raise JobFailed(str(exc)) from None
 
 
 def show(hits: list[SearchHit], *, json_mode: bool) -> None:

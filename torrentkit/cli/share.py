@@ -3,11 +3,11 @@ folder's files and seed them.
 
 Every regular file below DIR (symlinks and empty files skipped) becomes its own public
 single-file torrent, made in memory at start (nothing is written into DIR; resume state goes
-to the state folder as for ``seed``). One session seeds them all; then they are published:
+to the state folder as for ``seed``). One session seeds them all and publishes them
+(:mod:`torrentkit.discovery.networks`):
 
-- ``napster``: joined to the index at ``--bootstrap URL`` and kept published by a
-  :class:`~torrentkit.discovery.napster.client.NapsterPublisher` (heartbeats; a restarted index
-  gets everything again); ``leave`` on the way out.
+- ``napster``: joined to the index at ``--bootstrap URL`` and kept published (heartbeats; a
+  restarted index gets everything again); ``leave`` on the way out.
 - ``gnutella`` / ``kazaa``: an overlay node on the session's own listen port answers queries
   for the files with the session's address (``--supernode`` / ``--capacity``: a KaZaA
   supernode; otherwise a KaZaA sharer is a leaf that uploads its list to its supernodes).
@@ -26,34 +26,21 @@ from typing import Any
 
 import trio
 
+from torrentkit.api import Session
 from torrentkit.cli.common import UsageError, parse_size
 from torrentkit.cli.p2p import (
     SEARCH_MODES,
     add_discovery_arguments,
     add_role_arguments,
     check_port,
-    flood_links,
-    index_url,
-    open_overlay,
-    overlay_bootstrap,
-    overlay_files,
-    overlay_role,
+    network_settings,
     require_mode,
-    shared_files,
 )
-from torrentkit.cli.swarm import (
-    Job,
-    RunConfig,
-    Service,
-    default_state_dir,
-    run_config,
-    want_ui,
-)
-from torrentkit.discovery.gnutella import Role
-from torrentkit.discovery.napster.client import NapsterClient, NapsterPublisher
-from torrentkit.engine.session import Session
+from torrentkit.cli.swarm import AddSpec, RunPlan, run_plan
+from torrentkit.cli.swarm_flags import settings_from_args, want_ui
+from torrentkit.discovery.gnutella.session_port import flood_links
+from torrentkit.discovery.networks import NapsterNetwork, OverlayNetwork
 from torrentkit.errors import MetainfoError, StorageError
-from torrentkit.ids import PeerAddr
 from torrentkit.maketorrent import collect_files, make_torrent
 from torrentkit.metainfo import Metainfo, parse_torrent
 
@@ -75,12 +62,11 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--state-dir", metavar="DIR", help="resume state folder")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, no_tracker=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    mode = args.discovery
-    require_mode(mode, SEARCH_MODES, "share")
+    require_mode(args.discovery, SEARCH_MODES, "share")
     root = Path(args.dir)
     if not root.exists():
         raise UsageError(f"{root}: no such folder")
@@ -89,40 +75,25 @@ def run(args: argparse.Namespace) -> int:
     check_port(args.port)
     if not 0 < args.max_peers <= 1000:
         raise UsageError("--max-peers: must be 1-1000")
-    up_limit = parse_size(args.up_limit, "--up-limit")
+    parse_size(args.up_limit, "--up-limit")
     piece = parse_size(args.piece_size, "--piece-size") if args.piece_size else None
     if piece is not None and (piece < 16 * KIB or piece & (piece - 1)):
         raise UsageError("--piece-size: must be a power of two, at least 16K")
-    if mode == "napster":
-        if args.supernode or args.capacity is not None:
-            raise UsageError("--supernode and --capacity are for --discovery kazaa")
-        url = index_url(args.bootstrap)
-    else:
-        role = overlay_role(mode, supernode=args.supernode, capacity=args.capacity)
-        boot = overlay_bootstrap(args.bootstrap, required=role is Role.LEAF)
+    settings = settings_from_args(args, **network_settings(args))
     metas = make_torrents(root, piece)
-    published = list(metas.values())
-    if mode == "napster":
-        service = napster_service(url, published)
-    else:
-        service = overlay_service(mode, role, boot, published)
-    cfg = RunConfig(
-        jobs=[Job(meta=meta, save_dir=path.parent) for path, meta in metas.items()],
-        bind=args.bind,
-        port=args.port,
-        peers=[],
-        up_limit=up_limit,
-        down_limit=0,
-        max_peers=args.max_peers,
-        use_trackers=False,
+    plan = RunPlan(
+        settings=settings,
+        adds=[AddSpec(source=meta, save_path=path.parent) for path, meta in metas.items()],
         json=args.json,
         ui=want_ui(args),
-        state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
         seed_after=True,
         require_complete=True,
-        services=[service],
     )
-    return run_config(cfg)
+
+    async def extra(session: Session) -> None:
+        await _report_published(session, len(metas))
+
+    return run_plan(plan, extra=extra)
 
 
 def make_torrents(root: Path, piece_length: int | None) -> dict[Path, Metainfo]:
@@ -157,49 +128,29 @@ def make_torrents(root: Path, piece_length: int | None) -> dict[Path, Metainfo]:
     return out
 
 
-def napster_service(url: str, metas: list[Metainfo]) -> Service:
-    """Keep ``metas`` published on the index while the session runs."""
-
-    async def publish(session: Session) -> None:
-        client = NapsterClient(url)
-        try:
-            publisher = NapsterPublisher(client, session.address.port, shared_files(metas))
-            async with trio.open_nursery() as nursery:
-                await nursery.start(publisher.run)
-                status = publisher.status
-                if status.joined:
-                    _note(f"published {_files(status.published)} on the napster index {url} "
-                          f"as {status.peer}")  # fmt: skip
-                else:
-                    _note(f"warning: napster index {url}: {status.last_error} (retrying)")
-        finally:
-            with trio.CancelScope(shield=True):
-                await client.aclose()
-
-    return publish
-
-
-def overlay_service(
-    mode: str, role: Role, bootstrap: list[PeerAddr], metas: list[Metainfo]
-) -> Service:
-    """Answer overlay queries for ``metas`` (on the session's port) while the session runs."""
-
-    async def publish(session: Session) -> None:
-        files = overlay_files(metas)
-        what = f"{mode} {role.name.lower()}"
-        async with open_overlay(
-            session.network, role=role, bootstrap=bootstrap, session=session
-        ) as node:
-            node.publish(files)
-            if not bootstrap:
-                _note(f"{what}: waiting for other nodes to join; sharing {_files(len(files))}")
-            while not flood_links(node):
-                await trio.sleep(0.1)
-            _note(f"{what}: joined the overlay ({flood_links(node)} neighbours); "
-                  f"sharing {_files(len(files))}")  # fmt: skip
-            await trio.sleep_forever()
-
-    return publish
+async def _report_published(session: Session, count: int) -> None:
+    """A line once the index or the overlay has our files (the session publishes them)."""
+    net = session.networks[0]
+    if isinstance(net, NapsterNetwork):
+        warned = False
+        while True:
+            status = net.publisher.status
+            if status.joined and status.published >= count:
+                _note(f"published {_files(status.published)} on the napster index {net.url} "
+                      f"as {status.peer}")  # fmt: skip
+                return
+            if status.last_error is not None and not warned:
+                warned = True
+                _note(f"warning: napster index {net.url}: {status.last_error} (retrying)")
+            await trio.sleep(0.1)
+    assert isinstance(net, OverlayNetwork)
+    what = f"{net.name} {net.node.role.name.lower()}"
+    if not net.bootstrap:
+        _note(f"{what}: waiting for other nodes to join; sharing {_files(count)}")
+    while not flood_links(net.node):
+        await trio.sleep(0.1)
+    _note(f"{what}: joined the overlay ({flood_links(net.node)} neighbours); "
+          f"sharing {_files(count)}")  # fmt: skip
 
 
 def _files(n: int) -> str:

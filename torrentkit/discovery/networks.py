@@ -20,7 +20,7 @@ and the overlays. Private torrents (BEP 27) never reach any of these networks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
@@ -57,6 +57,8 @@ from torrentkit.settings import ChordSettings, NapsterSettings, OverlaySettings
 if TYPE_CHECKING:
     from torrentkit.api import Session
 
+#: Told of the new holders a torrent's search found (``NapsterNetwork.on_found``).
+FoundHook = Callable[[InfoHash, Sequence[PeerAddr]], None]
 #: How long an overlay search by a torrent's name collects hits.
 OVERLAY_SEARCH_WAIT: Final = 2.0
 
@@ -125,6 +127,10 @@ class NapsterNetwork:
         self.publisher = NapsterPublisher(client, port)
         self._session = session
         self._files: dict[InfoHash, SharedFile] = {}
+        #: Searches by info-hash asked so far; ``on_found(info_hash, peers)`` hears of every
+        #: new holder a torrent's search found (a face reporting them).
+        self.searches = 0
+        self.on_found: FoundHook | None = None
 
     async def join(self) -> None:
         """Check that the index answers (a search for an info-hash nobody has)."""
@@ -145,6 +151,7 @@ class NapsterNetwork:
             self.publisher.set_files(self._files.values())
 
     async def search(self, listing: Listing) -> Sequence[PeerAddr]:
+        self.searches += 1
         return await self.find_peers(listing.info_hash)
 
     async def find_peers(self, info_hash: InfoHash) -> tuple[PeerAddr, ...]:
@@ -200,6 +207,8 @@ class OverlayNetwork:
         self.search_wait = OVERLAY_SEARCH_WAIT
         self._session = session
         self._files: dict[InfoHash, FileEntry] = {}
+        self.searches = 0
+        self.on_found: FoundHook | None = None
 
     async def join(self) -> None:
         """Until a neighbour carries our queries (NetworkError after a while); at once for
@@ -225,6 +234,7 @@ class OverlayNetwork:
         return list(self._files.values())
 
     async def search(self, listing: Listing) -> Sequence[PeerAddr]:
+        self.searches += 1
         text = query_text(listing.name or "")
         if not text:
             await trio.sleep(self.search_wait)
@@ -314,12 +324,21 @@ def _source(
             listing = Listing(info_hash=info_hash, name=meta.name, size=meta.info.total_length)
         elif handle.name != info_hash.hex():
             listing = Listing(info_hash=info_hash, name=handle.name)
-    return SearchLoop(net, listing, port=port, sink=sink, publish=publish, exclude=exclude)
+
+    def found(peers: Sequence[PeerAddr], source: str) -> None:
+        sink(peers, source)
+        if net.on_found is not None:
+            net.on_found(info_hash, peers)
+
+    return SearchLoop(net, listing, port=port, sink=found, publish=publish, exclude=exclude)
 
 
 async def open_other_networks(session: Session, stack: AsyncExitStack) -> list[DiscoveryNetwork]:
-    """The Napster index and the overlay ``session.settings`` enable, joined (the api's
-    ``Session`` calls this once at start; each lives until ``stack`` closes)."""
+    """The Napster index and the overlay ``session.settings`` enable (the api's ``Session``
+    calls this once at start; each lives until ``stack`` closes). As with a tracker that is
+    down, an index that does not answer or an overlay with no neighbour yet does not stop
+    the session: publishing and searching retry (a face that must fail fast calls the
+    network's ``join()``)."""
     from torrentkit.api import SessionError
 
     settings = session.settings
@@ -328,12 +347,16 @@ async def open_other_networks(session: Session, stack: AsyncExitStack) -> list[D
         if settings.napster is not None:
             out.append(
                 await stack.enter_async_context(
-                    open_napster(settings.napster, session.address.port, session=session)
+                    open_napster(
+                        settings.napster, session.address.port, session=session, join=False
+                    )
                 )
             )
         if settings.overlay is not None:
             out.append(
-                await stack.enter_async_context(open_overlay_network(settings.overlay, session))
+                await stack.enter_async_context(
+                    open_overlay_network(settings.overlay, session, join=False)
+                )
             )
     except NetworkError as exc:
         raise SessionError(str(exc)) from None

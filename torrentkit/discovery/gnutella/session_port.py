@@ -123,20 +123,22 @@ async def open_overlay(
             ):
                 await stream.aclose()
 
+    failed: OSError | None = None
     async with trio.open_nursery() as nursery:
         try:
             await nursery.start(node.run)
         except OSError as exc:
-            raise OverlayListenError(
-                f"cannot listen on {bind}:{port}: {exc.strerror or exc}"
-            ) from None
-        if session is not None:
-            session.add_handler(OVERLAY_INFO_HASH, hand_over)
-        try:
-            yield node
-        finally:
-            running = False
-            nursery.cancel_scope.cancel()
+            failed = exc  # raised below, outside the nursery (not in an exception group)
+        else:
+            if session is not None:
+                session.add_handler(OVERLAY_INFO_HASH, hand_over)
+            try:
+                yield node
+            finally:
+                running = False
+                nursery.cancel_scope.cancel()
+    if failed is not None:
+        raise OverlayListenError(f"cannot listen on {bind}:{port}: {failed.strerror or failed}")
 
 
 def flood_links(node: OverlayDriver) -> int:
