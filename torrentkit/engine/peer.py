@@ -22,12 +22,12 @@ scope (:meth:`PeerLink.close`); the torrent then cleans up after it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import trio
 
-from torrentkit.engine.ratelimit import acquire_all
+from torrentkit.engine.ratelimit import RateLimiter, acquire_all
 from torrentkit.engine.rates import RollingRate
 from torrentkit.errors import RemoteProtocolError, StorageError
 from torrentkit.ids import PeerAddr
@@ -36,8 +36,34 @@ from torrentkit.wire.connection import NEED_DATA, PeerConnection
 from torrentkit.wire.events import Event, KeepAlive, Piece, Request
 from torrentkit.wire.peer_id import client_name
 
-if TYPE_CHECKING:
-    from torrentkit.engine.torrent import Torrent
+
+class LinkOwner(Protocol):
+    """What a link needs from whoever owns it (the torrent): the link moves bytes and
+    messages; every decision (what an event means, which blocks to request, where upload
+    data comes from, what the limits are) is the owner's."""
+
+    @property
+    def down_limiters(self) -> Sequence[RateLimiter]: ...
+
+    @property
+    def up_limiters(self) -> Sequence[RateLimiter]: ...
+
+    def on_event(self, link: PeerLink, event: Event, now: float) -> None:
+        """One event from the peer (synchronous, never blocks)."""
+        ...
+
+    def fill_requests(self, link: PeerLink, now: float) -> None:
+        """Top up our outstanding requests to the peer."""
+        ...
+
+    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+        """Data for an upload."""
+        ...
+
+    def count_upload(self, nbytes: int) -> None: ...
+
+    def storage_failed(self, message: str) -> None: ...
+
 
 RECEIVE_SIZE = 256 * 1024
 #: Stop serving uploads while this much is queued for the writer: about half a second at
@@ -60,7 +86,7 @@ class PeerLink:
 
     def __init__(
         self,
-        torrent: Torrent,
+        owner: LinkOwner,
         stream: trio.abc.Stream,
         conn: PeerConnection,
         addr: PeerAddr,
@@ -68,7 +94,7 @@ class PeerLink:
         outgoing: bool,
         now: float,
     ) -> None:
-        self.torrent = torrent
+        self.owner = owner
         self.stream = stream
         self.conn = conn
         self.addr = addr
@@ -188,12 +214,12 @@ class PeerLink:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             reason = f"connection lost: {exc.__class__.__name__}"
         except StorageError as exc:
-            self.torrent.storage_failed(str(exc))
+            self.owner.storage_failed(str(exc))
             reason = f"storage error: {exc}"
         self.close(reason)
 
     async def _reader(self) -> None:
-        torrent, conn, stream = self.torrent, self.conn, self.stream
+        torrent, conn, stream = self.owner, self.conn, self.stream
         now = trio.current_time()
         while True:
             # Bytes that arrived with the handshake are already buffered: parse first.
@@ -244,7 +270,7 @@ class PeerLink:
         self._uploads_ready.set()
 
     async def _uploader(self) -> None:
-        torrent, conn = self.torrent, self.conn
+        torrent, conn = self.owner, self.conn
         while True:
             if not self._uploads:
                 await self._uploads_ready.wait()

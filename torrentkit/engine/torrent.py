@@ -350,15 +350,18 @@ class Torrent:
         self.checked.set()
         if self.picker.is_finished():
             await self._finish_download()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._connector)
-            nursery.start_soon(self._choke_loop)
-            nursery.start_soon(self._ticker)
-            for source in self._discoveries:
-                nursery.start_soon(source.run)
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._connector)
+                nursery.start_soon(self._choke_loop)
+                nursery.start_soon(self._ticker)
+                for source in self._discoveries:
+                    nursery.start_soon(source.run)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None  # stopped: new connections are refused, not started
 
     def storage_failed(self, message: str) -> None:
         """The disk failed under us (full, read-only, gone): pause the torrent."""
@@ -447,10 +450,18 @@ class Torrent:
     async def accept(
         self, stream: trio.abc.Stream, conn: PeerConnection, addr: PeerAddr, hs: Handshake
     ) -> None:
-        """A peer dialled us and sent a handshake for this torrent (the session checked it)."""
-        if len(self.links) >= self.options.max_peers or self.failed.is_set():
+        """A peer dialled us and sent a handshake for this torrent (the session checked it).
+        The link runs in this torrent's nursery, like the ones we dial: stopping or pausing
+        the torrent ends it; the session's accept task returns at once."""
+        nursery = self._nursery
+        if nursery is None or len(self.links) >= self.options.max_peers or self.failed.is_set():
             await close_quietly(stream)
             return
+        nursery.start_soon(self._accepted, stream, conn, addr, hs)
+
+    async def _accepted(
+        self, stream: trio.abc.Stream, conn: PeerConnection, addr: PeerAddr, hs: Handshake
+    ) -> None:
         conn.set_geometry(self.geometry)
         try:
             await stream.send_all(
