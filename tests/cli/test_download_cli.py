@@ -32,7 +32,7 @@ def small(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["download", "{t}", "-o", "{tmp}/nope"], "no such folder"),
+        (["download", "{t}", "-o", "{t}"], "not a folder"),
         (["download", "{t}", "--peer", "localhost"], "--peer"),
         (["download", "{t}", "--peer", "1.2.3.4:99999"], "--peer"),
         (["download", "{t}", "--files", "7"], "--files"),
@@ -56,6 +56,14 @@ def test_bad_input_exits_2_with_one_line(
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_missing_download_folder_is_created(small: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "sub"
+    r = tk("download", str(small), "-o", str(out), "--bind", "127.0.0.1", "--no-tracker",
+           "--timeout", "0.5", "--state-dir", str(tmp_path / "s"))  # fmt: skip
+    assert r.returncode == 1 and "incomplete" in r.stderr  # no peers: times out, exit 1
+    assert out.is_dir()
 
 
 def test_seed_refuses_incomplete_data(small: Path, tmp_path: Path) -> None:

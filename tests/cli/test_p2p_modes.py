@@ -366,7 +366,7 @@ KAZ = ["--discovery", "kazaa", "--bootstrap", "h:1"]
         (["get", IH, *KAZ, "--name", "  "], "--name"),
         (["get", IH, "--discovery", "napster", "--bootstrap", "ftp://x/"], "index URL"),
         (["get", IH, *NAP, "--timeout", "-1"], "--timeout"),
-        (["get", IH, *NAP, "-o", "{tmp}/nope"], "no such folder"),
+        (["get", IH, *NAP, "-o", "{file}"], "not a folder"),
         (["get", IH, "--discovery", "tracker"], "get works with napster"),
         (["node", "--discovery", "napster"], "invalid choice"),
         (["node", "--discovery", "gnutella", "--bootstrap", "nonsense"], "HOST:PORT"),

@@ -206,7 +206,7 @@ def test_any_bencoded_document_gives_resume_data_or_resume_error(
 
 
 def encode_old_format() -> bytes:
-    """What cli/swarm.py's save_resume wrote before this module."""
+    """What the CLI wrote before this module existed (no version, no file stamps)."""
     return bencoding.encode(
         {"info-hash": INFO.info_hash, "save-path": "/x", "pieces": b"\0" * 4, "uploaded": 0,
          "downloaded": 0}
@@ -232,7 +232,7 @@ def _with(**fields: Any) -> bytes:
         (b"le", "not a dictionary"),
         (encode(sample())[:-1], "not a resume file"),
         (encode(sample()) + b"x", "not a resume file"),
-        # the first resume files (cli/swarm.py) have no version and no file stamps
+        # the first resume files (before fast resume) have no version and no file stamps
         (encode_old_format(), "version"),
         (_with(version=2), "version"),
         (_with(info_hash=OTHER_INFO.info_hash), "info-hash"),

@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
 
 
 def plan(args: argparse.Namespace) -> RunPlan:
-    save_dir = check_save_dir(args.output)
+    save_dir = check_save_dir(args.output, create=True)
     sources = [load_job_torrent(t) for t in args.torrents]
     if args.files and len(sources) != 1:
         raise UsageError("--files works with one torrent at a time")

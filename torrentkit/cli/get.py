@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if mode != "napster":
         _check_name(mode, args.name, args.wait)
     nets = network_settings(args, need_bootstrap=True)
-    save_dir = check_save_dir(args.output)
+    save_dir = check_save_dir(args.output, create=True)
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError("--timeout: must be positive")
     plan = RunPlan(

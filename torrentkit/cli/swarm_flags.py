@@ -91,10 +91,17 @@ def parse_peers(values: list[str]) -> list[PeerAddr]:
     return out
 
 
-def check_save_dir(path: str) -> Path:
+def check_save_dir(path: str, *, create: bool = False) -> Path:
+    """The data folder: must exist (seed), or is created when missing (download, get:
+    docs/cli.md); a file in its place, or one that cannot be made, is a usage error."""
     d = Path(path)
     if not d.exists():
-        raise UsageError(f"{d}: no such folder")
+        if not create:
+            raise UsageError(f"{d}: no such folder")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{d}: cannot create the folder: {exc.strerror or exc}") from None
     if not d.is_dir():
         raise UsageError(f"{d}: not a folder")
     return d

@@ -29,10 +29,11 @@ The resume file (``<state_dir>/<info-hash hex>.resume``) is one bencoded diction
     seeding-ms       all-time milliseconds it was started and complete
     file-priorities  optional: per file, 0 (skip) .. 7
 
-The keys of the first resume files (``cli/swarm.py``: info-hash, save-path, pieces,
-uploaded, downloaded) keep their meaning; such a file has no ``version``, so it is refused
-(and a full recheck follows). Times are kept to the millisecond (bencode has no floats):
-``decode(encode(d))`` equals ``d`` up to that rounding, and encoding is idempotent.
+The keys of the first resume files (written by the CLI before fast resume: info-hash,
+save-path, pieces, uploaded, downloaded) keep their meaning; such a file has no
+``version``, so it is refused (and a full recheck follows). Times are kept to the
+millisecond (bencode has no floats): ``decode(encode(d))`` equals ``d`` up to that
+rounding, and encoding is idempotent.
 
 Reading a resume file never raises: :func:`load` returns a :class:`Loaded` whose ``data``
 is ``None`` when there is no usable file and whose ``problem`` says why when there was one
