@@ -33,8 +33,8 @@ from typing import Any, TypeAlias
 import httpx
 import trio
 
-from torrentkit.discovery.base import DiscoveryNetwork, TransferTotals
-from torrentkit.discovery.networks import NetworkError, open_chord
+from torrentkit.discovery.base import DiscoveryNetwork, TorrentDiscovery, TransferTotals
+from torrentkit.discovery.networks import NetworkError, open_chord, open_other_networks
 from torrentkit.discovery.tracker.client import TrackerDiscovery, new_http_client
 from torrentkit.engine import resume as resume_data
 from torrentkit.engine.metadata_fetch import MetadataFetcher
@@ -357,12 +357,7 @@ class Session:
             except (NetworkError, ValueError) as exc:
                 raise SessionError(str(exc)) from None
             self.networks.append(ring)
-        from torrentkit.discovery import networks
-
-        extra = getattr(networks, "open_other_networks", None)
-        if extra is not None:  # napster / overlays (see discovery/networks.py)
-            for net in await extra(self, stack):
-                self.networks.append(net)
+        self.networks.extend(await open_other_networks(self, stack))  # napster, overlays
 
     async def _stop(self) -> None:
         """Stop every torrent cleanly (trackers told, resume saved, files closed)."""
@@ -886,12 +881,12 @@ class _TorrentJob:
         *,
         private: bool,
         publish: bool,
-    ) -> list[Any]:
+    ) -> list[TorrentDiscovery]:
         """Every discovery source for this torrent: its trackers and the session's networks
         (never a network for a private torrent, BEP 27)."""
         session = self.session
         port = session.address.port
-        sources: list[Any] = []
+        sources: list[TorrentDiscovery] = []
         if session.settings.trackers and tiers:
             sources.append(
                 TrackerDiscovery(
