@@ -76,6 +76,7 @@ from torrentkit.discovery.gnutella.messages import (
 )
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError
 from torrentkit.ids import InfoHash, PeerAddr
+from torrentkit.tokenbucket import TokenBucket
 
 LinkId = NewType("LinkId", int)
 
@@ -225,8 +226,8 @@ class _Link:
     peer_id: bytes
     outgoing: bool
     dialed: PeerAddr | None
-    tokens: float
-    refilled: float
+    #: Messages this link may still send (``rate``/s, ``burst``; docs/limits.md item 12).
+    bucket: TokenBucket
     opened: float
     role: Role | None = None
     listen: PeerAddr | None = None
@@ -363,8 +364,7 @@ class OverlayNode:
             peer_id=bytes(peer_id),
             outgoing=outgoing,
             dialed=dialed,
-            tokens=self.config.burst,
-            refilled=now,
+            bucket=TokenBucket(self.config.rate, self.config.burst, stamp=now),
             opened=now,
         )
         self._links[link] = lk
@@ -766,13 +766,7 @@ class OverlayNode:
         return True
 
     def _take_token(self, lk: _Link, now: float) -> bool:
-        elapsed = max(0.0, now - lk.refilled)
-        lk.tokens = min(self.config.burst, lk.tokens + elapsed * self.config.rate)
-        lk.refilled = now
-        if lk.tokens < 1:
-            return False
-        lk.tokens -= 1
-        return True
+        return lk.bucket.take(1, now) == 0.0
 
     def _new_id(self, now: float, kind: type[Ping] | type[Query]) -> bytes:
         msg_id = self.rng.randbytes(messages.ID_LENGTH)
