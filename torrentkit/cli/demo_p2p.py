@@ -30,7 +30,8 @@ import trio
 from rich.console import Console
 
 from torrentkit.api import Session, open_session
-from torrentkit.cli.common import EXIT_FAILED, EXIT_OK, JobFailed, emit_json, safe_text
+from torrentkit.cli.common import JobFailed, safe_text
+from torrentkit.cli.demo_common import MIB, Node, leecher_limits, report, start_node, summary, watch
 from torrentkit.discovery.base import SearchHit
 from torrentkit.discovery.gnutella import Role
 from torrentkit.discovery.gnutella.session_port import open_overlay
@@ -44,7 +45,6 @@ from torrentkit.metainfo import Magnet, parse_torrent
 from torrentkit.net import TrioNetwork
 from torrentkit.settings import NapsterSettings, OverlaySettings, Settings
 
-MIB = 1024 * 1024
 #: The words a leecher searches for (the payload is ``demo.bin``).
 QUERY = "demo"
 #: How long an overlay search collects hits.
@@ -64,8 +64,6 @@ async def run_search_demo(
     err: Console,
 ) -> int:
     """The demo with ``--discovery napster|gnutella|kazaa`` (see the module docstring)."""
-    from torrentkit.cli.demo import _print_summary, _summary, _watch, leecher_limits, start_node
-
     mode = args.discovery
     meta = parse_torrent(make_torrent(payload, piece_length=piece))
     rng = random.Random(args.seed)
@@ -130,15 +128,11 @@ async def run_search_demo(
                     raise JobFailed(f"{name} found no copy via {mode} within {args.timeout:g} s")
                 magnet = Magnet(info_hash=hits[0].info_hash, name=QUERY)
                 nodes.append(await _leecher(session, name, limit, d, magnet, hits[0], say))
-            finished = await _watch(args, nodes, ui, err)
-            summary = _summary(meta, seeder, nodes, digest, finished)
-    summary["discovery"] = mode
-    summary["searches"] = searches
-    if args.json:
-        emit_json(summary)
-    else:
-        _print_summary(summary)
-    return EXIT_OK if all(row["verified"] for row in summary["leechers"]) else EXIT_FAILED
+            finished = await watch(args, nodes, ui, err)
+            result = summary(meta, seeder, nodes, digest, finished)
+    result["discovery"] = mode
+    result["searches"] = searches
+    return report(result, args.json)
 
 
 async def _search(
@@ -181,10 +175,8 @@ async def _search(
 
 async def _leecher(
     session: Session, name: str, limit: int, save: Path, magnet: Magnet, hit: SearchHit, say: Any
-) -> Any:
+) -> Node:
     """The hit added as a magnet (its holders dialled at once); the session does the rest."""
-    from torrentkit.cli.demo import Node
-
     completions: list[float] = []
 
     def on_event(event: Event) -> None:
