@@ -3,8 +3,10 @@ session (the public API calls these; no face does this itself). Each network imp
 docs/design.md's join / publish / search; every torrent of the session gets its own presence
 in each (``torrent_source``), which keeps publishing and searching until the torrent stops.
 
-- Chord: the session joins the ring as a member on its listen port's number over UDP (the
-  socket is bound together with the TCP listener, see :func:`torrentkit.net.listen_tcp_and_udp`).
+- Chord (:class:`~torrentkit.discovery.chord.discovery.ChordRing`): the session joins the
+  ring as a member on its listen port's number over UDP (the socket is bound together with
+  the TCP listener, see :func:`torrentkit.net.listen_tcp_and_udp`); publish announces the
+  info-hash with our port; search asks the ring for its peers.
 - Napster (:class:`NapsterNetwork`): join checks that the index answers; publish keeps our
   public torrents listed (one :class:`NapsterPublisher` for the session: heartbeats, re-join
   after an index restart, ``leave`` at the end); search asks the index for the info-hash.
@@ -14,8 +16,8 @@ in each (``torrent_source``), which keeps publishing and searching until the tor
   holders whose hits carry exactly its info-hash. A magnet's name is its ``dn`` (for
   ``torrentkit get --name WORDS``, the words); one without a name cannot be searched for.
 
-:class:`~torrentkit.discovery.base.SearchLoop` repeats the searches with backoff for Napster
-and the overlays. Private torrents (BEP 27) never reach any of these networks.
+:class:`~torrentkit.discovery.base.SearchLoop` repeats the searches with backoff for the
+ring, Napster and the overlays. Private torrents (BEP 27) never reach any of these networks.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from torrentkit.discovery.base import (
     SearchLoop,
     TorrentDiscovery,
 )
-from torrentkit.discovery.chord.discovery import ChordDiscovery
-from torrentkit.discovery.chord.driver import ChordDriver, ChordJoinError, open_chord_node
+from torrentkit.discovery.chord.discovery import ChordRing
+from torrentkit.discovery.chord.driver import open_chord_node
 from torrentkit.discovery.chord.node import ChordConfig
 from torrentkit.discovery.gnutella import FileEntry, OverlayDriver, Role
 from torrentkit.discovery.gnutella.messages import MAX_QUERY
@@ -63,20 +65,9 @@ FoundHook = Callable[[InfoHash, Sequence[PeerAddr]], None]
 OVERLAY_SEARCH_WAIT: Final = 2.0
 
 
-class ChordNetwork:
-    """The session's Chord ring membership."""
-
-    name = "chord"
-
-    def __init__(self, driver: ChordDriver) -> None:
-        self.driver = driver
-
-    def torrent_source(
-        self, info_hash: InfoHash, *, port: int, sink: PeerSink, publish: bool
-    ) -> TorrentDiscovery:
-        return ChordDiscovery(
-            self.driver, info_hash=info_hash, port=port, sink=sink, announce=publish
-        )
+#: The session's Chord ring membership: the ring as a ``Discovery`` whose torrents' presences
+#: are ``SearchLoop``s (see :mod:`torrentkit.discovery.chord.discovery`).
+ChordNetwork = ChordRing
 
 
 @asynccontextmanager
@@ -95,22 +86,9 @@ async def open_chord(
         network, host, port, config=config, advertise=settings.advertise, endpoint=endpoint
     )
     async with ctx as chord:
-        await _join(chord, settings.bootstrap)
-        yield ChordNetwork(chord)
-
-
-async def _join(chord: ChordDriver, bootstrap: Sequence[PeerAddr]) -> None:
-    if not bootstrap:
-        chord.create()
-        return
-    for i, addr in enumerate(bootstrap):
-        try:
-            await chord.join(addr)
-            return
-        except ChordJoinError as exc:
-            if i == len(bootstrap) - 1:
-                raise NetworkError(f"cannot join the Chord ring: {exc}") from None
-    await trio.lowlevel.checkpoint()
+        ring = ChordRing(chord, bootstrap=settings.bootstrap)
+        await ring.join()
+        yield ring
 
 
 # ----------------------------------------------------------------------------- napster

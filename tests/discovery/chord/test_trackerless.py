@@ -10,13 +10,14 @@ import pytest
 import trio
 import trio.testing
 
-from torrentkit.discovery.chord.discovery import ChordDiscovery, find_peers
-from torrentkit.discovery.chord.driver import open_chord_node
+from torrentkit.discovery.chord.discovery import ChordRing
+from torrentkit.discovery.chord.driver import ChordDriver, open_chord_node
 from torrentkit.discovery.chord.node import ChordConfig
 from torrentkit.engine.metadata_fetch import MetadataFetcher
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
 from torrentkit.errors import LocalProtocolError
+from torrentkit.ids import InfoHash
 from torrentkit.testing.network import SimNetwork
 from torrentkit.testing.swarm import make_torrent, payload_of
 
@@ -34,7 +35,7 @@ async def test_seeder_and_leechers_meet_through_the_ring(
         async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
             await nursery.start(net.run)
             # A ring of 8 bare nodes; the first creates it, the others join through it.
-            ring = []
+            ring: list[ChordDriver] = []
             for i in range(8):
                 host = f"127.5.0.{i + 1}"
                 node = await stack.enter_async_context(
@@ -59,8 +60,8 @@ async def test_seeder_and_leechers_meet_through_the_ring(
                 storage = MemoryStorage(info, payload if seed else None)
                 torrent = await session.add_torrent(info, storage)
                 torrent.add_discovery(
-                    ChordDiscovery(chord, info_hash=info.info_hash, port=addr.port,
-                                   sink=torrent.add_peers)
+                    ChordRing(chord).torrent_source(info.info_hash, port=addr.port,
+                                                    sink=torrent.add_peers, publish=True)
                 )  # fmt: skip
                 return session, torrent
 
@@ -78,16 +79,21 @@ async def test_seeder_and_leechers_meet_through_the_ring(
             )
             await newcomer.join(ring[3].address)
             async with trio.open_nursery() as inner:
-                inner.start_soon(find_peers, newcomer, info.info_hash, fetcher.add_peers)
+                search = ChordRing(newcomer).torrent_source(
+                    info.info_hash, port=6881, sink=fetcher.add_peers, publish=False
+                )
+                inner.start_soon(search.run)
                 raw = await fetcher.fetch()
                 inner.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
     for _, torrent in leechers:
         assert payload_of(torrent.storage, info) == payload  # type: ignore[attr-defined]
-        assert set(torrent.peers.sources().values()) <= {"chord"}
+        assert set(torrent.peers.sources().values()) <= {"chord"}  # type: ignore[attr-defined]
     assert raw == info.raw
 
 
 async def test_private_torrents_are_never_announced() -> None:
     with pytest.raises(LocalProtocolError, match="private"):
-        ChordDiscovery(None, info_hash=b"\0" * 20, port=1, sink=lambda p, s: None, private=True)  # type: ignore[arg-type]
+        ChordRing(None).torrent_source(  # type: ignore[arg-type]
+            InfoHash(b"\0" * 20), port=1, sink=lambda p, s: None, publish=True, private=True
+        )

@@ -1,11 +1,22 @@
-"""Chord as a torrent's discovery source: the ring is the tracker (trackerless swarms).
+"""Chord as a discovery network: the ring is the tracker (trackerless swarms).
 
 One :class:`~torrentkit.discovery.chord.driver.ChordDriver` per process (the node is a member
-of the ring, as mainline DHT clients are); one :class:`ChordDiscovery` per torrent on top of
-it. It announces our BitTorrent port under the info-hash at the key's owner (and its
-replicas) and asks the ring for the other peers stored there, feeding them to the engine.
-Announces repeat well inside the stored values' TTL. Private torrents (BEP 27) are never
-announced to the ring: :class:`ChordDiscovery` refuses to be made for one.
+of the ring, as mainline DHT clients are), and one :class:`ChordRing` on top of it: the ring
+as a :class:`~torrentkit.discovery.base.Discovery` (docs/design.md's join / publish /
+search).
+
+- join: create the ring, or join it through the first bootstrap node that answers;
+- publish: store our BitTorrent port under the info-hash at the key's owner (and its
+  replicas);
+- search: ask the ring for the peers stored under the info-hash;
+- withdraw: nothing to send -- the ring has no delete; our value expires with its TTL
+  (30 minutes by default) once we stop re-announcing it.
+
+A torrent's presence on the ring (:meth:`ChordRing.torrent_source`) is the one
+:class:`~torrentkit.discovery.base.SearchLoop`: searches at 1, 2, 4, 8 s then every 30 s,
+re-announces every :data:`ANNOUNCE_INTERVAL` (well inside the TTL), and our own address is
+never fed to the engine. Private torrents (BEP 27) are never announced to the ring:
+:meth:`ChordRing.torrent_source` refuses to make a presence for one.
 """
 
 from __future__ import annotations
@@ -15,94 +26,95 @@ from collections.abc import Sequence
 
 import trio
 
-from torrentkit.discovery.base import PeerSink
-from torrentkit.discovery.chord.driver import ChordDriver
+from torrentkit.discovery.base import Listing, NetworkError, PeerSink, SearchLoop
+from torrentkit.discovery.chord.driver import ChordDriver, ChordJoinError
 from torrentkit.errors import LocalProtocolError
-from torrentkit.ids import PeerAddr
+from torrentkit.ids import InfoHash, PeerAddr
 
 log = logging.getLogger(__name__)
 
-#: Ask the ring for peers this often at first, then every ``SEARCH_INTERVAL``.
-FIRST_SEARCHES = (1.0, 2.0, 4.0, 8.0)
-SEARCH_INTERVAL = 30.0
 #: Re-announce this often (the ring keeps a value 30 minutes by default).
 ANNOUNCE_INTERVAL = 600.0
 
 
-class ChordDiscovery:
-    """One torrent's presence on the Chord ring (a TorrentDiscovery)."""
+class ChordRing:
+    """The session's membership of a Chord ring (a :class:`~..base.Discovery` and a
+    :class:`~..base.DiscoveryNetwork`).
+
+    ``bootstrap``: the ring nodes :meth:`join` tries, in order; none: :meth:`join` starts a
+    new ring with this node alone on it.
+    """
 
     name = "chord"
 
-    def __init__(
-        self,
-        chord: ChordDriver,
-        *,
-        info_hash: bytes,
-        port: int,
-        sink: PeerSink,
-        private: bool = False,
-        search_interval: float = SEARCH_INTERVAL,
-        announce: bool = True,
-    ) -> None:
-        if private:
-            raise LocalProtocolError("private torrents are never announced to a DHT (BEP 27)")
-        self.chord = chord
-        self.info_hash = bytes(info_hash)
-        self.port = port
-        self._sink = sink
-        self._search_interval = search_interval
-        self._announce = announce
-        self._wake = trio.Event()
+    def __init__(self, driver: ChordDriver, *, bootstrap: Sequence[PeerAddr] = ()) -> None:
+        self.driver = driver
+        self.bootstrap = tuple(bootstrap)
         self.announces = 0
         self.searches = 0
-        self.peers_found = 0
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        async with trio.open_nursery() as nursery:
-            if self._announce:  # a magnet still fetching its metadata only searches
-                nursery.start_soon(self._announce_loop)
-            await self._search_loop()
+    # -- Discovery ----------------------------------------------------------------------------
 
-    def completed(self) -> None:
-        self._wake.set()  # nothing to tell the ring; look for peers to serve at once
+    async def join(self) -> None:
+        """Join through the first bootstrap node that answers (NetworkError when none does),
+        or create a new ring when there is none."""
+        if not self.bootstrap:
+            self.driver.create()
+            await trio.lowlevel.checkpoint()
+            return
+        for addr in self.bootstrap:
+            try:
+                await self.driver.join(addr)
+                return
+            except ChordJoinError as exc:
+                log.info("chord: %s", exc)
+        raise NetworkError(
+            "cannot join the Chord ring through " + ", ".join(str(a) for a in self.bootstrap)
+        )
 
-    async def _announce_loop(self) -> None:
-        while True:
-            done = await self.chord.announce(self.info_hash, self.port)
-            self.announces += 1
-            if not done.ok:
-                log.info("chord announce of %s failed; retrying soon", self.info_hash.hex())
-                await trio.sleep(FIRST_SEARCHES[1])
-                continue
-            await trio.sleep(ANNOUNCE_INTERVAL)
+    async def publish(self, listing: Listing, port: int) -> None:
+        """Announce (our IP, ``port``) under the info-hash (NetworkError when the key's owner
+        could not be reached; the caller retries)."""
+        done = await self.driver.announce(bytes(listing.info_hash), port)
+        self.announces += 1
+        if not done.ok:
+            raise NetworkError(f"chord announce of {listing.info_hash.hex()} failed")
 
-    async def _search_loop(self) -> None:
-        delays: Sequence[float] = FIRST_SEARCHES
-        i = 0
-        while True:
-            done = await self.chord.get_peers(self.info_hash)
-            self.searches += 1
-            ours = self.chord.address
-            peers = [p for p in done.peers if p != PeerAddr(ours.host, self.port)]
-            if peers:
-                self.peers_found += len(peers)
-                self._sink(peers, self.name)
-            delay = delays[i] if i < len(delays) else self._search_interval
-            i += 1
-            with trio.move_on_after(delay):
-                await self._wake.wait()
-            self._wake = trio.Event()
+    def withdraw(self, info_hash: InfoHash) -> None:
+        """Nothing to send: the ring has no delete; the value expires with its TTL."""
 
+    async def search(self, listing: Listing) -> Sequence[PeerAddr]:
+        """The peers the ring stores under the info-hash (NetworkError when the lookup failed
+        and found nobody)."""
+        done = await self.driver.get_peers(bytes(listing.info_hash))
+        self.searches += 1
+        if not done.ok and not done.peers:
+            raise NetworkError(f"chord get_peers of {listing.info_hash.hex()} failed")
+        return done.peers
 
-async def find_peers(chord: ChordDriver, info_hash: bytes, sink: PeerSink) -> None:
-    """For a magnet: keep asking the ring for the info-hash's peers until cancelled."""
-    delays = (*FIRST_SEARCHES, SEARCH_INTERVAL)
-    i = 0
-    while True:
-        done = await chord.get_peers(info_hash)
-        if done.peers:
-            sink(list(done.peers), "chord")
-        await trio.sleep(delays[min(i, len(delays) - 1)])
-        i += 1
+    # -- DiscoveryNetwork ---------------------------------------------------------------------
+
+    def torrent_source(
+        self,
+        info_hash: InfoHash,
+        *,
+        port: int,
+        sink: PeerSink,
+        publish: bool,
+        private: bool = False,
+    ) -> SearchLoop:
+        """One torrent's presence on the ring: announced when ``publish`` (a magnet still
+        fetching its metadata only searches), searched for until cancelled; our own address
+        (``port`` on the address the ring knows us by) is never fed to ``sink``."""
+        if private:
+            raise LocalProtocolError("private torrents are never announced to a DHT (BEP 27)")
+        ours = PeerAddr(self.driver.address.host, port)
+        return SearchLoop(
+            self,
+            Listing(info_hash=InfoHash(bytes(info_hash))),
+            port=port,
+            sink=sink,
+            publish=publish,
+            exclude=[ours],
+            republish=ANNOUNCE_INTERVAL,
+        )
