@@ -25,13 +25,22 @@ import trio
 import trio.testing
 
 from torrentkit import bencoding
-from torrentkit.discovery.base import TorrentDiscovery, TransferTotals
+from torrentkit.discovery.base import (
+    Discovery,
+    Listing,
+    NetworkError,
+    SearchLoop,
+    TorrentDiscovery,
+    TransferTotals,
+)
 from torrentkit.discovery.tracker.client import (
     TrackerClientConfig,
     TrackerDiscovery,
+    TrackerEndpoint,
     TrackerTiers,
     TrackerUnreachable,
     new_http_client,
+    open_tracker_endpoint,
     scrape,
 )
 from torrentkit.discovery.tracker.protocol import (
@@ -799,3 +808,95 @@ async def test_two_clients_meet_through_the_real_tracker() -> None:
             for scope in scopes:
                 scope.cancel()
         assert server.call(lambda: state.stats().peers) == 0  # both sent stopped
+
+
+# --------------------------------------------------------------------------------------------
+# One tracker as a Discovery (join, publish, search, withdraw), against the real tracker
+
+
+def _is_discovery(endpoint: TrackerEndpoint) -> Discovery:
+    return endpoint
+
+
+async def test_endpoint_publish_then_search_from_another_peer_finds_the_first() -> None:
+    state = TrackerState(TrackerConfig(interval=1800))  # min interval: 900 s
+    listing = Listing(info_hash=INFO_HASH)
+    with TrackerThread(state) as server, trio.fail_after(10):
+        url = server.announce_url
+        async with open_tracker_endpoint(url, peer_id=PEER_ID[:-1] + b"b", port=7002) as b:
+            async with open_tracker_endpoint(url, peer_id=PEER_ID[:-1] + b"a", port=7001) as a:
+                _is_discovery(a)
+                await a.join()
+                await a.publish(listing, 7001)  # started
+                await a.publish(listing, 7001)  # a regular announce: still one peer
+                assert server.call(lambda: state.stats().peers) == 1
+                assert await b.search(listing) == (PeerAddr("127.0.0.1", 7001),)
+                # A search is an announce too: b is listed, wanting it (left 1); a holds it.
+                assert server.call(lambda: state.stats().peers) == 2
+                async with new_http_client() as http:
+                    stats = await scrape(http, url, [INFO_HASH])
+                assert (stats[INFO_HASH].complete, stats[INFO_HASH].incomplete) == (1, 1)
+                a.withdraw(INFO_HASH)  # stopped, sent in a's nursery: leaving waits for it
+            assert server.call(lambda: state.stats().peers) == 1
+            # Within the tracker's min interval b is not asked again: the last reply stands.
+            assert await b.search(listing) == (PeerAddr("127.0.0.1", 7001),)
+            await b.stop(INFO_HASH)
+            assert server.call(lambda: state.stats().peers) == 0
+            await b.stop(INFO_HASH)  # nothing known any more: nothing sent
+
+
+async def test_endpoint_under_the_search_loop_finds_a_later_publisher() -> None:
+    state = TrackerState(TrackerConfig(interval=60, min_interval=0))
+    listing = Listing(info_hash=INFO_HASH)
+    got: list[PeerAddr] = []
+    with TrackerThread(state) as server, trio.fail_after(20):
+        url = server.announce_url
+        async with (
+            open_tracker_endpoint(url, peer_id=PEER_ID[:-1] + b"a", port=7001) as a,
+            open_tracker_endpoint(url, peer_id=PEER_ID[:-1] + b"b", port=7002) as b,
+            trio.open_nursery() as nursery,
+        ):
+            loop = SearchLoop(
+                b,
+                listing,
+                port=7002,
+                sink=lambda peers, source: got.extend(peers),
+                publish=False,
+                schedule=(0.05,),
+            )
+            await nursery.start(loop.run)
+            await trio.sleep(0.2)
+            assert got == []
+            await a.publish(listing, 7001)
+            while not got:
+                await trio.sleep(0.05)
+            assert got == [PeerAddr("127.0.0.1", 7001)]
+            nursery.cancel_scope.cancel()
+        # Neither withdrew (a was never told to; b's loop did not publish), so both stay
+        # listed: b's searches announced it.
+        assert server.call(lambda: state.stats().peers) == 2
+
+
+async def test_endpoint_join_refuses_what_it_cannot_announce_to() -> None:
+    with trio.fail_after(10):
+        async with open_tracker_endpoint(
+            "udp://127.0.0.1:1/announce", peer_id=PEER_ID, port=PORT
+        ) as t:
+            with pytest.raises(NetworkError, match="udp trackers"):
+                await t.join()
+
+
+async def test_endpoint_errors_are_network_errors() -> None:
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    dead_port = sock.getsockname()[1]
+    sock.close()
+    url = f"http://127.0.0.1:{dead_port}/announce"
+    with trio.fail_after(10):
+        async with open_tracker_endpoint(url, peer_id=PEER_ID, port=PORT) as t:
+            await t.join()  # a well-formed URL: nothing else to join
+            with pytest.raises(NetworkError, match=f"tracker {url}"):
+                await t.search(Listing(info_hash=INFO_HASH))
+            with pytest.raises(NetworkError):
+                await t.publish(Listing(info_hash=INFO_HASH), PORT)
+            t.withdraw(INFO_HASH)  # never announced: nothing to stop

@@ -9,6 +9,9 @@ Two parts, as everywhere in torrentkit:
   "announce", asks trackers over HTTP with httpx, feeds the peers it learns to the engine, and
   sends ``event=stopped`` when cancelled.
 
+Both it and :class:`TrackerEndpoint` (one tracker URL as docs/design.md's ``Discovery``: join,
+publish, search, withdraw) send every request through the one :func:`announce`.
+
 The rules (all in :class:`TrackerTiers`):
 
 - Tiers (BEP 12): the URLs of each tier are shuffled once at start. A round tries trackers in
@@ -40,14 +43,15 @@ import math
 import random
 import secrets
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 import trio
 
 import torrentkit
-from torrentkit.discovery.base import PeerSink, TransferTotals
+from torrentkit.discovery.base import Listing, NetworkError, PeerSink, TransferTotals
 from torrentkit.discovery.tracker.protocol import (
     MAX_RESPONSE_SIZE,
     AnnounceEvent,
@@ -63,7 +67,7 @@ from torrentkit.discovery.tracker.protocol import (
 )
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError, TorrentkitError
 from torrentkit.httpget import FetchError, ReplyRefused, request_capped
-from torrentkit.ids import InfoHash
+from torrentkit.ids import InfoHash, PeerAddr
 
 log = logging.getLogger(__name__)
 
@@ -453,6 +457,247 @@ async def scrape(
     return parse_scrape_response(await fetch(http, url, config))
 
 
+def announce_request(
+    *,
+    info_hash: InfoHash,
+    peer_id: bytes,
+    port: int,
+    totals: TransferTotals,
+    event: AnnounceEvent,
+    key: bytes,
+    config: TrackerClientConfig,
+) -> AnnounceRequest:
+    """What we tell a tracker in one announce (compact, no peer ids; no peers wanted with
+    ``stopped``)."""
+    return AnnounceRequest(
+        info_hash=info_hash,
+        peer_id=peer_id,
+        port=port,
+        uploaded=totals.uploaded,
+        downloaded=totals.downloaded,
+        left=totals.left,
+        event=event,
+        compact=True,
+        no_peer_id=True,
+        numwant=0 if event is AnnounceEvent.STOPPED else config.numwant,
+        key=key,
+    )
+
+
+async def announce(
+    http: httpx.AsyncClient,
+    url: str,
+    request: AnnounceRequest,
+    *,
+    tracker_id: bytes | None = None,
+    config: TrackerClientConfig,
+) -> AnnounceResponse:
+    """The one announce: GET ``request`` at announce URL ``url`` (with the ``trackerid`` the
+    tracker gave us, if any) and parse the reply. Raises as :func:`fetch`, and
+    :class:`~.protocol.TrackerFailure` / :class:`~.protocol.TrackerResponseError` for a
+    ``failure reason`` or a malformed reply."""
+    full = announce_url(url, request)
+    if tracker_id is not None:
+        full += "&trackerid=" + urllib.parse.quote_from_bytes(tracker_id, safe="")
+    return parse_announce_response(await fetch(http, full, config))
+
+
+# ---------------------------------------------------------------------------------------------
+# One tracker as a Discovery
+
+
+@dataclass(slots=True)
+class _Presence:
+    """What one :class:`TrackerEndpoint` remembers of one info-hash it announced."""
+
+    port: int
+    published: bool
+    tracker_id: bytes | None = None
+    last_reply: float = -math.inf
+    min_interval: float = 0.0
+    last_peers: tuple[PeerAddr, ...] = ()
+
+
+class TrackerEndpoint:
+    """One tracker URL as a :class:`~torrentkit.discovery.base.Discovery` (docs/design.md's
+    join / publish / search), for any number of info-hashes.
+
+    - :meth:`join`: nothing to join; checks that ``url`` is one we can announce to
+      (``http``/``https``), NetworkError otherwise.
+    - :meth:`publish`: an announce with ``event=started`` the first time the tracker hears
+      of the info-hash from us, a regular one (no event) after that.
+    - :meth:`search`: a tracker has no way to search without announcing, so it announces
+      too (``started`` the first time) and returns the peers of the reply. Within the
+      tracker's ``min interval`` since its last reply, the peers of that reply are returned
+      and the tracker is not asked again.
+    - :meth:`withdraw`: ``event=stopped`` for an info-hash the tracker knows from us, sent in
+      the background in ``nursery`` (bounded by ``stop_timeout``); :meth:`stop` is the same,
+      awaited.
+
+    ``totals(info_hash)`` is read before each announce; without it we report nothing up or
+    down, and ``left`` 0 for what we published (we hold it) or 1 (an unknown amount still
+    wanted, as a magnet does). Failures raise :class:`~torrentkit.discovery.base.NetworkError`.
+
+    This is the tracker as the one interface; it keeps no schedule. A torrent's own presence
+    on its trackers is :class:`TrackerDiscovery`, which runs the schedule the tracker sets
+    (see there). :func:`open_tracker_endpoint` makes one with its nursery.
+    """
+
+    name = "tracker"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        peer_id: bytes,
+        port: int,
+        http: httpx.AsyncClient,
+        nursery: trio.Nursery,
+        totals: Callable[[InfoHash], TransferTotals] | None = None,
+        config: TrackerClientConfig | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        if len(peer_id) != 20:
+            raise LocalProtocolError("peer_id must be 20 bytes")
+        if not 0 < port < 65536:
+            raise LocalProtocolError(f"port must be 1-65535, got {port}")
+        self.url = url
+        self.peer_id = peer_id
+        #: The port announced by :meth:`search` for an info-hash never published.
+        self.port = port
+        self.config = config if config is not None else TrackerClientConfig()
+        self.key = key if key is not None else secrets.token_hex(4).encode()
+        self._http = http
+        self._nursery = nursery
+        self._totals = totals
+        self._known: dict[InfoHash, _Presence] = {}
+
+    async def join(self) -> None:
+        note = _scheme_note(self.url)
+        if note is not None:
+            raise NetworkError(f"tracker {self.url}: {note}")
+        await trio.lowlevel.checkpoint()
+
+    async def publish(self, listing: Listing, port: int) -> None:
+        info_hash = InfoHash(bytes(listing.info_hash))
+        await self._announce(info_hash, port, published=True)
+
+    async def search(self, listing: Listing) -> Sequence[PeerAddr]:
+        info_hash = InfoHash(bytes(listing.info_hash))
+        known = self._known.get(info_hash)
+        if known is not None and trio.current_time() < known.last_reply + known.min_interval:
+            await trio.lowlevel.checkpoint()
+            return known.last_peers
+        port = known.port if known is not None else self.port
+        published = known is not None and known.published
+        return await self._announce(info_hash, port, published=published)
+
+    def withdraw(self, info_hash: InfoHash) -> None:
+        if InfoHash(bytes(info_hash)) in self._known:
+            self._nursery.start_soon(self.stop, info_hash)
+
+    async def stop(self, info_hash: InfoHash) -> None:
+        """Send ``event=stopped`` for ``info_hash`` if the tracker knows it from us (bounded by
+        ``stop_timeout``, shielded; a failure is logged, not raised)."""
+        known = self._known.pop(InfoHash(bytes(info_hash)), None)
+        if known is None:
+            return
+        with trio.move_on_after(self.config.stop_timeout, shield=True):
+            request = self._request(InfoHash(bytes(info_hash)), known, AnnounceEvent.STOPPED)
+            try:
+                await announce(
+                    self._http,
+                    self.url,
+                    request,
+                    tracker_id=known.tracker_id,
+                    config=self.config,
+                )
+            except (TrackerUnreachable, RemoteProtocolError) as exc:
+                log.info("tracker %s: stopped not delivered: %s", self.url, exc)
+
+    def _request(
+        self, info_hash: InfoHash, known: _Presence, event: AnnounceEvent
+    ) -> AnnounceRequest:
+        if self._totals is not None:
+            totals = self._totals(info_hash)
+        else:
+            left = 0 if known.published else 1
+            totals = TransferTotals(uploaded=0, downloaded=0, left=left)
+        return announce_request(
+            info_hash=info_hash,
+            peer_id=self.peer_id,
+            port=known.port,
+            totals=totals,
+            event=event,
+            key=self.key,
+            config=self.config,
+        )
+
+    async def _announce(
+        self, info_hash: InfoHash, port: int, *, published: bool
+    ) -> tuple[PeerAddr, ...]:
+        known = self._known.get(info_hash)
+        event = AnnounceEvent.STARTED if known is None else AnnounceEvent.NONE
+        draft = _Presence(port=port, published=published or bool(known and known.published))
+        if known is not None:
+            draft.tracker_id = known.tracker_id
+        try:
+            reply = await announce(
+                self._http,
+                self.url,
+                self._request(info_hash, draft, event),
+                tracker_id=draft.tracker_id,
+                config=self.config,
+            )
+        except (TrackerUnreachable, RemoteProtocolError) as exc:
+            raise NetworkError(f"tracker {self.url}: {exc}") from None
+        except trio.Cancelled:
+            if known is None:  # the ``started`` may have arrived: withdraw sends ``stopped``
+                self._known[info_hash] = draft
+            raise
+        if reply.warning:
+            log.info("tracker %s warns: %s", self.url, reply.warning)
+        if reply.tracker_id is not None:
+            draft.tracker_id = reply.tracker_id
+        draft.last_reply = trio.current_time()
+        draft.min_interval = float(reply.min_interval or 0)
+        draft.last_peers = tuple(reply.peers)
+        self._known[info_hash] = draft
+        return draft.last_peers
+
+
+@asynccontextmanager
+async def open_tracker_endpoint(
+    url: str,
+    *,
+    peer_id: bytes,
+    port: int,
+    http: httpx.AsyncClient | None = None,
+    totals: Callable[[InfoHash], TransferTotals] | None = None,
+    config: TrackerClientConfig | None = None,
+) -> AsyncIterator[TrackerEndpoint]:
+    """A :class:`TrackerEndpoint` for ``url`` (its own httpx client unless ``http`` is
+    given); leaving it waits for the ``stopped`` announces :meth:`~TrackerEndpoint.withdraw`
+    started, each bounded by ``stop_timeout``."""
+    own = http is None
+    client = http if http is not None else new_http_client(config)
+    try:
+        async with trio.open_nursery() as nursery:
+            yield TrackerEndpoint(
+                url,
+                peer_id=peer_id,
+                port=port,
+                http=client,
+                nursery=nursery,
+                totals=totals,
+                config=config,
+            )
+    finally:
+        if own:
+            with trio.CancelScope(shield=True):
+                await client.aclose()
+
+
 # ---------------------------------------------------------------------------------------------
 # The trio driver
 
@@ -464,6 +709,18 @@ class TrackerDiscovery:
     announce. Peers go to ``sink`` as ``sink(peers, "tracker")``. Pass a shared ``http``
     client (see :func:`new_http_client`) when running many torrents; otherwise :meth:`run`
     opens and closes its own.
+
+    Why this is not a :class:`~torrentkit.discovery.base.SearchLoop` over
+    :class:`TrackerEndpoint` (which every other network's torrents get): with a tracker, the
+    tracker sets the schedule. Its reply says when to come back (``interval``) and how soon
+    at the earliest (``min interval``); a client that asks at SearchLoop's 1, 2, 4, 8, 30 s
+    would flood it and get throttled or banned, and with many torrents it would multiply.
+    The events are per torrent across its announce-list (``started`` once to each tracker
+    before anything else, ``completed`` once, ``stopped`` to those that know us), and the
+    announce-list's tiers (BEP 12) ask one tracker of many, promote the one that answers,
+    and back off per tracker on failures: state about the set of URLs, which a one-URL
+    Discovery does not hold. So :class:`TrackerTiers` keeps that schedule, and every
+    request goes through the same :func:`announce` as :class:`TrackerEndpoint`'s.
     """
 
     name = "tracker"
@@ -539,30 +796,20 @@ class TrackerDiscovery:
                 continue
             await self._round(http)
 
-    def _request(self, event: AnnounceEvent) -> AnnounceRequest:
-        totals = self._totals()
-        return AnnounceRequest(
-            info_hash=self.info_hash,
-            peer_id=self.peer_id,
-            port=self.port,
-            uploaded=totals.uploaded,
-            downloaded=totals.downloaded,
-            left=totals.left,
-            event=event,
-            compact=True,
-            no_peer_id=True,
-            numwant=0 if event is AnnounceEvent.STOPPED else self.config.numwant,
-            key=self.key,
-        )
-
     async def _announce(
         self, http: httpx.AsyncClient, url: str, event: AnnounceEvent
     ) -> AnnounceResponse:
-        full = announce_url(url, self._request(event))
+        request = announce_request(
+            info_hash=self.info_hash,
+            peer_id=self.peer_id,
+            port=self.port,
+            totals=self._totals(),
+            event=event,
+            key=self.key,
+            config=self.config,
+        )
         tracker_id = self.tiers.tracker_id(url)
-        if tracker_id is not None:
-            full += "&trackerid=" + urllib.parse.quote_from_bytes(tracker_id, safe="")
-        return parse_announce_response(await fetch(http, full, self.config))
+        return await announce(http, url, request, tracker_id=tracker_id, config=self.config)
 
     async def _round(self, http: httpx.AsyncClient) -> None:
         for url in self.tiers.plan(trio.current_time()):
