@@ -13,7 +13,8 @@
 
 Users: byte limits in :mod:`torrentkit.engine.ratelimit` (on trio's clock), per-address
 datagram limits in :mod:`torrentkit.discovery.chord.store`, per-IP request limits in
-:mod:`torrentkit.discovery.napster.index`.
+:mod:`torrentkit.discovery.napster.index`, per-link message limits in
+:mod:`torrentkit.discovery.gnutella.overlay`.
 """
 
 from __future__ import annotations
