@@ -49,6 +49,8 @@ class PeerEvent(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TorrentAdded(Event):
+    """The torrent joined the session (a magnet's ``name`` is its ``dn`` or the hash)."""
+
     kind: ClassVar[str] = "added"
     name: str
 
@@ -86,16 +88,22 @@ class TorrentCompleted(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TorrentPaused(Event):
+    """Every peer disconnected, announcing stopped; the data and its check are kept."""
+
     kind: ClassVar[str] = "paused"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TorrentResumed(Event):
+    """Running again after a pause or an error."""
+
     kind: ClassVar[str] = "resumed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TorrentRemoved(Event):
+    """Gone from the session, its resume data too (and its files with ``deleted_data``)."""
+
     kind: ClassVar[str] = "removed"
     deleted_data: bool
 
@@ -110,6 +118,8 @@ class TorrentError(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResumeSaved(Event):
+    """Resume data written (``pieces`` recorded as verified)."""
+
     kind: ClassVar[str] = "resume_saved"
     pieces: int
 
@@ -137,12 +147,16 @@ class PeersFound(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerConnected(PeerEvent):
+    """A connection finished its handshake; ``client`` is named from the peer id."""
+
     kind: ClassVar[str] = "peer_connected"
     client: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerDisconnected(PeerEvent):
+    """A connection ended, and why."""
+
     kind: ClassVar[str] = "peer_disconnected"
     reason: str
 
@@ -180,6 +194,8 @@ class Interested(PeerEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NotInterested(PeerEvent):
+    """``direction`` ours: we lost interest in the peer; theirs: it in us."""
+
     kind: ClassVar[str] = "not_interested"
     direction: str
 
@@ -193,6 +209,8 @@ class Snubbed(PeerEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerBanned(PeerEvent):
+    """The peer is disconnected and never dialled or accepted again (e.g. corrupt data)."""
+
     kind: ClassVar[str] = "banned"
     reason: str
 
@@ -202,6 +220,8 @@ class PeerBanned(PeerEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PieceVerified(Event):
+    """A piece passed its hash and is on disk."""
+
     kind: ClassVar[str] = "piece"
     index: int
 
@@ -215,6 +235,7 @@ class HashFailed(Event):
     peers: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
+        """As :meth:`Event.to_json`, with ``peers`` as a list."""
         out = Event.to_json(self)
         out["peers"] = list(self.peers)
         return out

@@ -147,8 +147,10 @@ class Settings:
 
     @property
     def bind(self) -> tuple[str, int]:
+        """``listen`` as (host, port)."""
         return parse_listen(self.listen)
 
     @property
     def resolved_state_dir(self) -> Path:
+        """``state_dir``, or the default state folder when it is None."""
         return self.state_dir if self.state_dir is not None else default_state_dir()
