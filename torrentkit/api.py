@@ -47,6 +47,7 @@ from torrentkit.errors import LocalProtocolError, MetainfoError, StorageError
 from torrentkit.events import (
     Event,
     MetadataReceived,
+    ResumeSaved,
     TorrentAdded,
     TorrentChecked,
     TorrentError,
@@ -120,6 +121,7 @@ class TorrentStatus:
 
     @property
     def is_seeding(self) -> bool:
+        """Complete and serving."""
         return self.state == "seeding"
 
 
@@ -152,6 +154,7 @@ class EventStream:
             raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
+        """Stop receiving events (events already queued are dropped)."""
         if self in self._hub.subscribers:
             self._hub.subscribers.remove(self)
         self._send.close()
@@ -248,6 +251,7 @@ class Session:
         return [job.handle for job in self._jobs.values()]
 
     def find(self, info_hash: bytes | str) -> TorrentHandle | None:
+        """The torrent with this info-hash (20 bytes, 40 hex or 32 base32), or None."""
         key = InfoHash.from_text(info_hash) if isinstance(info_hash, str) else info_hash
         job = self._jobs.get(bytes(key))
         return job.handle if job is not None else None
@@ -442,10 +446,12 @@ class TorrentHandle:
 
     @property
     def info_hash(self) -> InfoHash:
+        """The v1 info-hash (known from the start, for magnets too)."""
         return InfoHash(self._job.info_hash)
 
     @property
     def name(self) -> str:
+        """The torrent's name (a magnet's ``dn``, or its hash, until the metadata came)."""
         return self._job.name
 
     @property
@@ -455,9 +461,11 @@ class TorrentHandle:
 
     @property
     def save_path(self) -> Path:
+        """The folder the data is saved under."""
         return self._job.save_path
 
     def status(self) -> TorrentStatus:
+        """A frozen snapshot of the torrent's state, rates and totals (cheap)."""
         return self._job.status()
 
     def snapshot(self, *, map_cells: int = 256) -> TorrentSnapshot | None:
@@ -561,6 +569,8 @@ class _TorrentJob:
         self.base_seeding = 0.0
         self.run_started: float | None = None
         self.resume_loaded = False
+        #: the resume file on disk matches ``have`` (loaded and trusted, or just saved)
+        self.resume_current = False
 
     # -------------------------------------------------------------- view
 
@@ -825,6 +835,7 @@ class _TorrentJob:
             self._fail(str(exc))
             return False
         self.have = list(result.have)
+        self.resume_current = loaded is not None and not result.rechecked
         self.recheck_wanted = False
         self.emit(
             TorrentChecked,
@@ -960,11 +971,30 @@ class _TorrentJob:
             self._notify()
 
     async def _save_periodically(self, torrent: Torrent) -> None:
+        """Every ``resume_interval``, save when pieces or transfer totals changed. Nothing
+        changes without peer links, so a torrent that never had one, or whose last link
+        left a whole interval before the last check (its last pieces were verified and
+        counted by then), waits for a link instead: thousands of idle torrents do not wake
+        every 30 s for nothing."""
         assert self.meta is not None
-        last: tuple[int, int, int] | None = None
+        interval = self.session.settings.resume_interval
+
+        def mark_now() -> tuple[int, int, int]:
+            return (torrent.picker.num_have, torrent.uploaded, torrent.downloaded)
+
+        last = mark_now() if self.resume_current else None
+        checked_at = trio.current_time()
         while True:
-            await trio.sleep(self.session.settings.resume_interval)
-            mark = (torrent.picker.num_have, torrent.uploaded, torrent.downloaded)
+            idle = torrent.idle_since
+            if (
+                last is not None
+                and idle is not None
+                and (idle == torrent.started_at or idle <= checked_at - interval)
+            ):
+                await torrent.wait_active()
+            await trio.sleep(interval)
+            checked_at = trio.current_time()
+            mark = mark_now()
             if mark != last:
                 last = mark
                 # Periodic saves skip the fsync of every file (the kernel writes back
@@ -998,8 +1028,11 @@ class _TorrentJob:
                 sync=sync,
             )
             await trio.to_thread.run_sync(resume_data.save, settings.resolved_state_dir, data)
+            self.emit(ResumeSaved, pieces=sum(have))
         except (OSError, StorageError, LocalProtocolError):
-            pass  # the next save tries again; a missing resume file only costs a recheck
+            self.resume_current = False
+            return  # the next save tries again; a missing resume file only costs a recheck
+        self.resume_current = True
 
 
 # ----------------------------------------------------------------------------- helpers

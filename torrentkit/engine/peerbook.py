@@ -30,6 +30,7 @@ each other at once).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
@@ -148,6 +149,23 @@ class PeerBook:
         for known in chosen:
             known.connecting = True
         return [known.addr for known in chosen]
+
+    def next_attempt_at(self, *, connected: Set[PeerAddr], finished: bool) -> float:
+        """When :meth:`candidates` would next hand out an address (the earliest next attempt
+        among those it skips only for their backoff or redial pause); ``inf`` when none
+        would ever be handed out without new addresses or a connection ending. Same
+        arguments as :meth:`candidates`; O(known peers)."""
+        return min(
+            (
+                known.next_attempt
+                for addr, known in self._known.items()
+                if not known.connecting
+                and addr not in connected
+                and addr not in self._banned_addrs
+                and not (finished and addr in self._parted)
+            ),
+            default=math.inf,
+        )
 
     def dial_failed(self, addr: PeerAddr, now: float) -> None:
         """A dial (connect or handshake) failed: back off, or forget it after 8 in a row."""

@@ -5,6 +5,12 @@ Incoming connections are read up to the peer's handshake (10 s at most), matched
 info-hash to a torrent, and handed to it. Everything runs in the nursery of
 :meth:`Session.run`; cancelling it stops every torrent (their discovery sources send
 ``stopped`` on the way out).
+
+One timer serves every torrent: the session's :class:`~torrentkit.engine.tick.TickWheel`
+(its one task runs in :meth:`Session.run`) visits only the torrents that have peer links,
+every second for their links' keep-alives, silence, snubs and request refills, and at each
+one's rechoke times. Torrents without links cost nothing per second, so thousands of idle
+seeding torrents leave the process asleep.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import trio
 
 from torrentkit.engine.ratelimit import RateLimiter
 from torrentkit.engine.storage import PieceStorage
+from torrentkit.engine.tick import TickWheel
 from torrentkit.engine.torrent import (
     HANDSHAKE_TIMEOUT,
     EventSink,
@@ -66,6 +73,8 @@ class Session:
         self._nursery: trio.Nursery | None = None
         self._handshakes = trio.Semaphore(self.options.max_incoming_handshakes)
         self._handlers: dict[bytes, ConnectionHandler] = {}
+        #: drives every torrent of this session that has links (see the module docstring)
+        self.ticker = TickWheel()
 
     @property
     def address(self) -> PeerAddr:
@@ -88,6 +97,7 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._accept_loop, listener)
+                nursery.start_soon(self.ticker.run)
                 task_status.started(listener.address)
                 await trio.sleep_forever()
         finally:
@@ -114,6 +124,7 @@ class Session:
             rng=random.Random(self.rng.random()),
             on_event=on_event if on_event is not None else self.on_event,
             session_limits=(self.down_limiter, self.up_limiter),
+            ticker=self.ticker,
         )
 
     def attach(self, torrent: Torrent) -> None:

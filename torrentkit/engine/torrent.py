@@ -7,10 +7,12 @@ drivers and carries out what they decide. Its tasks, all in one nursery it owns:
 - one task per peer link (``PeerLink.run``), and one per outgoing dial attempt;
 - the **connector**: keeps dialling known peers up to ``max_peers``, with backoff per
   address after failures, never a banned one, never one already connected;
-- the **choker loop**: a rechoke every 10 s;
-- the **ticker** (1 s): keep-alives after 90 s idle, drop peers silent for 120 s, handshake
-  deadline, snubbing (no block for 60 s from a peer that unchokes us: its requests are
-  given back to the picker for others);
+- its **tick wheel**'s task, only when the torrent was made without one (the engine
+  session runs one wheel for all its torrents, engine/tick.py). The wheel visits the torrent
+  only while it has links: every second :meth:`Torrent.tick` (keep-alives after 90 s idle,
+  drop peers silent for 120 s, snubbing: no block for 60 s from a peer that unchokes us, its
+  requests are given back to the picker for others; request refills), and every
+  ``rechoke_interval`` (10 s) a rechoke. A torrent without links costs nothing per second;
 - the **discovery sources** (tracker announces, later DHT and overlays), which report peers
   through :meth:`Torrent.add_peers`;
 - one short task per completed piece: verify + write in one thread call.
@@ -22,6 +24,7 @@ Engine events (``peer_connected``, ``unchoke``, ``piece``, ``banned``, ...) go t
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -40,6 +43,7 @@ from torrentkit.engine.picker import Picker
 from torrentkit.engine.ratelimit import RateLimiter
 from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
 from torrentkit.engine.storage import PieceStorage
+from torrentkit.engine.tick import TickWheel
 from torrentkit.engine.trust import Trust
 from torrentkit.engine.upload_cache import UploadCache
 from torrentkit.errors import RemoteProtocolError, StorageError
@@ -134,7 +138,10 @@ class Torrent:
         rng: random.Random | None = None,
         on_event: EventSink | None = None,
         session_limits: tuple[RateLimiter | None, RateLimiter | None] = (None, None),
+        ticker: TickWheel | None = None,
     ) -> None:
+        """``ticker``: the wheel that drives :meth:`tick` and the rechokes (the session's);
+        without one the torrent runs a wheel of its own in its nursery."""
         self.info = info
         self.storage = storage
         self.network = network
@@ -185,6 +192,12 @@ class Torrent:
         self.checked = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._connect_wakeup = trio.Event()
+        self._own_ticker = ticker is None
+        self._ticker = ticker if ticker is not None else TickWheel()
+        self._next_rechoke = 0.0
+        #: when the last link left (the start counts), None while there are links
+        self.idle_since: float | None = None
+        self._active = trio.Event()  # set while there are links
         self._discoveries: list[TorrentDiscovery] = []
         # Own limiters always exist (rate 0 = unlimited, skipped when acquiring), so that
         # set_rate_limits takes effect at once on every link.
@@ -336,6 +349,8 @@ class Torrent:
         """Swarm until cancelled. ``have``: the pieces already checked (e.g. by fast resume);
         without it, everything on disk is rechecked first."""
         self.started_at = trio.current_time()
+        self._next_rechoke = self.started_at
+        self.idle_since = self.started_at
         if have is None:
             try:
                 have = await self.storage.recheck()
@@ -354,14 +369,15 @@ class Torrent:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._connector)
-                nursery.start_soon(self._choke_loop)
-                nursery.start_soon(self._ticker)
+                if self._own_ticker:
+                    nursery.start_soon(self._ticker.run)
                 for source in self._discoveries:
                     nursery.start_soon(source.run)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None  # stopped: new connections are refused, not started
+            self._ticker.deactivate(self)
 
     def storage_failed(self, message: str) -> None:
         """The disk failed under us (full, read-only, gone): pause the torrent."""
@@ -399,21 +415,28 @@ class Torrent:
         return {link.key for link in self.links}
 
     async def _connector(self) -> None:
+        """Dials what the peer book hands out, then sleeps until woken (new peers, a link or
+        a dial ended, more wanted) or until the book's next backoff ends; never polls."""
         while True:
+            self._connect_wakeup = trio.Event()
             now = trio.current_time()
             nursery = self._nursery
             assert nursery is not None
+            wake = math.inf
             if not self.failed.is_set():
+                connected = self._connected_keys()
+                finished = self.picker.is_finished()
+                room = self.options.max_peers - len(self.links)
                 for addr in self.peers.candidates(
-                    now,
-                    self.options.max_peers - len(self.links),
-                    connected=self._connected_keys(),
-                    finished=self.picker.is_finished(),
+                    now, room, connected=connected, finished=finished
                 ):
                     nursery.start_soon(self._dial, addr)
-            with trio.move_on_after(1.0):
+                if room - self.peers.connecting > 0:  # else a link or dial ending wakes us
+                    wake = self.peers.next_attempt_at(connected=connected, finished=finished)
+                    if wake <= now:  # cannot be (candidates took every ready one): no spin
+                        wake = now + 1.0
+            with trio.move_on_at(wake):
                 await self._connect_wakeup.wait()
-            self._connect_wakeup = trio.Event()
 
     async def _dial(self, addr: PeerAddr) -> None:
         stream: trio.abc.Stream | None = None
@@ -436,11 +459,13 @@ class Torrent:
                 self.peers.self_connection(addr)
             else:
                 self.peers.dial_failed(addr, trio.current_time())
+            self._connect_wakeup.set()  # its slot is free, its backoff set
             if stream is not None:
                 await close_quietly(stream)
             return
         except (OSError, trio.TooSlowError, trio.BrokenResourceError, RemoteProtocolError):
             self.peers.dial_failed(addr, trio.current_time())
+            self._connect_wakeup.set()
             if stream is not None:
                 await close_quietly(stream)
             return
@@ -500,6 +525,8 @@ class Torrent:
                 other.close("duplicate connection")
                 break
         self.links[link] = None
+        if len(self.links) == 1:
+            self._became_active()
         self.emit(PeerConnected, peer=str(addr), client=link.client)
         # Our opening: extension handshake, then what we have.
         if supports_extension_protocol(hs.reserved) and conn.extension_protocol:
@@ -520,7 +547,10 @@ class Torrent:
             self._link_gone(link)
 
     def _link_gone(self, link: PeerLink) -> None:
-        self.links.pop(link, None)
+        if link in self.links:
+            del self.links[link]
+            if not self.links:
+                self._became_idle()
         self._account_unchoke(link, trio.current_time())
         # Its outstanding requests go back to the picker; blocks it already sent stay in
         # their assemblies (trust needs to know who sent them when the piece is checked).
@@ -737,10 +767,22 @@ class Torrent:
         if link.conn.am_choking and unchoked < self.options.upload_slots + 1:
             self._rechoke(now)
 
-    async def _choke_loop(self) -> None:
-        while True:
-            self._rechoke(trio.current_time())
-            await trio.sleep(self.options.rechoke_interval)
+    def next_rechoke(self, now: float) -> float:
+        """The first rechoke time after ``now`` on this torrent's grid (its start + k x
+        ``rechoke_interval``); times that passed while it had no links are skipped (a
+        rechoke without links does nothing). The tick wheel asks when the torrent activates."""
+        due = self._next_rechoke
+        if due <= now:
+            interval = self.options.rechoke_interval
+            due += (math.floor((now - due) / interval) + 1) * interval
+            self._next_rechoke = due
+        return due
+
+    def rechoke_tick(self, now: float) -> float:
+        """Rechoke (the wheel calls this every ``rechoke_interval`` while there are links);
+        returns when the next one is due."""
+        self._rechoke(now)
+        return self.next_rechoke(now)
 
     def _rechoke(self, now: float) -> None:
         ready = [link for link in self.links if link.conn.our_handshake is not None]
@@ -796,28 +838,39 @@ class Torrent:
 
     # ------------------------------------------------------------------ timers
 
-    async def _ticker(self) -> None:
-        while True:
-            await trio.sleep(1.0)
-            now = trio.current_time()
-            for link in list(self.links):
-                if now - link.last_receive > SILENCE_LIMIT:
-                    link.close("silent for 120 s")
-                    continue
-                link.send_keepalive_if_idle(now, KEEPALIVE_INTERVAL)
-                snubbed = self._snubbed(link, now)
-                if snubbed and not link.snubbed:
-                    link.snubbed = True
-                    for block in self.picker.requests_of(link):
-                        self.picker.request_released(link, block.piece, block.begin)
-                        if link.conn.is_outstanding(block.piece, block.begin, block.length):
-                            link.send(
-                                Cancel(index=block.piece, begin=block.begin, length=block.length)
-                            )
-                    self.emit(Snubbed, peer=str(link.addr))
-                elif link.snubbed and not snubbed:
-                    link.snubbed = False
-                self.fill_requests(link, now)
+    def _became_active(self) -> None:
+        self.idle_since = None
+        self._active.set()
+        self._ticker.activate(self)
+
+    def _became_idle(self) -> None:
+        self.idle_since = trio.current_time()
+        self._active = trio.Event()
+        self._ticker.deactivate(self)
+
+    async def wait_active(self) -> None:
+        """Until the torrent has a link (at once if it has one)."""
+        await self._active.wait()
+
+    def tick(self, now: float) -> None:
+        """The per-second round over the links (the tick wheel calls it while there are
+        links): silence, keep-alives, snubbing, request refills."""
+        for link in list(self.links):
+            if now - link.last_receive > SILENCE_LIMIT:
+                link.close("silent for 120 s")
+                continue
+            link.send_keepalive_if_idle(now, KEEPALIVE_INTERVAL)
+            snubbed = self._snubbed(link, now)
+            if snubbed and not link.snubbed:
+                link.snubbed = True
+                for block in self.picker.requests_of(link):
+                    self.picker.request_released(link, block.piece, block.begin)
+                    if link.conn.is_outstanding(block.piece, block.begin, block.length):
+                        link.send(Cancel(index=block.piece, begin=block.begin, length=block.length))
+                self.emit(Snubbed, peer=str(link.addr))
+            elif link.snubbed and not snubbed:
+                link.snubbed = False
+            self.fill_requests(link, now)
 
     @staticmethod
     def _snubbed(link: PeerLink, now: float) -> bool:
