@@ -177,6 +177,10 @@ class PieceStorage:
     def __init__(self, info: Info) -> None:
         self.info = info
         self.layout = Layout.from_info(info)
+        # Pieces are hashed in parallel but written one at a time: concurrent buffered
+        # writes to one file contend for its inode lock, and the kernel spins on it (6% of
+        # a download's CPU in issue 15's profile); threads waiting here sleep instead.
+        self._write_lock = threading.Lock()
 
     # ---- primitives (blocking, thread-safe) --------------------------------------------
 
@@ -320,10 +324,11 @@ class PieceStorage:
                 return False
             pos += s.length
         pos = 0
-        for s in spans:
-            if not s.pad:
-                self._pwrite(s.file_index, s.offset, view[pos : pos + s.length])
-            pos += s.length
+        with self._write_lock:
+            for s in spans:
+                if not s.pad:
+                    self._pwrite(s.file_index, s.offset, view[pos : pos + s.length])
+                pos += s.length
         return True
 
     def _read_sync(self, index: int, begin: int, length: int) -> bytes:
