@@ -94,6 +94,31 @@ def test_piece_and_block_sizes_last_piece_and_block_short() -> None:
         picker.block(2, 2)
 
 
+def test_pick_blocks_is_pick_as_tuples() -> None:
+    """The engine's hot path: the same choice, as (piece, begin, length) tuples."""
+    pickers = [
+        Picker[str](piece_length=40_000, total_length=100_000, rng=random.Random(3))
+        for _ in range(2)
+    ]
+    for p in pickers:
+        p.peer_have_all("s")
+    assert pickers[0].pick_blocks("s", 5) == [
+        (r.piece, r.begin, r.length) for r in pickers[1].pick("s", 5)
+    ]
+    assert pickers[0].requests_of("s") == pickers[1].requests_of("s")
+
+
+def test_block_received_answers() -> None:
+    picker = make("1", blocks=2)
+    a, b = picker.pick("me", 2)
+    first = picker.block_received("me", a.piece, a.begin, a.length)
+    assert (first.accepted, first.cancel, first.piece_complete) == (True, (), False)
+    assert not picker.block_received("me", a.piece, a.begin, a.length).accepted  # duplicate
+    last = picker.block_received("me", b.piece, b.begin, b.length)
+    assert (last.accepted, last.cancel, last.piece_complete) == (True, (), True)
+    picker.check_consistency()
+
+
 def test_have_bitfield_matches_bep3_layout() -> None:
     picker = make("1111111111", "* *      *")
     assert picker.have_bitfield() == bits("* *      *")

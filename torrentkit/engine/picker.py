@@ -54,7 +54,7 @@ import itertools
 import random
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError
 from torrentkit.metainfo import BLOCK_SIZE, FileEntry
@@ -101,6 +101,12 @@ class BlockReceived(Generic[P]):
     accepted: bool
     cancel: tuple[P, ...] = ()
     piece_complete: bool = False
+
+
+#: The common answers of :meth:`Picker.block_received`, made once (they carry no peer).
+_REFUSED: BlockReceived[Any] = BlockReceived(accepted=False)
+_ACCEPTED: BlockReceived[Any] = BlockReceived(accepted=True)
+_ACCEPTED_COMPLETE: BlockReceived[Any] = BlockReceived(accepted=True, piece_complete=True)
 
 
 def piece_priorities(
@@ -641,25 +647,25 @@ class Picker(Generic[P]):
         """
         ps = self._peers.get(peer)
         if not 0 <= piece < self.num_pieces or begin % self.block_size:
-            return BlockReceived(accepted=False)
+            return _REFUSED
         blk = begin // self.block_size
         if blk >= self._nblocks(piece):
-            return BlockReceived(accepted=False)
+            return _REFUSED
         size = self._last_size if piece == self.num_pieces - 1 else self.piece_length
         if length != min(self.block_size, size - begin):
-            return BlockReceived(accepted=False)
+            return _REFUSED
         state = self._state[piece]
         if state == _HAVE or (state != _PARTIAL and not self._prio[piece]):
             if ps is not None and (piece, blk) in ps.requests:
                 self._release(peer, ps, piece, blk)
-            return BlockReceived(accepted=False)
+            return _REFUSED
         if state != _PARTIAL:  # _FRESH: late block of a piece that went back to fresh
             self._start(piece)
         part = self._partials[piece]
         if part.received[blk]:
             if ps is not None and (piece, blk) in ps.requests:
                 self._release(peer, ps, piece, blk)
-            return BlockReceived(accepted=False)
+            return _REFUSED
         reqs = part.requesters[blk]
         if not reqs:
             part.n_free -= 1
@@ -668,6 +674,16 @@ class Picker(Generic[P]):
         part.received[blk] = 1
         part.senders[blk] = peer
         part.n_received += 1
+        complete = part.n_received == len(part.received)
+        if len(reqs) == 1 and reqs[0] == peer:  # the usual case: one request, answered
+            self._peers[peer].requests.discard((piece, blk))
+            left = part.by_peer[peer] - 1
+            if left:
+                part.by_peer[peer] = left
+            else:
+                del part.by_peer[peer]
+            reqs.clear()
+            return _ACCEPTED_COMPLETE if complete else _ACCEPTED
         cancel: list[P] = []
         for other in reqs:
             self._peers[other].requests.discard((piece, blk))
@@ -679,11 +695,9 @@ class Picker(Generic[P]):
             if other != peer:
                 cancel.append(other)
         reqs.clear()
-        return BlockReceived(
-            accepted=True,
-            cancel=tuple(cancel),
-            piece_complete=part.n_received == len(part.received),
-        )
+        if not cancel:
+            return _ACCEPTED_COMPLETE if complete else _ACCEPTED
+        return BlockReceived(accepted=True, cancel=tuple(cancel), piece_complete=complete)
 
     def _start(self, piece: int) -> _Partial[P]:
         """Move a fresh piece into progress."""
@@ -697,6 +711,13 @@ class Picker(Generic[P]):
     # ------------------------------------------------------------------- pick
     def pick(self, peer: P, n: int) -> list[BlockRequest]:
         """Up to ``n`` new requests for ``peer``; they are recorded as outstanding."""
+        return [
+            BlockRequest(piece=p, begin=b, length=size) for p, b, size in self.pick_blocks(peer, n)
+        ]
+
+    def pick_blocks(self, peer: P, n: int) -> list[tuple[int, int, int]]:
+        """:meth:`pick` as plain ``(piece, begin, length)`` tuples (the wire REQUEST's
+        fields), for the engine's hot path: no object per block."""
         ps = self._peers.get(peer)
         if ps is None or n <= 0 or not ps.count:
             return []
@@ -735,7 +756,15 @@ class Picker(Generic[P]):
 
         if len(picked) < n and self.in_endgame:
             self._take_endgame(peer, ps, n, picked)
-        return [self.block(p, b) for p, b in picked]
+        bs, plen, last, last_size = (
+            self.block_size,
+            self.piece_length,
+            self.num_pieces - 1,
+            self._last_size,
+        )
+        return [
+            (p, b * bs, min(bs, (plen if p != last else last_size) - b * bs)) for p, b in picked
+        ]
 
     def _take_free(
         self,
