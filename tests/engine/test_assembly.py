@@ -57,6 +57,29 @@ def test_blocks_in_any_order_fill_the_piece_and_record_their_senders() -> None:
     assert piece.contributors() == {"a", "b", "c"}
 
 
+def test_buffers_are_recycled_for_later_pieces() -> None:
+    """A full-size piece's buffer is received into again once the engine hands it back; the
+    stale bytes in it are all overwritten before the piece counts as complete."""
+    a = assemblies()
+    assert receive(a, 0, GOOD, "aaaa")
+    done = a.take(0)
+    buf = done.data
+    a.recycle(done)
+    assert len(done.data) == 0 and done.senders == {}
+    other = bytes(reversed(GOOD))
+    assert not a.add_block(1, B, block(other, 1), "b")
+    assert a.buffered_bytes == PIECE
+    assert receive(a, 1, other, "bbbb")
+    piece = a.take(1)
+    assert piece.data is buf
+    assert bytes(piece.data) == other
+    # The short last piece never takes (or gives back) a full-size buffer.
+    a.recycle(piece)
+    assert not a.add_block(2, 0, bytes(B), "c")
+    a.discard(2)
+    assert receive(a, 0, GOOD, "aaaa") and a.take(0).data is buf
+
+
 def test_the_short_last_piece() -> None:
     a = assemblies()
     last = bytes(range(200)) * ((2 * B + B // 2) // 200) + bytes((2 * B + B // 2) % 200)
