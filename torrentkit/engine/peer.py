@@ -52,6 +52,13 @@ class LinkOwner(Protocol):
         """One event from the peer (synchronous, never blocks)."""
         ...
 
+    def on_blocks(
+        self, link: PeerLink, blocks: Sequence[tuple[int, int, bytes | memoryview]], now: float
+    ) -> None:
+        """PIECE messages from the peer, taken from one receive as ``(index, begin, data)``
+        (synchronous); ``data`` is valid only during the call: copy it."""
+        ...
+
     def fill_requests(self, link: PeerLink, now: float) -> None:
         """Top up our outstanding requests to the peer."""
         ...
@@ -155,6 +162,15 @@ class PeerLink:
         self._outbox_bytes += len(data)
         self._outbox_ready.set()
 
+    def send_requests(self, blocks: list[tuple[int, int, int]]) -> None:
+        """Queue a REQUEST for each ``(index, begin, length)`` (one message batch)."""
+        if self._closed or not blocks:
+            return
+        data = self.conn.send_requests(blocks)
+        self._outbox.append(data)
+        self._outbox_bytes += len(data)
+        self._outbox_ready.set()
+
     def request_depth(self, now: float) -> int:
         """How many requests to keep outstanding: about two seconds' worth at the rate the
         peer is delivering now, within what it allows (BEP 10 ``reqq``). A peer that named
@@ -223,7 +239,14 @@ class PeerLink:
         now = trio.current_time()
         while True:
             # Bytes that arrived with the handshake are already buffered: parse first.
+            # PIECE messages go in batches through the fast lane, the rest one by one.
             while True:
+                blocks = conn.next_blocks()
+                if blocks:
+                    torrent.on_blocks(self, blocks, now)
+                    del blocks  # release the views into the receive buffer
+                    if self._closed:
+                        return
                 event = conn.next_event()
                 if event is NEED_DATA:
                     break

@@ -616,22 +616,33 @@ class Torrent:
                 link.send(Extended(ext_id=reply_id, payload=metadata.encode(answer)))
 
     def _on_piece(self, link: PeerLink, event: Piece, now: float) -> None:
-        index, begin, data = event.index, event.begin, event.data
-        size = len(data)
-        link.downloaded += size
-        link.down.add(now, size)
-        link.short_down.add(now, size)
+        self.on_blocks(link, ((event.index, event.begin, event.data),), now)
+
+    def on_blocks(
+        self, link: PeerLink, blocks: Sequence[tuple[int, int, bytes | memoryview]], now: float
+    ) -> None:
+        """PIECE messages from one receive (``PeerConnection.next_blocks``): each block goes
+        to the picker and straight into its piece's buffer; the link's counters and rates
+        are updated once for the batch, not per block."""
+        picker, assemblies, key = self.picker, self.assemblies, link.key
+        total = 0
+        for index, begin, data in blocks:
+            size = len(data)
+            total += size
+            result = picker.block_received(link, index, begin, size)
+            if result.cancel:
+                for other in result.cancel:
+                    if other.conn.is_outstanding(index, begin, size):
+                        other.send(Cancel(index=index, begin=begin, length=size))
+            if not result.accepted:
+                continue
+            if assemblies.add_block(index, begin, data, key) and result.piece_complete:
+                assert self._nursery is not None
+                self._nursery.start_soon(self._finish_piece, assemblies.take(index))
+        link.downloaded += total
+        link.down.add(now, total)
+        link.short_down.add(now, total)
         link.last_block = now
-        result = self.picker.block_received(link, index, begin, size)
-        for other in result.cancel:
-            if other.conn.is_outstanding(index, begin, size):
-                other.send(Cancel(index=index, begin=begin, length=size))
-        if not result.accepted:
-            return
-        self.assemblies.add_block(index, begin, data, link.key)
-        if result.piece_complete:
-            assert self._nursery is not None
-            self._nursery.start_soon(self._finish_piece, self.assemblies.take(index))
 
     async def _finish_piece(self, assembly: Assembly[PeerAddr]) -> None:
         index = assembly.index
@@ -639,6 +650,7 @@ class Torrent:
             ok = await self.storage.write_piece(index, assembly.data)
         except StorageError as exc:
             self.picker.piece_failed(index)
+            self.assemblies.recycle(assembly)
             self._fail(str(exc))
             return
         if ok:
@@ -660,6 +672,7 @@ class Torrent:
             senders = assembly.contributors()
             banned = assembly.failed(self.trust)
             self.emit(HashFailed, index=index, peers=tuple(sorted(str(k) for k in senders)))
+        self.assemblies.recycle(assembly)  # its buffer receives a later piece
         for key in banned:
             self._ban(key, "sent corrupt data")
         for link in list(self.links):
@@ -729,8 +742,7 @@ class Torrent:
         room = depth - conn.outstanding_requests
         if room <= 0:
             return
-        for block in self.picker.pick(link, room):
-            link.send(Request(index=block.piece, begin=block.begin, length=block.length))
+        link.send_requests(self.picker.pick_blocks(link, room))
 
     # ------------------------------------------------------------------ uploads
 
