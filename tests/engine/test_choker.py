@@ -25,6 +25,8 @@ def stats(
     up: float = 0.0,
     unchoked_us_at: float | None = None,
     last_block_at: float | None = None,
+    uploaded: int = 0,
+    partial: Iterable[int] = (),
 ) -> PeerStats[str]:
     return PeerStats(
         peer=peer,
@@ -35,6 +37,8 @@ def stats(
         upload_rate=up,
         unchoked_us_at=unchoked_us_at,
         last_block_at=last_block_at,
+        uploaded=uploaded,
+        partial_pieces=frozenset(partial),
     )
 
 
@@ -278,6 +282,147 @@ def test_switching_to_seed_mode_keeps_current_holders_until_their_turn_ends() ->
     res = choker.rechoke(10.0, peers, seeding=True)
     assert set(res.unchoked) == before and res.decisions == ()
     assert set(res.unchoked.values()) == {"seed"}
+
+
+# ------------------------------------------- slots freed between rechokes (fill)
+
+
+def test_a_departed_holders_slot_goes_to_a_waiting_peer_at_once() -> None:
+    choker: Choker[str] = Choker(rng=random.Random(20), optimistic_slots=0, slots=2)
+    peers = [stats("a", rate=300.0), stats("b", rate=200.0), stats("c", rate=100.0)]
+    assert set(choker.rechoke(0.0, peers).unchoked) == {"a", "b"}
+    # at 3.0 "a" disconnects: "c" is unchoked now, "b" is not touched (no message)
+    res = choker.fill(3.0, [p for p in peers if p.peer != "a"])
+    assert res.decisions == (ChokeDecision(peer="c", choke=False, reason="rate"),)
+    assert res.unchoked == {"b": "rate", "c": "rate"}
+    # nothing freed: fill does nothing
+    assert choker.fill(4.0, peers[1:]).decisions == ()
+
+
+def test_a_holder_that_loses_interest_is_choked_and_replaced() -> None:
+    choker: Choker[str] = Choker(rng=random.Random(21), optimistic_slots=0, slots=2)
+    peers = [stats("a", rate=300.0), stats("b", rate=200.0), stats("c", rate=100.0)]
+    choker.rechoke(0.0, peers)
+    peers[0] = stats("a", rate=300.0, interested=False)  # NotInterested at 2.0 (or complete)
+    groups = by_reason(choker.fill(2.0, peers).decisions)
+    assert groups == {(True, "rate"): {"a"}, (False, "rate"): {"c"}}
+
+
+def test_fill_never_gives_a_regular_slot_to_a_snubbed_peer() -> None:
+    choker: Choker[str] = Choker(rng=random.Random(22), optimistic_slots=0, slots=1)
+    choker.rechoke(0.0, [stats("a", rate=5.0)])
+    snubber = stats("s", rate=1e6, unchoked_us_at=0.0, last_block_at=0.0)
+    assert choker.fill(70.0, [snubber]).decisions == ()  # "a" left; "s" is snubbed at 60
+    assert choker.has_free_slot()
+
+
+def test_a_freed_optimistic_slot_starts_a_new_turn() -> None:
+    choker: Choker[str] = Choker(rng=random.Random(23), slots=1)
+    peers = [stats("fast", rate=1e6)] + [stats(f"p{i}") for i in range(4)]
+    (first,) = choker.rechoke(0.0, peers).optimistic
+    rest = [p for p in peers if p.peer != first]
+    res = choker.fill(12.0, rest)  # the optimistic holder left at 12.0
+    (second,) = res.optimistic
+    assert second != "fast" and res.unchoked[second] == "optimistic"
+    # its turn is 30 s from 12.0: it survives the rechokes at 20 and 30, ends at 50
+    for now in (20.0, 30.0):
+        assert choker.rechoke(now, rest).unchoked[second] == "optimistic"
+    assert second not in choker.rechoke(50.0, rest).unchoked
+
+
+def test_seed_fill_serves_the_longest_waiting_and_keeps_the_others_turns() -> None:
+    choker: Choker[str] = Choker(rng=random.Random(24), optimistic_slots=0, slots=2)
+    peers = [stats(p) for p in ("a", "b", "c", "d")]
+    first = set(choker.rechoke(0.0, peers, seeding=True).unchoked)
+    assert len(first) == 2
+    res = choker.rechoke(60.0, peers, seeding=True)  # turns over: the other two
+    second = set(res.unchoked)
+    assert second == {"a", "b", "c", "d"} - first
+    gone, stays = sorted(second)
+    # at 65 one holder leaves: of the two waiting since 60, one takes its slot at once
+    left = [p for p in peers if p.peer != gone]
+    res = choker.fill(65.0, left, seeding=True)
+    (newcomer,) = [d.peer for d in res.decisions]
+    assert newcomer in first and not res.decisions[0].choke
+    # "stays" still ends its turn at 120 (60 s from 60), the newcomer keeps its until 130
+    res = choker.rechoke(120.0, left, seeding=True)
+    assert stays not in res.unchoked and newcomer in res.unchoked
+
+
+# ------------------------------------------------ seeding: not mid-piece
+
+
+def test_a_seed_keeps_a_peer_in_the_middle_of_a_piece_until_it_is_done() -> None:
+    choker: Choker[str] = Choker(rng=random.Random(25), optimistic_slots=0, slots=1)
+    assert set(choker.rechoke(0.0, [stats("a")], seeding=True).unchoked) == {"a"}
+    # at 60 "a"'s turn is over and "w" waits, but "a" is in the middle of pieces 7 and 9
+    peers = [stats("a", partial=[7, 9]), stats("w")]
+    res = choker.rechoke(60.0, peers, seeding=True)
+    assert res.decisions == () and set(res.unchoked) == {"a"}
+    assert choker.finishing("a")
+    assert not choker.peer_has("a", 7, {9, 12})  # 9 still unfinished (12 is new: ignored)
+    assert choker.peer_has("a", 3, {12})  # nothing of 9 pending with us any more: done
+    res = choker.fill(63.5, peers, seeding=True)  # the engine fills at once
+    assert by_reason(res.decisions) == {(True, "seed"): {"a"}, (False, "seed"): {"w"}}
+    assert not choker.finishing("a")
+
+
+def test_the_mid_piece_grace_is_bounded() -> None:
+    choker: Choker[str] = Choker(rng=random.Random(26), optimistic_slots=0, slots=1)
+    choker.rechoke(0.0, [stats("a")], seeding=True)
+    peers = [stats("a", partial=[7]), stats("w")]
+    assert set(choker.rechoke(60.0, peers, seeding=True).unchoked) == {"a"}
+    assert set(choker.rechoke(70.0, peers, seeding=True).unchoked) == {"a"}
+    # piece 7 still unfinished 20 s (seed_grace: two rechoke intervals) after the turn
+    res = choker.rechoke(80.0, peers, seeding=True)
+    assert by_reason(res.decisions) == {(True, "seed"): {"a"}, (False, "seed"): {"w"}}
+
+
+def test_queued_requests_alone_do_not_hold_a_slot() -> None:
+    """A peer with no piece partly served (``partial`` empty) yields at its turn's end."""
+    choker: Choker[str] = Choker(rng=random.Random(27), optimistic_slots=0, slots=1)
+    choker.rechoke(0.0, [stats("a")], seeding=True)
+    res = choker.rechoke(60.0, [stats("a"), stats("w")], seeding=True)
+    assert by_reason(res.decisions) == {(True, "seed"): {"a"}, (False, "seed"): {"w"}}
+    # and the mid-piece rule is for seeding only: tit-for-tat chokes have their reason
+    leech: Choker[str] = Choker(rng=random.Random(27), optimistic_slots=0, slots=1)
+    leech.rechoke(0.0, [stats("a", rate=1.0)])
+    res = leech.rechoke(10.0, [stats("a", rate=1.0, partial=[7]), stats("w", rate=9.0)])
+    assert by_reason(res.decisions) == {(True, "rate"): {"a"}, (False, "rate"): {"w"}}
+
+
+def test_seed_round_robin_stays_fair_when_every_peer_is_always_mid_piece() -> None:
+    """12 peers, 4 slots, 30 minutes; every holder is always in the middle of a piece:
+    the even ones finish theirs 3 s after their turn (the engine fills at once), the odd
+    ones use up the whole 20 s grace. The slots are never idle, every peer's turn comes
+    round about as often (within two over 30 minutes: the short turns cycle faster), and a
+    turn is never longer than 60 s + the grace: the odd peers get more time only by what
+    the grace allows (4 x 1800 / 12 = 600 s on average)."""
+    choker: Choker[str] = Choker(rng=random.Random(28), optimistic_slots=0)
+    names = [f"p{i}" for i in range(12)]
+    peers = [stats(p, partial=[i]) for i, p in enumerate(names)]
+    tracker = Tracker()
+    turns: Counter[str] = Counter()
+    for k in range(181):
+        now = 10.0 * k
+        res = choker.rechoke(now, peers, seeding=True)
+        tracker.apply(now, res.decisions)
+        turns.update(d.peer for d in res.decisions if not d.choke)
+        done = [p for p in names[::2] if choker.finishing(p)]
+        if done:
+            for p in done:
+                assert choker.peer_has(p, int(p[1:]), set())
+            res = choker.fill(now + 3.0, peers, seeding=True)
+            tracker.apply(now + 3.0, res.decisions)
+            turns.update(d.peer for d in res.decisions if not d.choke)
+        assert len(choker.unchoked) == 4
+    tracker.close(1800.0)
+    assert max(turns.values()) - min(turns.values()) <= 2, turns
+    even = [tracker.total[p] for p in names[::2]]
+    odd = [tracker.total[p] for p in names[1::2]]
+    assert sum(even) + sum(odd) == pytest.approx(4 * 1800.0)
+    assert all(500.0 <= t <= 640.0 for t in even), even  # 8-9 turns of 63 s
+    assert all(540.0 <= t <= 760.0 for t in odd), odd  # 7-9 turns of 80 s
 
 
 # ------------------------------------------------ simulation (autojump_clock)

@@ -36,7 +36,7 @@ import trio
 
 from torrentkit.discovery.base import TorrentDiscovery, TransferTotals
 from torrentkit.engine.assembly import Assemblies, Assembly
-from torrentkit.engine.choker import Choker, PeerStats
+from torrentkit.engine.choker import Choker, PeerStats, RechokeResult
 from torrentkit.engine.peer import PeerLink
 from torrentkit.engine.peerbook import PeerBook, keep_new_connection
 from torrentkit.engine.picker import Picker
@@ -561,6 +561,8 @@ class Torrent:
         if link.close_reason != PARTING or self.picker.is_finished():
             self.peers.connection_ended(link.key, trio.current_time())
         self._connect_wakeup.set()
+        if self.choker.is_unchoked(link):
+            self._fill_slots(trio.current_time())  # its slot goes to a waiting peer at once
 
     # ------------------------------------------------------------------ events from peers
 
@@ -576,6 +578,13 @@ class Torrent:
             assert isinstance(event, Have)
             self.picker.peer_have(link, event.index)
             self._update_interest(link)
+            # Its slot frees when it finished the pieces it kept it for past its seed turn,
+            # or when this HAVE completes it (a seed wants nothing from us).
+            if (
+                self.choker.finishing(link)
+                and self.choker.peer_has(link, event.index, self._partial_pieces(link))
+            ) or (self.choker.is_unchoked(link) and self.picker.peer_is_seed(link)):
+                self._fill_slots(now)
             self._close_if_both_done(link)
         elif kind is Bitfield:
             assert isinstance(event, Bitfield)
@@ -593,6 +602,8 @@ class Torrent:
             self._maybe_unchoke_now(link, now)
         elif kind is NotInterested:
             self.emit(NotInterestedEvent, peer=str(link.addr), direction="theirs")
+            if self.choker.is_unchoked(link):
+                self._fill_slots(now)  # its slot goes to a waiting peer at once
         elif kind is ExtendedHandshake:
             assert isinstance(event, ExtendedHandshake)
             if event.p is not None and not link.outgoing:
@@ -715,6 +726,7 @@ class Torrent:
             source.completed()
         for link in list(self.links):
             self._close_if_both_done(link)
+        self._fill_slots(now)  # seeding now: snubbed peers may hold slots, seeds leave
 
     def _close_if_both_done(self, link: PeerLink) -> None:
         """Two peers that each want nothing from the other part (libtorrent closes such
@@ -758,26 +770,44 @@ class Torrent:
 
     # ------------------------------------------------------------------ choking
 
-    def _peer_stats(self, link: PeerLink, now: float) -> PeerStats[PeerLink]:
+    def _peer_stats(
+        self, link: PeerLink, now: float, *, mid_piece: bool = False
+    ) -> PeerStats[PeerLink]:
+        """A complete peer counts as not interested (it wants nothing, whatever its flag
+        says until its NOT_INTERESTED arrives). ``mid_piece``: fill in the pieces it is in
+        the middle of (the choker's mid-piece rule, for the peers we unchoke while seeding)."""
         conn = link.conn
         return PeerStats(
             peer=link,
             connected_at=link.connected_at,
-            interested=conn.peer_interested,
+            interested=conn.peer_interested and not self.picker.peer_is_seed(link),
             am_interested=conn.am_interested,
             download_rate=link.down.rate(now),
             upload_rate=link.up.rate(now),
             unchoked_us_at=link.unchoked_us_at,
             last_block_at=link.last_block,
             uploaded=link.uploaded,
+            partial_pieces=self._partial_pieces(link) if mid_piece else frozenset(),
         )
+
+    def _partial_pieces(self, link: PeerLink) -> frozenset[int]:
+        """Pieces ``link`` has requests pending with us for, but not for all of the piece:
+        it is in the middle of them (part sent already, or the rest asked of others)."""
+        conn = link.conn
+        if not conn.pending_peer_requests:
+            return frozenset()
+        pending: dict[int, int] = {}
+        for r in conn.peer_requests():
+            pending[r.index] = pending.get(r.index, 0) + r.length
+        size = self.info.piece_size
+        return frozenset(i for i, n in pending.items() if n < size(i))
 
     def _maybe_unchoke_now(self, link: PeerLink, now: float) -> None:
         """A peer became interested: if a slot is free, unchoke it at once rather than
-        making it wait for the next rechoke (libtorrent does the same)."""
-        unchoked = sum(1 for other in self.links if not other.conn.am_choking)
-        if link.conn.am_choking and unchoked < self.options.upload_slots + 1:
-            self._rechoke(now)
+        making it wait for the next rechoke (libtorrent does the same). Only the free slot
+        is filled; the holders keep theirs."""
+        if not self.choker.is_unchoked(link) and self.choker.has_free_slot():
+            self._fill_slots(now)
 
     def next_rechoke(self, now: float) -> float:
         """The first rechoke time after ``now`` on this torrent's grid (its start + k x
@@ -798,15 +828,36 @@ class Torrent:
 
     def _rechoke(self, now: float) -> None:
         ready = [link for link in self.links if link.conn.our_handshake is not None]
-        result = self.choker.rechoke(
-            now, [self._peer_stats(link, now) for link in ready], seeding=self.picker.is_finished()
-        )
+        seeding = self.picker.is_finished()
+        choker = self.choker
+        peers = [
+            self._peer_stats(link, now, mid_piece=seeding and choker.is_unchoked(link))
+            for link in ready
+        ]
+        result = choker.rechoke(now, peers, seeding=seeding)
         # Close every open unchoke interval under the reason it had, so the totals split
         # regular and optimistic time exactly.
         for link in ready:
             if link.unchoked_at is not None:
                 self._account_unchoke(link, now)
                 link.unchoked_at = now
+        self._apply_choking(result, now)
+        for link in ready:
+            reason = result.unchoked.get(link)
+            link.optimistic = reason == "optimistic"
+
+    def _fill_slots(self, now: float) -> None:
+        """A slot may be free (a holder left, lost interest, completed, finished its
+        mid-piece grace; or a peer became interested): give it to a waiting peer now, every
+        other holder untouched (Choker.fill)."""
+        ready = [link for link in self.links if link.conn.our_handshake is not None]
+        peers = [self._peer_stats(link, now) for link in ready]
+        result = self.choker.fill(now, peers, seeding=self.picker.is_finished())
+        self._apply_choking(result, now)
+
+    def _apply_choking(self, result: RechokeResult[PeerLink], now: float) -> None:
+        """Send the choker's CHOKE / UNCHOKE messages; unchoked time is accounted per link
+        under the reason it had (``link.optimistic``)."""
         for peer in result.optimistic:
             self.emit(OptimisticUnchoke, peer=str(peer.addr))
         for decision in result.decisions:
@@ -821,10 +872,8 @@ class Torrent:
             else:
                 link.send(Unchoke())
                 link.unchoked_at = now
+                link.optimistic = decision.reason == "optimistic"
                 self.emit(Unchoked, peer=str(link.addr), reason=decision.reason)
-        for link in ready:
-            reason = result.unchoked.get(link)
-            link.optimistic = reason == "optimistic"
 
     def _account_unchoke(self, link: PeerLink, now: float) -> None:
         if link.unchoked_at is not None:
