@@ -275,3 +275,44 @@ def test_send_requests_state_rules() -> None:
     drain(conn)
     with pytest.raises(LocalProtocolError, match="chokes us"):
         conn.send_requests([(1, BLOCK, BLOCK)])
+
+
+# ------------------------------------------------------------------ send_pieces
+
+
+def serving() -> PeerConnection:
+    """Our side, unchoking a peer that asked for three blocks."""
+    conn = open_connection()
+    conn.send(Unchoke())
+    conn.receive_data(
+        b"".join(encode(Request(index=i, begin=b, length=n)) for i, b, n in ASKED[:3])
+    )
+    drain(conn)
+    return conn
+
+
+def test_send_pieces_same_bytes_and_state_as_one_by_one() -> None:
+    one, batch = serving(), serving()
+    blocks = [(i, b, bytes([i]) * n) for i, b, n in ASKED[:3]]
+    wire = b"".join(one.send(Piece(index=i, begin=b, data=d)) for i, b, d in blocks)
+    views = [(i, b, memoryview(d)) for i, b, d in blocks]
+    buffers = batch.send_pieces(views)
+    assert b"".join(buffers) == wire
+    assert buffers[1] is views[0][2]  # the data is not copied
+    assert batch.pending_peer_requests == one.pending_peer_requests == 0
+    assert batch.send_pieces([]) == []
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        [(1, 0, b"x" * BLOCK), (3, 0, b"x" * BLOCK)],  # never requested
+        [(1, 0, b"x" * BLOCK), (1, BLOCK, b"x" * 5)],  # wrong length
+        [(1, 0, b"x" * BLOCK), (1, 0, b"x" * BLOCK)],  # twice
+    ],
+)
+def test_send_pieces_refuses_the_whole_batch(blocks: list[tuple[int, int, bytes]]) -> None:
+    conn = serving()
+    with pytest.raises(LocalProtocolError):
+        conn.send_pieces(blocks)
+    assert conn.pending_peer_requests == 3

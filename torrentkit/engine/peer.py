@@ -33,7 +33,7 @@ from torrentkit.errors import RemoteProtocolError, StorageError
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import BLOCK_SIZE
 from torrentkit.wire.connection import NEED_DATA, PeerConnection
-from torrentkit.wire.events import Event, KeepAlive, Piece, Request
+from torrentkit.wire.events import Event, KeepAlive, Request
 from torrentkit.wire.peer_id import client_name
 
 
@@ -63,8 +63,8 @@ class LinkOwner(Protocol):
         """Top up our outstanding requests to the peer."""
         ...
 
-    async def read_block(self, index: int, begin: int, length: int) -> bytes:
-        """Data for an upload."""
+    async def read_block(self, index: int, begin: int, length: int) -> bytes | memoryview:
+        """Data for an upload (a view is not copied before it is sent)."""
         ...
 
     def count_upload(self, nbytes: int) -> None: ...
@@ -125,7 +125,7 @@ class PeerLink:
         self.downloaded = 0
         self.uploaded = 0
         self.close_reason = "closed"
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes | memoryview] = []
         self._outbox_bytes = 0
         self._outbox_ready = trio.Event()
         self._outbox_drained = trio.Event()
@@ -293,29 +293,49 @@ class PeerLink:
         self._uploads_ready.set()
 
     async def _uploader(self) -> None:
-        torrent, conn = self.owner, self.conn
+        torrent, conn, uploads = self.owner, self.conn, self._uploads
+        pending = conn.peer_request_pending
         while True:
-            if not self._uploads:
+            if not uploads:
                 await self._uploads_ready.wait()
                 self._uploads_ready = trio.Event()
                 continue
-            req = self._uploads.popleft()
-            if not conn.peer_request_pending(req.index, req.begin, req.length):
-                continue
-            while self._outbox_bytes >= self._high_water():
+            high = self._high_water()
+            while self._outbox_bytes >= high:
                 self._outbox_drained = trio.Event()
                 await self._outbox_drained.wait()
-            data = await torrent.read_block(req.index, req.begin, req.length)
-            limits = torrent.up_limiters
-            if limits:
-                await acquire_all(limits, len(data))
-            if conn.am_choking or not conn.peer_request_pending(req.index, req.begin, req.length):
+                high = self._high_water()
+            # One batch: the queued requests the peer still wants, up to the high-water mark
+            # (one block at a time under a rate limit, so the limit paces single blocks).
+            limits = [x for x in torrent.up_limiters if x.rate > 0]
+            room = 1 if limits else high - self._outbox_bytes
+            batch: dict[Request, None] = {}  # a block asked, cancelled, asked again: once
+            while uploads and room > 0:
+                req = uploads.popleft()
+                if req not in batch and pending(req.index, req.begin, req.length):
+                    batch[req] = None
+                    room -= req.length
+            if not batch:
                 continue
-            self.send(Piece(index=req.index, begin=req.begin, data=data))
-            now = trio.current_time()
-            self.uploaded += len(data)
-            self.up.add(now, len(data))
-            torrent.count_upload(len(data))
+            blocks: list[tuple[int, int, bytes | memoryview]] = []
+            for req in batch:
+                data = await torrent.read_block(req.index, req.begin, req.length)
+                blocks.append((req.index, req.begin, data))
+            if limits:
+                await acquire_all(limits, sum(r.length for r in batch))
+            if conn.am_choking or self._closed:
+                continue
+            # The peer may have cancelled some while we read or waited.
+            blocks = [b for b in blocks if pending(b[0], b[1], len(b[2]))]
+            if not blocks:
+                continue
+            size = sum(len(b[2]) for b in blocks)
+            self._outbox.extend(conn.send_pieces(blocks))
+            self._outbox_bytes += size + 13 * len(blocks)
+            self._outbox_ready.set()
+            self.uploaded += size
+            self.up.add(trio.current_time(), size)
+            torrent.count_upload(size)
 
     def send_keepalive_if_idle(self, now: float, idle: float) -> None:
         if now - self.last_send >= idle and not self._outbox:

@@ -758,12 +758,14 @@ class Torrent:
 
     # ------------------------------------------------------------------ uploads
 
-    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+    async def read_block(self, index: int, begin: int, length: int) -> memoryview:
+        """A view into the cached piece (immutable ``bytes``, so the view stays valid after
+        the piece leaves the cache): the block is copied once, into the send buffer."""
         piece = self.upload_cache.get(index)
         if piece is None:
             piece = await self.storage.read_piece(index)
             self.upload_cache.put(index, piece)
-        return piece[begin : begin + length]
+        return memoryview(piece)[begin : begin + length]
 
     def count_upload(self, nbytes: int) -> None:
         self.uploaded += nbytes

@@ -800,6 +800,35 @@ class PeerConnection:
             out.append(pack(13, REQUEST, *key))
         return b"".join(out)
 
+    def send_pieces(
+        self, blocks: Sequence[tuple[int, int, bytes | memoryview]]
+    ) -> list[bytes | memoryview]:
+        """``send(Piece(...))`` for many blocks at once, each ``(index, begin, data)``: the
+        same checks (each must answer a request the peer still has pending; all checked
+        before any state changes) without an event per block. Returns the buffers to write,
+        in order: each block's 13-byte header, then its data as given (not copied)."""
+        if self.our_handshake is None:
+            raise LocalProtocolError("Piece before our handshake")
+        pending = self._peer_requests
+        keys = [(index, begin, len(data)) for index, begin, data in blocks]
+        for key in keys:
+            if key not in pending:
+                raise LocalProtocolError(
+                    f"PIECE {key} that the peer has not requested (or cancelled, or we choked)"
+                )
+        if len(set(keys)) != len(keys):
+            raise LocalProtocolError("the same PIECE twice in one batch")
+        if not keys:
+            return []
+        self._our_bitfield_window = False
+        pack = codec.PIECE_HDR.pack
+        out: list[bytes | memoryview] = []
+        for key, (index, begin, data) in zip(keys, blocks, strict=True):
+            del pending[key]
+            out.append(pack(key[2] + 9, PIECE, index, begin))
+            out.append(data)
+        return out
+
     def _send_handshake(self, event: Handshake) -> bytes:
         if self.our_handshake is not None:
             raise LocalProtocolError("our handshake was already sent")
