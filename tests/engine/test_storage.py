@@ -482,3 +482,39 @@ def test_recheck_sees_exactly_the_pieces_written(
     with tempfile.TemporaryDirectory() as tmp:
         storage = FileStorage(info, tmp) if backend == "file" else MemoryStorage(info)
         trio.run(check, storage)
+
+
+async def test_reads_of_cached_data_need_no_thread(
+    tmp_path: Path, torrent: tuple[Info, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads of data in the page cache are read on the event loop (RWF_NOWAIT); a file
+    not open yet, or a system without the flag, goes through a worker thread, same bytes."""
+    info, payload = torrent
+    root = tmp_path / "dl"
+    root.mkdir()
+    threads: list[object] = []
+    with trio.fail_after(10):
+        async with FileStorage(info, root) as st:
+            await write_all(st, info, payload)
+        async with FileStorage(info, root) as st:
+            calls = st._call
+
+            async def counted(fn: Callable[[], object]) -> object:
+                threads.append(fn)
+                return await calls(fn)
+
+            monkeypatch.setattr(st, "_call", counted)
+            # Nothing open yet: the first read of each file takes a thread.
+            assert await st.read_piece(0) == piece(info, payload, 0)
+            assert len(threads) == 1
+            for i in range(7):
+                assert await st.read_piece(i) == piece(info, payload, i)
+            opened = len(threads)
+            for index, begin, length in [(0, 0, 16384), (2, 100, 5000), (5, 8000, 8384)]:
+                start = index * PLEN + begin
+                assert await st.read_block(index, begin, length) == payload[start : start + length]
+            if storage_mod._NOWAIT:
+                assert len(threads) == opened  # every file is open and cached now
+            monkeypatch.setattr(storage_mod, "_NOWAIT", False)
+            assert await st.read_piece(3) == piece(info, payload, 3)
+            assert len(threads) == opened + 1

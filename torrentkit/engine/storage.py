@@ -520,6 +520,11 @@ class MemoryStorage(PieceStorage):
 # --------------------------------------------------------------------------- on disk
 
 
+#: Linux's "only if cached" read flag (preadv2), where the platform has it.
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+_NOWAIT = bool(_RWF_NOWAIT)
+
+
 class _Handle:
     __slots__ = ("evicted", "fd", "refs", "writable")
 
@@ -563,6 +568,49 @@ class FileStorage(PieceStorage):
         if self._closed:
             raise LocalProtocolError("storage used after close()")
         return await trio.to_thread.run_sync(fn)
+
+    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+        """As for every storage, but data already in the page cache is read at once, on the
+        event loop, without a thread (``preadv2`` with ``RWF_NOWAIT``: never waits on the
+        disk, fails instead); anything else goes to a worker thread as before. A thread round
+        trip costs about 0.2 ms of CPU, a fifth of a seeder's CPU per GiB (issue 15)."""
+        self.layout.piece_spans(index, begin, length)  # bounds check
+        if self._closed:
+            raise LocalProtocolError("storage used after close()")
+        data = self._read_cached(index, begin, length) if _NOWAIT else None
+        if data is None:
+            return await self._call(functools.partial(self._read_sync, index, begin, length))
+        await trio.lowlevel.checkpoint()
+        return data
+
+    def _read_cached(self, index: int, begin: int, length: int) -> bytes | None:
+        """The bytes, if every file is open already and every byte is in the page cache;
+        else None (nothing is opened and nothing waits here)."""
+        global _NOWAIT
+        out = bytearray(length)
+        view = memoryview(out)
+        pos = 0
+        for s in self.layout.piece_spans(index, begin, length):
+            if not s.pad:
+                with self._lock:
+                    h = self._handles.get(s.file_index)
+                    if h is None:
+                        return None
+                    h.refs += 1
+                try:
+                    n = os.preadv(h.fd, [view[pos : pos + s.length]], s.offset, _RWF_NOWAIT)
+                except BlockingIOError:
+                    return None
+                except OSError as exc:
+                    if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                        _NOWAIT = False  # this system cannot: threads from now on
+                    return None  # real errors are reported by the thread's read
+                finally:
+                    self._release(h)
+                if n < s.length:
+                    return None
+            pos += s.length
+        return bytes(out)
 
     def _describe(self, file_index: int) -> str:
         return str(self.root.joinpath(*self.info.files[file_index].path))
