@@ -73,6 +73,8 @@ class LinkOwner(Protocol):
 
 
 RECEIVE_SIZE = 256 * 1024
+#: At most this many buffers per sendmsg (Linux's IOV_MAX).
+IOV_MAX = 1024
 #: Stop serving uploads while this much is queued for the writer: about half a second at
 #: the rate the peer takes our data, within these bounds. A deep queue on a slow link would
 #: keep sending for minutes after a choke.
@@ -126,6 +128,9 @@ class PeerLink:
         self.uploaded = 0
         self.close_reason = "closed"
         self._outbox: list[bytes | memoryview] = []
+        # A real socket takes the outbox as one gather write (sendmsg); other streams
+        # (the in-memory network of the simulations) get the chunks joined.
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._outbox_bytes = 0
         self._outbox_ready = trio.Event()
         self._outbox_drained = trio.Event()
@@ -278,11 +283,31 @@ class PeerLink:
             chunks, self._outbox = self._outbox, []
             size = self._outbox_bytes
             self._outbox_bytes = 0
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            await stream.send_all(data)
+            if len(chunks) == 1 or self._socket is None:
+                await stream.send_all(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            else:
+                await self._send_vectored(self._socket, chunks)
             self.last_send = trio.current_time()
             if size and self._outbox_bytes < self._high_water():
                 self._outbox_drained.set()
+
+    @staticmethod
+    async def _send_vectored(
+        sock: trio.socket.SocketType, chunks: list[bytes | memoryview]
+    ) -> None:
+        """Send ``chunks`` with ``sendmsg`` (one gather write, no joined copy of the blocks:
+        on a seeder the join was a tenth of the CPU per GiB)."""
+        while chunks:
+            sent = await sock.sendmsg(chunks[:IOV_MAX])
+            done = 0
+            for chunk in chunks:
+                if sent < len(chunk):
+                    break
+                sent -= len(chunk)
+                done += 1
+            chunks = chunks[done:]
+            if sent:
+                chunks[0] = memoryview(chunks[0])[sent:]
 
     def _high_water(self) -> float:
         rate = self.up.rate(trio.current_time())
