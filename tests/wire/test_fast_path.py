@@ -316,3 +316,41 @@ def test_send_pieces_refuses_the_whole_batch(blocks: list[tuple[int, int, bytes]
     with pytest.raises(LocalProtocolError):
         conn.send_pieces(blocks)
     assert conn.pending_peer_requests == 3
+
+
+# ------------------------------------------------------------------ receive_buffer
+
+
+def test_reading_straight_into_the_buffer_equals_receive_data() -> None:
+    """A driver using receive_buffer/received in reads of any size sees what receive_data
+    gives; the buffer is given back once the burst is over."""
+    data = stream()
+    for size in (1, 7, 13, 4096, len(data), 300_000):
+        conn = asking()
+        got: list[Event] = []
+        pos = 0
+        while pos < len(data):
+            with conn.receive_buffer(size) as room:
+                n = min(size, len(data) - pos)
+                room[:n] = data[pos : pos + n]
+            conn.received(n)
+            pos += n
+            got += drain_fast(conn)
+        assert got == slow(data), size
+    big = conn._buf
+    assert len(big) >= 300_000
+    conn.receive_data(encode(Have(index=6)))
+    assert conn.next_event() == Have(index=6)
+    assert len(conn._buf) < 1024
+
+
+def test_receive_buffer_limits() -> None:
+    conn = asking()
+    with pytest.raises(LocalProtocolError):
+        conn.receive_buffer(0)
+    with pytest.raises(LocalProtocolError, match="unparsed"):
+        conn.receive_buffer(conn.max_buffer + 1)
+    with conn.receive_buffer(10):
+        pass
+    with pytest.raises(LocalProtocolError):
+        conn.received(len(conn._buf) + 1)

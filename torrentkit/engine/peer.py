@@ -240,8 +240,9 @@ class PeerLink:
         self.close(reason)
 
     async def _reader(self) -> None:
-        torrent, conn, stream = self.owner, self.conn, self.stream
+        torrent, conn, stream, sock = self.owner, self.conn, self.stream, self._socket
         now = trio.current_time()
+        got = 0  # bytes the last receive brought
         while True:
             # Bytes that arrived with the handshake are already buffered: parse first.
             # PIECE messages go in batches through the fast lane, the rest one by one.
@@ -260,15 +261,26 @@ class PeerLink:
                     return
             if self._refill_due(now):
                 torrent.fill_requests(self, now)
-            data = await stream.receive_some(RECEIVE_SIZE)
-            if not data:
+            if sock is not None and got >= RECEIVE_SIZE // 2:
+                # Data is streaming in: read straight into the connection's buffer (one
+                # copy fewer per byte than a new bytes object handed to receive_data).
+                with conn.receive_buffer(RECEIVE_SIZE) as room:
+                    got = await sock.recv_into(room)
+                data = None
+            else:
+                data = await stream.receive_some(RECEIVE_SIZE)
+                got = len(data)
+            if not got:
                 raise PeerGone("closed by peer")
             now = trio.current_time()
             self.last_receive = now
             limits = torrent.down_limiters
             if limits:
-                await acquire_all(limits, len(data))
-            conn.receive_data(data)
+                await acquire_all(limits, got)
+            if data is None:
+                conn.received(got)
+            else:
+                conn.receive_data(data)
 
     async def _writer(self) -> None:
         stream = self.stream

@@ -215,6 +215,8 @@ _EVENT_FOR_ID: Final[dict[int, Event]] = {
     NOT_INTERESTED: NotInterested(),
 }
 _MAX_CANCELLED: Final = 4096
+#: A receive buffer above this size is given back once the connection is quiet again.
+_BIG_BUFFER: Final = 64 * 1024
 
 
 class PeerConnection:
@@ -294,7 +296,8 @@ class PeerConnection:
         self.extensions = extensions.ExtensionIds()
         self.peer_extended_handshake: ExtendedHandshake | None = None
         # Receive buffer.
-        self._buf = bytearray()
+        self._buf = bytearray()  # data lives in [_pos, _end); the rest is free room
+        self._end = 0
         self._pos = 0
         self._error: RemoteProtocolError | None = None
         if geometry is not None:
@@ -388,26 +391,64 @@ class PeerConnection:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer bytes read from the peer. ``b""`` (end of stream) is the driver's to handle."""
-        buf = self._buf
-        pos = self._pos
-        if len(buf) - pos + len(data) > self.max_buffer:
+        n = len(data)
+        if len(self._buf) > _BIG_BUFFER and self._end - self._pos + n <= _BIG_BUFFER // 4:
+            # The burst is over (the big buffer came from receive_buffer): give it back, so
+            # an idle connection holds only what it has not parsed yet.
+            self._buf = bytearray(memoryview(self._buf)[self._pos : self._end])
+            self._end -= self._pos
+            self._pos = 0
+        self._make_room(n)
+        end = self._end
+        self._buf[end : end + n] = data
+        self._end = end + n
+
+    def receive_buffer(self, size: int) -> memoryview:
+        """Room for ``size`` bytes at the end of the receive buffer, for a driver that reads
+        straight into it (``sock.recv_into``) instead of handing over a new ``bytes``: one copy
+        fewer per byte. Release the view, then report how many bytes arrived with
+        :meth:`received`. The same limit as :meth:`receive_data` applies."""
+        if size <= 0:
+            raise LocalProtocolError(f"receive_buffer size must be positive, got {size}")
+        self._make_room(size)
+        return memoryview(self._buf)[self._end : self._end + size]
+
+    def received(self, nbytes: int) -> None:
+        """``nbytes`` were written into the view from :meth:`receive_buffer`."""
+        if not 0 <= nbytes <= len(self._buf) - self._end:
+            raise LocalProtocolError(f"received({nbytes}) is more than the room given")
+        self._end += nbytes
+
+    def _make_room(self, n: int) -> None:
+        """Make ``n`` bytes free at the end of the buffer: the unparsed bytes move to its
+        start (or to a bigger buffer). LocalProtocolError past ``max_buffer`` unparsed."""
+        buf, pos, end = self._buf, self._pos, self._end
+        if end + n <= len(buf):
+            return
+        unparsed = end - pos
+        if unparsed + n > self.max_buffer:
             raise LocalProtocolError(
                 f"more than {self.max_buffer} unparsed bytes: call next_event() before reading"
             )
+        need = unparsed + n
         try:
-            if pos:
-                if pos == len(buf):
-                    buf.clear()
-                else:
-                    del buf[:pos]
-                self._pos = 0
-            buf += data
+            # Fails while a block view from next_blocks() is still held (its bytes must not
+            # move under it); then that buffer is left to its holder.
+            buf.append(0)
+            del buf[-1]
+            lent = False
         except BufferError:
-            # Someone still holds a block view from next_blocks(): leave that buffer to
-            # them and carry on in a new one (a copy of the unparsed tail).
-            self._buf = bytearray(memoryview(buf)[pos:])
-            self._pos = 0
-            self._buf += data
+            lent = True
+        if lent or need > len(buf):
+            fresh = bytearray(max(need, min(2 * len(buf), self.max_buffer)))
+            fresh[:unparsed] = memoryview(buf)[pos:end]
+            self._buf = fresh
+        elif unparsed:
+            # (bytearray slice assignment is a memcpy: never from an overlapping range)
+            tail = memoryview(buf)[pos:end]
+            buf[:unparsed] = tail if unparsed <= pos else bytes(tail)
+        self._pos = 0
+        self._end = unparsed
 
     def next_blocks(self) -> list[tuple[int, int, memoryview]]:
         """The fast path for data: every complete PIECE message at the head of the buffer,
@@ -429,7 +470,7 @@ class PeerConnection:
             return out
         buf = self._buf
         pos = self._pos
-        stop = len(buf)
+        stop = self._end
         if stop - pos < 13:
             return out
         requested, cancelled = self._requested, self._cancelled
@@ -482,7 +523,7 @@ class PeerConnection:
             return self._parse_handshake()
         buf = self._buf
         pos = self._pos
-        avail = len(buf) - pos
+        avail = self._end - pos
         if avail < 4:
             return NEED_DATA
         length = codec.U32.unpack_from(buf, pos)[0]
@@ -597,7 +638,7 @@ class PeerConnection:
     def _parse_handshake(self) -> Handshake | NeedData:
         buf = self._buf
         pos = self._pos
-        avail = len(buf) - pos
+        avail = self._end - pos
         # Check the protocol string byte by byte, so a stranger is refused at once.
         head = bytes(buf[pos : pos + min(avail, len(HANDSHAKE_PREFIX))])
         if not HANDSHAKE_PREFIX.startswith(head):
