@@ -86,7 +86,7 @@ async def arun_plan(plan: RunPlan, *, extra: Extra | None = None) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             async with open_session(plan.settings) as session:
-                session.subscribe(run.on_event)
+                unsubscribe = session.subscribe(run.on_event)
                 addr = session.address
                 if plan.json:
                     emit_json({"event": "listening", "host": addr.host, "port": addr.port})
@@ -101,6 +101,9 @@ async def arun_plan(plan: RunPlan, *, extra: Extra | None = None) -> int:
                     try:
                         code = await _supervise(plan, run, signals)
                     finally:
+                        # The summary closes the stream: the session's own stop (resume
+                        # saves, trackers told) follows it quietly.
+                        unsubscribe()
                         if plan.json:
                             emit_json(run.summary())
                     nursery.cancel_scope.cancel()
