@@ -28,14 +28,12 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import httpx
 import trio
 
 from torrentkit.discovery.base import DiscoveryNetwork, TorrentDiscovery, TransferTotals
 from torrentkit.discovery.networks import NetworkError, open_chord, open_other_networks
-from torrentkit.discovery.tracker.client import TrackerDiscovery, new_http_client
 from torrentkit.engine import resume as resume_data
 from torrentkit.engine.metadata_fetch import MetadataFetcher
 from torrentkit.engine.session import Session as EngineSession
@@ -61,6 +59,11 @@ from torrentkit.metainfo import Magnet, Metainfo, is_magnet, parse_info, parse_m
 from torrentkit.net import DatagramEndpoint, TrioNetwork, listen_tcp_and_udp
 from torrentkit.settings import Settings, SettingsError, parse_addresses
 from torrentkit.wire.peer_id import generate_peer_id
+
+if TYPE_CHECKING:
+    # The tracker client (and httpx under it) is imported when a torrent first has HTTP
+    # trackers to ask: a run with none, or with --no-tracker, never loads it.
+    import httpx
 
 #: What ``Session.add`` takes: a .torrent path, a magnet URI, raw .torrent bytes, a parsed
 #: Metainfo or Magnet.
@@ -332,7 +335,6 @@ class Session:
             raise SessionError(
                 f"cannot listen on {what}{bind}:{port}: {exc.strerror or exc}"
             ) from None
-        self._http = new_http_client()
         try:
             async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
                 self._nursery = nursery
@@ -345,8 +347,18 @@ class Session:
             self._hub.close()
             if udp is not None:
                 udp.close()
-            with trio.CancelScope(shield=True):
-                await self._http.aclose()
+            if self._http is not None:
+                with trio.CancelScope(shield=True):
+                    await self._http.aclose()
+
+    def _http_client(self) -> httpx.AsyncClient:
+        """The HTTP client every torrent's trackers share, made on first use (closed when
+        the session ends)."""
+        if self._http is None:
+            from torrentkit.discovery.tracker.client import new_http_client
+
+            self._http = new_http_client()
+        return self._http
 
     async def _join_networks(
         self, stack: AsyncExitStack, udp: DatagramEndpoint | None, bind: str
@@ -899,6 +911,8 @@ class _TorrentJob:
         port = session.address.port
         sources: list[TorrentDiscovery] = []
         if session.settings.trackers and tiers:
+            from torrentkit.discovery.tracker.client import TrackerDiscovery
+
             sources.append(
                 TrackerDiscovery(
                     info_hash=self.info_hash,
@@ -907,7 +921,7 @@ class _TorrentJob:
                     tiers=tiers,
                     totals=totals,
                     sink=sink,
-                    http=session._http,
+                    http=session._http_client(),
                 )
             )
         if not private:

@@ -15,16 +15,21 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
 from torrentkit.cli.common import EXIT_INTERRUPTED, EXIT_OK, UsageError
-from torrentkit.discovery.chord.driver import ChordDriver, ChordJoinError, open_chord_node
-from torrentkit.discovery.chord.node import ChordConfig
 from torrentkit.errors import LocalProtocolError
 from torrentkit.ids import PeerAddr
 from torrentkit.net import DatagramEndpoint, TrioNetwork
 from torrentkit.settings import ChordSettings
+
+# The ring's modules are imported where a ring is used: ``download`` and ``seed`` import
+# this module for their flags, and most runs never join a ring.
+if TYPE_CHECKING:
+    from torrentkit.discovery.chord.driver import ChordDriver
+    from torrentkit.discovery.chord.node import ChordConfig
 
 DEFAULT_STABILIZE = 5.0
 
@@ -41,6 +46,8 @@ def add_chord_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def chord_config(interval: float) -> ChordConfig:
+    from torrentkit.discovery.chord.node import ChordConfig
+
     if not 0.05 <= interval <= 600:
         raise UsageError("--stabilize-interval: must be 0.05-600 seconds")
     return ChordConfig(stabilize_interval=interval)
@@ -93,6 +100,8 @@ async def ring_member(
     """A ring node on UDP ``host:port`` (or on ``endpoint``, already bound): joined through
     the first bootstrap node that answers, or the first node of a new ring when none is
     given."""
+    from torrentkit.discovery.chord.driver import ChordJoinError, open_chord_node
+
     if endpoint is None:
         endpoint = await bind_ring_port(host, port)
     try:

@@ -43,7 +43,6 @@ from torrentkit.cli.common import (
 from torrentkit.cli.swarm_output import HandleSnapshots, RunView, line, status_line
 from torrentkit.ids import PeerAddr
 from torrentkit.settings import Settings
-from torrentkit.ui.live import run_dashboard
 
 STATUS_EVERY = 3.0
 #: Extra work in the session once every torrent is added (``share`` publishing to an index,
@@ -136,6 +135,8 @@ async def _supervise(plan: RunPlan, run: RunView, signals: Any) -> int:
                 return
 
         async def dashboard() -> None:
+            from torrentkit.ui.live import run_dashboard  # rich: only when a TTY UI is shown
+
             quit_event = trio.Event()
             await run_dashboard(lambda: HandleSnapshots(run.handles), quit_event=quit_event)
             if quit_event.is_set():

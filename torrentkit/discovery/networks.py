@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -37,27 +37,18 @@ from torrentkit.discovery.base import (
     SearchLoop,
     TorrentDiscovery,
 )
-from torrentkit.discovery.chord.discovery import ChordRing
-from torrentkit.discovery.chord.driver import open_chord_node
-from torrentkit.discovery.chord.node import ChordConfig
-from torrentkit.discovery.gnutella import FileEntry, OverlayDriver, Role
-from torrentkit.discovery.gnutella.messages import MAX_QUERY
-from torrentkit.discovery.gnutella.overlay import query_words
-from torrentkit.discovery.gnutella.session_port import open_overlay, wait_for_neighbours
-from torrentkit.discovery.napster.client import (
-    IndexUnreachable,
-    NapsterClient,
-    NapsterPublisher,
-    SearchReply,
-)
-from torrentkit.discovery.napster.index import IndexRequestError, SearchQuery, SharedFile
-from torrentkit.discovery.napster.protocol import IndexResponseError
 from torrentkit.ids import InfoHash, PeerAddr
 from torrentkit.net import DatagramEndpoint, Network
 from torrentkit.settings import ChordSettings, NapsterSettings, OverlaySettings
 
+# Each network's modules are imported when the settings enable it (in the functions and
+# methods below): a session with none of them (a plain download) never loads them.
 if TYPE_CHECKING:
     from torrentkit.api import Session
+    from torrentkit.discovery.chord.discovery import ChordRing
+    from torrentkit.discovery.gnutella import FileEntry, OverlayDriver, Role
+    from torrentkit.discovery.napster.client import NapsterClient, SearchReply
+    from torrentkit.discovery.napster.index import SearchQuery, SharedFile
 
 #: Told of the new holders a torrent's search found (``NapsterNetwork.on_found``).
 FoundHook = Callable[[InfoHash, Sequence[PeerAddr]], None]
@@ -67,7 +58,16 @@ OVERLAY_SEARCH_WAIT: Final = 2.0
 
 #: The session's Chord ring membership: the ring as a ``Discovery`` whose torrents' presences
 #: are ``SearchLoop``s (see :mod:`torrentkit.discovery.chord.discovery`).
-ChordNetwork = ChordRing
+if TYPE_CHECKING:
+    ChordNetwork = ChordRing
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ChordNetwork":  # imported on first use, as the ring's modules are
+        from torrentkit.discovery.chord.discovery import ChordRing
+
+        return ChordRing
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @asynccontextmanager
@@ -81,6 +81,10 @@ async def open_chord(
 ) -> AsyncIterator[ChordNetwork]:
     """A ring member on UDP ``host:port`` (or ``endpoint``): joined through the first
     bootstrap node that answers, or the first node of a new ring when none is given."""
+    from torrentkit.discovery.chord.discovery import ChordRing
+    from torrentkit.discovery.chord.driver import open_chord_node
+    from torrentkit.discovery.chord.node import ChordConfig
+
     config = ChordConfig(stabilize_interval=settings.stabilize_interval)
     ctx = open_chord_node(
         network, host, port, config=config, advertise=settings.advertise, endpoint=endpoint
@@ -100,6 +104,8 @@ class NapsterNetwork:
     name = "napster"
 
     def __init__(self, client: NapsterClient, port: int, *, session: Session | None = None):
+        from torrentkit.discovery.napster.client import NapsterPublisher
+
         self.client = client
         self.url = client.url
         self.publisher = NapsterPublisher(client, port)
@@ -118,6 +124,8 @@ class NapsterNetwork:
         if listing.name is None or listing.size is None:
             await trio.lowlevel.checkpoint()
             return  # a magnet without its metadata: nothing to list yet
+        from torrentkit.discovery.napster.index import SharedFile
+
         entry = SharedFile(name=listing.name, size=listing.size, info_hash=listing.info_hash)
         if self._files.get(listing.info_hash) != entry:
             self._files[listing.info_hash] = entry
@@ -133,6 +141,10 @@ class NapsterNetwork:
         return await self.find_peers(listing.info_hash)
 
     async def find_peers(self, info_hash: InfoHash) -> tuple[PeerAddr, ...]:
+        from torrentkit.discovery.napster.client import IndexUnreachable
+        from torrentkit.discovery.napster.index import IndexRequestError
+        from torrentkit.discovery.napster.protocol import IndexResponseError
+
         try:
             return await self.client.find_peers(info_hash)
         except (IndexUnreachable, IndexRequestError, IndexResponseError) as exc:
@@ -154,6 +166,8 @@ async def open_napster(
 ) -> AsyncIterator[NapsterNetwork]:
     """Joined to the index at ``settings.url`` (NetworkError when it does not answer and
     ``join``); our torrents listed from ``port`` while inside; ``leave`` on the way out."""
+    from torrentkit.discovery.napster.client import NapsterClient
+
     try:
         client = NapsterClient(settings.url)
     except ValueError as exc:
@@ -191,12 +205,16 @@ class OverlayNetwork:
     async def join(self) -> None:
         """Until a neighbour carries our queries (NetworkError after a while); at once for
         a first node (no bootstrap)."""
+        from torrentkit.discovery.gnutella.session_port import wait_for_neighbours
+
         if self.bootstrap:
             await wait_for_neighbours(self.node)
         await trio.lowlevel.checkpoint()
 
     async def publish(self, listing: Listing, port: int) -> None:
         if listing.name is not None and listing.size is not None:
+            from torrentkit.discovery.gnutella import FileEntry
+
             entry = FileEntry(name=listing.name, size=listing.size, info_hash=listing.info_hash)
             if self._files.get(listing.info_hash) != entry:
                 self._files[listing.info_hash] = entry
@@ -232,6 +250,8 @@ class OverlayNetwork:
 
 def overlay_role(settings: OverlaySettings) -> Role:
     """Gnutella: a peer. KaZaA: a supernode when asked, otherwise a leaf."""
+    from torrentkit.discovery.gnutella import Role
+
     if settings.kind == "gnutella":
         return Role.PEER
     return Role.SUPERNODE if settings.supernode else Role.LEAF
@@ -239,6 +259,9 @@ def overlay_role(settings: OverlaySettings) -> Role:
 
 def query_text(name: str) -> str:
     """A name as an overlay query: its words, as many as fit in a query."""
+    from torrentkit.discovery.gnutella.messages import MAX_QUERY
+    from torrentkit.discovery.gnutella.overlay import query_words
+
     words: list[str] = []
     for word in query_words(name):
         if len(" ".join([*words, word]).encode("utf-8", "replace")) > MAX_QUERY:
@@ -252,6 +275,8 @@ async def open_overlay_network(
     settings: OverlaySettings, session: Session, *, join: bool = True
 ) -> AsyncIterator[OverlayNetwork]:
     """An overlay node on ``session``'s listen port, joined through ``settings.bootstrap``."""
+    from torrentkit.discovery.gnutella.session_port import open_overlay
+
     role = overlay_role(settings)
     async with open_overlay(
         session.network, role=role, bootstrap=settings.bootstrap, session=session.engine
