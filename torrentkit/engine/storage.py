@@ -57,14 +57,16 @@ import errno
 import functools
 import hashlib
 import itertools
+import math
 import os
+import queue
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Generic, Protocol, Self, TypeVar
 
 import trio
 
@@ -176,6 +178,11 @@ class PieceStorage:
 
     #: How many batches a recheck runs at once (worker threads for FileStorage).
     workers: int = 1
+
+    @property
+    def write_threads(self) -> int:
+        """Worker threads of a :class:`PieceWriter` on this storage; 0: it works inline."""
+        return 0
 
     def __init__(self, info: Info) -> None:
         self.info = info
@@ -438,6 +445,159 @@ def _runs(pieces: Iterable[int], n: int) -> list[tuple[int, int]]:
     return runs
 
 
+# --------------------------------------------------------------------------- piece writer
+
+
+class PieceJob(Protocol):
+    """What a :class:`PieceWriter` takes: a complete piece (the engine's ``Assembly``)."""
+
+    index: int
+    data: bytearray
+
+
+J = TypeVar("J", bound=PieceJob)
+
+#: How a job ended: True (verified and written), False (hash mismatch or non-zero pad
+#: bytes: nothing written), or the StorageError the disk raised.
+Outcome = bool | StorageError
+#: Seconds a writer thread waits for work before it ends (a new piece starts one again).
+WRITER_IDLE_EXIT = 5.0
+#: A writer thread's name while it serves (``threading`` and, truncated, the OS's).
+THREAD_NAME = "piece writer"
+
+
+class PieceWriter(Generic[J]):
+    """Verifies and writes a torrent's completed pieces (``write_piece``'s work) on
+    long-lived worker threads: no trio task and no thread call per piece.
+
+    The owner runs :meth:`run` in its own nursery (the torrent does), so the workers live
+    inside it, and hands it complete pieces with :meth:`submit` (never blocking; also before
+    ``run`` has started). Up to ``storage.write_threads`` threads take them from a queue, hash in
+    parallel and write one at a time (the storage's write lock); each outcome is handed back
+    to the trio thread (``TrioToken.run_sync_soon`` into a memory channel) and ``done(job,
+    outcome)`` is awaited for it in ``run``'s task, one job at a time (see :data:`Outcome`).
+    An error other than StorageError raised by the work is raised from ``run``, into the
+    owner's nursery.
+
+    A job's buffer is the writer's from ``submit`` until ``done`` is called for it: the owner
+    must not reuse (recycle) it before. A thread is started when work arrives and fewer are
+    running, and ends after :data:`WRITER_IDLE_EXIT` seconds without any, so a seeding or
+    idle torrent holds none. The threads use a limiter of their own, not trio's default one.
+
+    Cancelled: jobs not started are dropped (``done`` is never called for them, and their
+    buffers are left alone), the ones being worked on finish, and every thread has ended
+    before ``run`` returns. A storage that works inline (MemoryStorage: ``write_threads`` 0)
+    does each job in ``run``'s task instead, so a simulation stays deterministic.
+    """
+
+    def __init__(self, storage: PieceStorage, done: Callable[[J, Outcome], Awaitable[None]]):
+        self._storage = storage
+        self._done = done
+        self._threads = storage.write_threads
+        send, receive = trio.open_memory_channel[tuple[J, Outcome | BaseException | None]](math.inf)
+        self._send, self._receive = send, receive
+        self._jobs: queue.SimpleQueue[J | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards _live and the put / idle-exit decision
+        self._live = 0  # threads running (or about to)
+        self._stopping = False
+        self._nursery: trio.Nursery | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._limiter = trio.CapacityLimiter(max(1, self._threads))
+        #: Set once ``run`` has ended: nothing submitted is worked on any more.
+        self.closed = False
+
+    def submit(self, job: J) -> None:
+        """Verify and write ``job`` (from the trio thread); ``done`` tells how it went."""
+        if not self._threads:
+            self._send.send_nowait((job, None))  # worked on in run's task
+            return
+        with self._lock:
+            self._jobs.put(job)
+            start = self._live < self._threads and self._nursery is not None
+            if start:
+                self._live += 1
+        if start:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._thread)
+
+    async def run(self) -> None:
+        """Hand every outcome to ``done`` until cancelled (see the class)."""
+        self._token = trio.lowlevel.current_trio_token()
+        try:
+            await self._run()
+        except BaseExceptionGroup as group:
+            # The owner sees the error as raised, as from a plain call; cancellation stays
+            # a group for the cancel scopes above to catch.
+            if isinstance(first := _first_leaf(group), trio.Cancelled):
+                raise
+            raise first from None
+        finally:
+            self.closed = True
+            self._nursery = None
+            self._receive.close()
+
+    async def _run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            with self._lock:
+                self._nursery = nursery
+                waiting = min(self._threads - self._live, self._jobs.qsize())
+                self._live += waiting
+            for _ in range(waiting):  # jobs submitted before run started
+                nursery.start_soon(self._thread)
+            try:
+                async for job, outcome in self._receive:
+                    if outcome is None:  # inline storage: the work is done here
+                        await trio.lowlevel.checkpoint()
+                        outcome = self._work(job)
+                    elif not isinstance(outcome, bool | StorageError):
+                        raise outcome
+                    await self._done(job, outcome)
+            finally:
+                with self._lock:
+                    self._stopping = True
+                    for _ in range(self._live):
+                        self._jobs.put(None)  # wakes a waiting thread, which ends
+
+    async def _thread(self) -> None:
+        # Not abandoned on cancellation: the thread always ends before run() does.
+        await trio.to_thread.run_sync(self._serve, limiter=self._limiter, thread_name=THREAD_NAME)
+
+    def _serve(self) -> None:
+        """A worker thread: jobs from the queue until stopped or idle."""
+        jobs, token = self._jobs, self._token
+        assert token is not None
+        while True:
+            try:
+                job = jobs.get(timeout=WRITER_IDLE_EXIT)
+            except queue.Empty:
+                with self._lock:
+                    if jobs.empty() or self._stopping:  # no put can slip past this check
+                        self._live -= 1
+                        return
+                continue
+            if job is None or self._stopping:
+                with self._lock:
+                    self._live -= 1
+                return
+            outcome: Outcome | BaseException
+            try:
+                outcome = self._work(job)
+            except BaseException as exc:  # raised from run()
+                outcome = exc
+            token.run_sync_soon(self._deliver, job, outcome)  # run() outlives the thread
+
+    def _deliver(self, job: J, outcome: Outcome | BaseException) -> None:
+        # On the trio thread, outside any task: must not raise.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            self._send.send_nowait((job, outcome))
+
+    def _work(self, job: J) -> Outcome:
+        try:
+            return self._storage._write_piece_sync(job.index, job.data)
+        except StorageError as exc:
+            return exc
+
+
 # --------------------------------------------------------------------------- in memory
 
 #: MemoryStorage file versions, unique in the process: a file rebuilt in a new MemoryStorage
@@ -566,6 +726,12 @@ class FileStorage(PieceStorage):
         self._handles: OrderedDict[int, _Handle] = OrderedDict()
         self._root_fd: int | None = None
         self._closed = False
+
+    @property
+    def write_threads(self) -> int:
+        # Two hash in parallel (on two cores, one piece's write overlaps the next's hash);
+        # one for a storage asked to use one thread (a spinning disk).
+        return min(2, self.workers)
 
     async def _call(self, fn: Callable[[], T]) -> T:
         if self._closed:
@@ -867,7 +1033,10 @@ __all__ = [
     "FileStamp",
     "FileStorage",
     "MemoryStorage",
+    "Outcome",
+    "PieceJob",
     "PieceStorage",
+    "PieceWriter",
     "Span",
     "check_components",
     "safe_join",
