@@ -4,12 +4,13 @@ Two implementations share one interface (:class:`PieceStorage`) and one set of a
 
 - :class:`FileStorage` keeps the payload in files under a download folder ``root`` (the
   libtorrent save-path convention: ``root/<name>`` for a single-file torrent, the folder
-  ``root/<name>/...`` for a multi-file one). All disk work runs in worker threads through
-  ``trio.to_thread.run_sync``, one thread call per piece (writes, reads) or per batch of
-  pieces (recheck), so the event loop never waits on the disk. The one exception never
-  waits either: a read whose bytes are all in the page cache is done on the event loop
-  (``preadv2`` with ``RWF_NOWAIT``, which fails rather than wait), saving an upload the
-  thread round trip. Pieces are hashed in parallel but written one at a time.
+  ``root/<name>/...`` for a multi-file one). All disk work runs in worker threads, so the
+  event loop never waits on the disk: a download's pieces on a :class:`PieceWriter`'s
+  long-lived threads fed through a queue, everything else through ``trio.to_thread.run_sync``,
+  one thread call per piece (``write_piece``, reads) or per batch of pieces (recheck). The
+  one exception never waits either: a read whose bytes are all in the page cache is done on
+  the event loop (``preadv2`` with ``RWF_NOWAIT``, which fails rather than wait), saving an
+  upload the thread round trip. Pieces are hashed in parallel but written one at a time.
 - :class:`MemoryStorage` keeps the files as byte arrays, for simulations. It runs the same
   code inline (no threads), so a simulation under a virtual clock stays deterministic.
 
