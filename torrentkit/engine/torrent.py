@@ -15,9 +15,7 @@ drivers and carries out what they decide. Its tasks, all in one nursery it owns:
   ``rechoke_interval`` (10 s) a rechoke. A torrent without links costs nothing per second;
 - the **discovery sources** (tracker announces, later DHT and overlays), which report peers
   through :meth:`Torrent.add_peers`;
-- the **piece writer** (storage.py's :class:`~torrentkit.engine.storage.PieceWriter`),
-  started with the first complete piece: worker threads verify and write the pieces, and
-  its task hands each outcome to the torrent.
+- one short task per completed piece: verify + write in one thread call.
 
 Handlers for peer events (:meth:`Torrent.on_event`) are synchronous and never block.
 Engine events (``peer_connected``, ``unchoke``, ``piece``, ``banned``, ...) go to the
@@ -44,7 +42,7 @@ from torrentkit.engine.peerbook import PeerBook, keep_new_connection
 from torrentkit.engine.picker import Picker
 from torrentkit.engine.ratelimit import RateLimiter
 from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
-from torrentkit.engine.storage import Outcome, PieceStorage, PieceWriter
+from torrentkit.engine.storage import PieceStorage
 from torrentkit.engine.tick import TickWheel
 from torrentkit.engine.trust import Trust
 from torrentkit.engine.upload_cache import UploadCache
@@ -556,7 +554,8 @@ class Torrent:
         self._account_unchoke(link, trio.current_time())
         # Its outstanding requests go back to the picker; blocks it already sent stay in
         # their assemblies (trust needs to know who sent them when the piece is checked).
-        self.picker.peer_gone(link)
+        if self.picker.peer_gone(link):
+            self._rerequest(link, trio.current_time())
         self.emit(PeerDisconnected, peer=str(link.addr), reason=link.close_reason)
         # Not straight back to a peer that just left (libtorrent: 60 s) -- unless we parted
         # as both done and want more since (file priorities changed).
@@ -598,7 +597,8 @@ class Torrent:
             link.last_block = now
         elif kind is Choke:
             link.unchoked_us_at = None
-            self.picker.peer_choked(link)
+            if self.picker.peer_choked(link):
+                self._rerequest(link, now)
         elif kind is Interested:
             self.emit(InterestedEvent, peer=str(link.addr), direction="theirs")
             self._maybe_unchoke_now(link, now)
@@ -628,9 +628,6 @@ class Torrent:
                 answer = metadata.serve(self.info.raw, msg)
                 link.send(Extended(ext_id=reply_id, payload=metadata.encode(answer)))
 
-    #: Verifies and writes complete pieces; started in the nursery by the first one.
-    _piece_writer: PieceWriter[Assembly[PeerAddr]] | None = None
-
     def _on_piece(self, link: PeerLink, event: Piece, now: float) -> None:
         self.on_blocks(link, ((event.index, event.begin, event.data),), now)
 
@@ -653,27 +650,23 @@ class Torrent:
             if not result.accepted:
                 continue
             if assemblies.add_block(index, begin, data, key) and result.piece_complete:
-                writer = self._piece_writer
-                if writer is None or writer.closed:
-                    assert self._nursery is not None
-                    writer = self._piece_writer = PieceWriter(self.storage, self._finish_piece)
-                    self._nursery.start_soon(writer.run)
-                writer.submit(assemblies.take(index))
+                assert self._nursery is not None
+                self._nursery.start_soon(self._finish_piece, assemblies.take(index))
         link.downloaded += total
         link.down.add(now, total)
         link.short_down.add(now, total)
         link.last_block = now
 
-    async def _finish_piece(self, assembly: Assembly[PeerAddr], outcome: Outcome) -> None:
-        """The piece writer verified and wrote ``assembly`` (or failed to): its buffer is
-        free again once this is done."""
+    async def _finish_piece(self, assembly: Assembly[PeerAddr]) -> None:
         index = assembly.index
-        if isinstance(outcome, StorageError):
+        try:
+            ok = await self.storage.write_piece(index, assembly.data)
+        except StorageError as exc:
             self.picker.piece_failed(index)
             self.assemblies.recycle(assembly)
-            self._fail(str(outcome))
+            self._fail(str(exc))
             return
-        if outcome:
+        if ok:
             self.picker.piece_passed(index)
             self.downloaded += len(assembly.data)
             banned = assembly.passed(self.trust)
@@ -753,6 +746,16 @@ class Torrent:
         elif not interesting and link.conn.am_interested:
             link.send(NotInterested())
             self.emit(NotInterestedEvent, peer=str(link.addr), direction="ours")
+
+    def _rerequest(self, gone: PeerLink, now: float) -> None:
+        """``gone`` gave its requests back (it choked us or left): ask the peers that unchoke
+        us for those blocks now. A peer with nothing outstanding (everything else was asked
+        of others) would otherwise sit idle until the next tick, up to a second: at the end of
+        a swarm, when the leechers that held the last blocks complete and leave at once, that
+        second was most of the tail."""
+        for link in list(self.links):
+            if link is not gone:
+                self.fill_requests(link, now)
 
     def fill_requests(self, link: PeerLink, now: float) -> None:
         conn = link.conn
