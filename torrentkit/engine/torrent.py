@@ -15,7 +15,9 @@ drivers and carries out what they decide. Its tasks, all in one nursery it owns:
   ``rechoke_interval`` (10 s) a rechoke. A torrent without links costs nothing per second;
 - the **discovery sources** (tracker announces, later DHT and overlays), which report peers
   through :meth:`Torrent.add_peers`;
-- one short task per completed piece: verify + write in one thread call.
+- the **piece writer** (storage.py's :class:`~torrentkit.engine.storage.PieceWriter`),
+  started with the first complete piece: worker threads verify and write the pieces, and
+  its task hands each outcome to the torrent.
 
 Handlers for peer events (:meth:`Torrent.on_event`) are synchronous and never block.
 Engine events (``peer_connected``, ``unchoke``, ``piece``, ``banned``, ...) go to the
@@ -42,7 +44,7 @@ from torrentkit.engine.peerbook import PeerBook, keep_new_connection
 from torrentkit.engine.picker import Picker
 from torrentkit.engine.ratelimit import RateLimiter
 from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
-from torrentkit.engine.storage import PieceStorage
+from torrentkit.engine.storage import Outcome, PieceStorage, PieceWriter
 from torrentkit.engine.tick import TickWheel
 from torrentkit.engine.trust import Trust
 from torrentkit.engine.upload_cache import UploadCache
@@ -628,6 +630,9 @@ class Torrent:
                 answer = metadata.serve(self.info.raw, msg)
                 link.send(Extended(ext_id=reply_id, payload=metadata.encode(answer)))
 
+    #: Verifies and writes complete pieces; started in the nursery by the first one.
+    _piece_writer: PieceWriter[Assembly[PeerAddr]] | None = None
+
     def _on_piece(self, link: PeerLink, event: Piece, now: float) -> None:
         self.on_blocks(link, ((event.index, event.begin, event.data),), now)
 
@@ -650,23 +655,27 @@ class Torrent:
             if not result.accepted:
                 continue
             if assemblies.add_block(index, begin, data, key) and result.piece_complete:
-                assert self._nursery is not None
-                self._nursery.start_soon(self._finish_piece, assemblies.take(index))
+                writer = self._piece_writer
+                if writer is None or writer.closed:
+                    assert self._nursery is not None
+                    writer = self._piece_writer = PieceWriter(self.storage, self._finish_piece)
+                    self._nursery.start_soon(writer.run)
+                writer.submit(assemblies.take(index))
         link.downloaded += total
         link.down.add(now, total)
         link.short_down.add(now, total)
         link.last_block = now
 
-    async def _finish_piece(self, assembly: Assembly[PeerAddr]) -> None:
+    async def _finish_piece(self, assembly: Assembly[PeerAddr], outcome: Outcome) -> None:
+        """The piece writer verified and wrote ``assembly`` (or failed to): its buffer is
+        free again once this is done."""
         index = assembly.index
-        try:
-            ok = await self.storage.write_piece(index, assembly.data)
-        except StorageError as exc:
+        if isinstance(outcome, StorageError):
             self.picker.piece_failed(index)
             self.assemblies.recycle(assembly)
-            self._fail(str(exc))
+            self._fail(str(outcome))
             return
-        if ok:
+        if outcome:
             self.picker.piece_passed(index)
             self.downloaded += len(assembly.data)
             banned = assembly.passed(self.trust)
