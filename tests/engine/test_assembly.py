@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrentkit.engine.assembly import Assemblies
+from torrentkit.engine.assembly import MIN_SPARE, SPARE_BYTES, Assemblies
 from torrentkit.engine.trust import BAN_THRESHOLD, Trust
 from torrentkit.errors import LocalProtocolError
 from torrentkit.metainfo import BLOCK_SIZE as B
@@ -78,6 +78,33 @@ def test_buffers_are_recycled_for_later_pieces() -> None:
     assert not a.add_block(2, 0, bytes(B), "c")
     a.discard(2)
     assert receive(a, 0, GOOD, "aaaa") and a.take(0).data is buf
+
+
+def test_the_spare_pool_keeps_a_burst_until_dropped() -> None:
+    """Pieces that waited for the disk come back together: the pool keeps them all (up to
+    SPARE_BYTES) for the pieces that follow, and drop_spares frees them."""
+    big = Assemblies[str](piece_length=1 << 20, total_length=64 << 20)
+    assert big._max_spare == SPARE_BYTES // (1 << 20)
+    assert Assemblies[str](piece_length=16 << 20, total_length=1 << 30)._max_spare == MIN_SPARE
+    a = Assemblies[str](piece_length=B, total_length=20 * B, spare_buffers=12)
+    done = []
+    for i in range(10):
+        assert a.add_block(i, 0, bytes(B), "a")
+        done.append(a.take(i))
+    bufs = [d.data for d in done]  # held here: a buffer freed by drop_spares keeps its id
+    for d in done:
+        a.recycle(d)
+    again = []
+    for i in range(10, 20):
+        assert a.add_block(i, 0, bytes(B), "a")
+        again.append(a.take(i))
+        assert any(again[-1].data is buf for buf in bufs)  # none allocated afresh
+    for d in again:
+        a.recycle(d)
+    a.drop_spares()
+    assert a.add_block(0, 0, bytes(B), "a")
+    fresh = a.take(0).data
+    assert not any(fresh is buf for buf in bufs)  # the pool was emptied
 
 
 def test_the_short_last_piece() -> None:

@@ -21,6 +21,13 @@ buffer. A fresh 1 MiB ``bytearray`` per piece costs a zeroed allocation and a pa
 4 KiB on its first write, a tenth of the download path's CPU before this pool (issue 15). A
 recycled buffer holds the old piece's bytes until each block is overwritten; a piece counts
 as complete only once every block has been written, so none of them is ever read.
+
+The pool keeps up to :data:`SPARE_BYTES` of buffers (at least :data:`MIN_SPARE` of them):
+pieces waiting for the disk come back in bursts when a stalled writeback clears, and a pool
+of 8 dropped most of such a burst only to allocate as many again moments later (135 fresh
+buffers in a 1 GiB download). It never holds more buffers than were in use at once, and
+:meth:`Assemblies.drop_spares` gives them all back (the engine calls it once the download is
+done).
 """
 
 from __future__ import annotations
@@ -34,6 +41,10 @@ from torrentkit.errors import LocalProtocolError
 from torrentkit.metainfo import BLOCK_SIZE
 
 S = TypeVar("S", bound=Hashable)
+
+#: Spare piece buffers kept for reuse, in bytes, and at least this many buffers.
+SPARE_BYTES = 32 * 1024 * 1024
+MIN_SPARE = 4
 
 
 @dataclass(slots=True)
@@ -81,7 +92,9 @@ class Assembly(Generic[S]):
 class Assemblies(Generic[S]):
     """Every piece being received, by index, for a torrent of the given geometry."""
 
-    def __init__(self, *, piece_length: int, total_length: int, spare_buffers: int = 8) -> None:
+    def __init__(
+        self, *, piece_length: int, total_length: int, spare_buffers: int | None = None
+    ) -> None:
         if piece_length <= 0 or total_length < 0:
             raise LocalProtocolError("piece_length must be positive, total_length >= 0")
         self.piece_length = piece_length
@@ -92,7 +105,11 @@ class Assemblies(Generic[S]):
         self._pieces: dict[int, Assembly[S]] = {}
         #: full-size piece buffers handed back by recycle(), at most spare_buffers
         self._spare: list[bytearray] = []
-        self._max_spare = spare_buffers
+        self._max_spare = (
+            spare_buffers
+            if spare_buffers is not None
+            else max(MIN_SPARE, SPARE_BYTES // piece_length)
+        )
 
     def piece_size(self, index: int) -> int:
         if not 0 <= index < self.num_pieces:
@@ -141,6 +158,11 @@ class Assemblies(Generic[S]):
             self._spare.append(data)
         assembly.data = bytearray()
         assembly.senders = {}
+
+    def drop_spares(self) -> None:
+        """Free the spare buffers (nothing more to receive for now); later pieces allocate
+        again."""
+        self._spare.clear()
 
     def __contains__(self, index: object) -> bool:
         return index in self._pieces

@@ -695,6 +695,8 @@ class Torrent:
             banned = assembly.failed(self.trust)
             self.emit(HashFailed, index=index, peers=tuple(sorted(str(k) for k in senders)))
         self.assemblies.recycle(assembly)  # its buffer receives a later piece
+        if self.picker.is_finished():
+            self.assemblies.drop_spares()  # nothing more to receive
         for key in banned:
             self._ban(key, "sent corrupt data")
         for link in list(self.links):
