@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -22,13 +21,12 @@ import trio
 from torrentkit.cli.common import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from torrentkit.errors import LocalProtocolError
 from torrentkit.ids import PeerAddr
-from torrentkit.net import DatagramEndpoint, TrioNetwork
+from torrentkit.net import TrioNetwork
 from torrentkit.settings import ChordSettings
 
 # The ring's modules are imported where a ring is used: ``download`` and ``seed`` import
 # this module for their flags, and most runs never join a ring.
 if TYPE_CHECKING:
-    from torrentkit.discovery.chord.driver import ChordDriver
     from torrentkit.discovery.chord.node import ChordConfig
 
 DEFAULT_STABILIZE = 5.0
@@ -77,78 +75,42 @@ def parse_bootstrap(values: Sequence[str]) -> list[PeerAddr]:
     return out
 
 
-async def bind_ring_port(host: str, port: int) -> DatagramEndpoint:
-    """The ring's UDP endpoint; a port that cannot be had is a one-line usage error."""
+def run_chord_node(args: argparse.Namespace) -> int:
+    """``torrentkit node --discovery chord``: a bare ring node until SIGTERM or Ctrl-C (a
+    graceful leave that hands its keys over either way)."""
+    settings = ChordSettings(
+        bootstrap=tuple(parse_bootstrap(args.bootstrap)),
+        stabilize_interval=chord_config(args.stabilize_interval).stabilize_interval,
+        advertise=args.advertise,
+    )
+    if not 0 <= args.port < 65536:
+        raise UsageError("--port: must be 0-65535")
+    return trio.run(_serve_node, args.bind, args.port, settings)
+
+
+async def _serve_node(host: str, port: int, settings: ChordSettings) -> int:
+    """The same ring membership a session joins (discovery/networks.open_chord); a ring
+    that cannot be joined is a NetworkError: one line, exit 1."""
+    from torrentkit.discovery.networks import open_chord
+
     try:
-        return await TrioNetwork().bind_udp(host, port)
+        endpoint = await TrioNetwork().bind_udp(host, port)
     except OSError as exc:
         raise UsageError(
             f"cannot bind UDP {host}:{port} for the Chord ring: {exc.strerror or exc}"
         ) from None
-
-
-@asynccontextmanager
-async def ring_member(
-    host: str,
-    port: int,
-    bootstrap: Sequence[PeerAddr],
-    config: ChordConfig,
-    advertise: str | None = None,
-    *,
-    endpoint: DatagramEndpoint | None = None,
-) -> AsyncIterator[ChordDriver]:
-    """A ring node on UDP ``host:port`` (or on ``endpoint``, already bound): joined through
-    the first bootstrap node that answers, or the first node of a new ring when none is
-    given."""
-    from torrentkit.discovery.chord.driver import ChordJoinError, open_chord_node
-
-    if endpoint is None:
-        endpoint = await bind_ring_port(host, port)
-    try:
-        ctx = open_chord_node(
-            TrioNetwork(), host, port, config=config, advertise=advertise, endpoint=endpoint
-        )
-        async with ctx as chord:
-            if not bootstrap:
-                chord.create()
-            else:
-                for i, addr in enumerate(bootstrap):
-                    try:
-                        await chord.join(addr)
-                        break
-                    except ChordJoinError:
-                        if i == len(bootstrap) - 1:
-                            raise
-            yield chord
-    except LocalProtocolError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        endpoint.close()
-
-
-def run_chord_node(args: argparse.Namespace) -> int:
-    """``torrentkit node --discovery chord``: a bare ring node until SIGTERM or Ctrl-C (a
-    graceful leave that hands its keys over either way)."""
-    config = chord_config(args.stabilize_interval)
-    bootstrap = parse_bootstrap(args.bootstrap)
-    if not 0 <= args.port < 65536:
-        raise UsageError("--port: must be 0-65535")
-    return trio.run(_serve_node, args.bind, args.port, bootstrap, config, args.advertise)
-
-
-async def _serve_node(
-    host: str,
-    port: int,
-    bootstrap: list[PeerAddr],
-    config: ChordConfig,
-    advertise: str | None,
-) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with ring_member(host, port, bootstrap, config, advertise) as chord:
-            sys.stdout.write(f"listening on {chord.address}\n")
-            sys.stdout.flush()
-            async for signum in signals:
-                with trio.move_on_after(5):
-                    await chord.leave()
-                return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_OK
+        try:
+            async with open_chord(TrioNetwork(), host, port, settings, endpoint=endpoint) as ring:
+                chord = ring.driver
+                sys.stdout.write(f"listening on {chord.address}\n")
+                sys.stdout.flush()
+                async for signum in signals:
+                    with trio.move_on_after(5):
+                        await chord.leave()
+                    return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_OK
+        except LocalProtocolError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            endpoint.close()
     return EXIT_OK

@@ -185,7 +185,9 @@ async def _until_done(plan: RunPlan, run: RunView) -> int:
 
 def _require_complete(handles: list[TorrentHandle], statuses: list[TorrentStatus]) -> None:
     for handle, s in zip(handles, statuses, strict=True):
-        if s.state == "downloading":  # checked, and pieces are missing
+        # Checked, and pieces are missing (every piece present but "downloading" is the
+        # moment before the torrent marks itself complete: not a failure).
+        if s.state == "downloading" and s.pieces < s.num_pieces:
             raise JobFailed(
                 f"{handle.save_path}: holds {s.pieces} of {s.num_pieces} pieces of {s.name!r}; "
                 "seed needs a complete copy (check it with `torrentkit verify`)"

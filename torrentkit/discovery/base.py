@@ -19,6 +19,7 @@ from typing import Protocol
 
 import trio
 
+from torrentkit.errors import TorrentkitError
 from torrentkit.ids import InfoHash, PeerAddr
 
 
@@ -222,5 +223,5 @@ class SearchLoop:
         log.info("%s: %s", self.name, self.last_error)
 
 
-class NetworkError(Exception):
+class NetworkError(TorrentkitError):
     """A discovery network could not be joined or asked; the message says which and why."""
