@@ -35,7 +35,7 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGkmg]?)(?:i?[Bb])?\s*$")
 
 
 def parse_size(text: str, what: str = "size") -> int:
-    """``500K`` -> 512000, ``1.5M`` -> 1572864, ``0`` -> 0 (binary units, per CLI.md)."""
+    """``500K`` -> 512000, ``1.5M`` -> 1572864, ``0`` -> 0 (binary units, per docs/cli.md)."""
     m = _SIZE.match(text)
     if m is None:
         raise UsageError(f"{what}: expected a number with an optional K/M/G suffix, got {text!r}")

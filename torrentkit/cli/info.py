@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
 
 
 def info_object(src: Metainfo | Magnet) -> dict[str, Any]:
-    """The ``info --json`` object of ../shared/CLI.md."""
+    """The ``info --json`` object of docs/cli.md."""
     if isinstance(src, Magnet):
         return {
             "name": src.name,

@@ -2,7 +2,7 @@
 
 Each subcommand lives in its own module under :mod:`torrentkit.cli` with two functions:
 ``register(subparsers)`` adds its parser and ``run(args) -> int`` does the work. Errors map
-to exit codes here, once, per ../shared/CLI.md: bad input 2, run-time failure 1, Ctrl-C 130,
+to exit codes here, once, per docs/cli.md: bad input 2, run-time failure 1, Ctrl-C 130,
 always one line on stderr and never a traceback.
 """
 

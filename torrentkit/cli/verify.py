@@ -1,6 +1,6 @@
 """``torrentkit verify TORRENT DIR [--json]``: check a download folder against a torrent.
 
-DIR is the parent folder (libtorrent's save-path convention, CLI.md): a single-file
+DIR is the parent folder (libtorrent's save-path convention, docs/cli.md): a single-file
 torrent's data is ``DIR/<name>``, a multi-file torrent's the folder ``DIR/<name>/``. Every
 piece is hashed; each file is then reported as ``ok``, ``incomplete`` (N of the M pieces it
 touches verified), ``missing``, or ``unusable`` (a symlink, a folder or a special file where

@@ -2,9 +2,9 @@
 filter for aiohttp's errors, :func:`serve_http` (an aiohttp server on a bound socket with a
 periodic chore, until told to stop), and running a service on a background thread.
 
-DESIGN.md keeps asyncio out of the trio engine: a face that needs one of these services next
-to trio code (the demo, tests) runs it in :class:`ServiceThread`, which owns an asyncio loop
-on its own thread.
+docs/design.md (layer 5) keeps asyncio out of the trio engine: a face that needs one of
+these services next to trio code (the demo, tests) runs it in :class:`ServiceThread`, which
+owns an asyncio loop on its own thread.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ Rules:
   piece touches) is created. An existing file is never shrunk or replaced.
 - A recheck never raises for missing, short, unreadable or unsafe files: their pieces are
   simply not complete.
-- Safety (HARDENING.md item 2): every file is opened by walking down from the root one
+- Safety (docs/limits.md item 2): every file is opened by walking down from the root one
   component at a time with ``openat``-style calls and ``O_NOFOLLOW``, so a symbolic link
   anywhere below the root (``root/name -> /etc``) is refused, even one swapped in between
   two opens. Only regular files are used (a FIFO or device where a file should be is

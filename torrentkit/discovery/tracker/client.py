@@ -27,7 +27,7 @@ The rules (all in :class:`TrackerTiers`):
   later. Nothing announces sooner than ``min interval`` except the events: ``completed`` goes
   at once, and :meth:`TrackerTiers.announce_soon` (the engine wants peers) waits for
   ``min interval`` since the last reply.
-- Errors (HARDENING.md item 10): a transport error, timeout, HTTP status other than 200, a body
+- Errors (docs/limits.md item 10): a transport error, timeout, HTTP status other than 200, a body
   over 1 MiB, a reply that is not bencoded or breaks the format, or a ``failure reason`` are
   logged and count as one failure of that tracker. Its retry waits ``15 s x 2^(failures-1)``,
   capped at 30 min, times a jitter factor in ``[1 - jitter, 1]``; the round moves on to the next
