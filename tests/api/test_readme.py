@@ -6,13 +6,12 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-import trio
 
 import torrentkit
+from tests.api.helpers import seeder_in_thread
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -55,24 +54,7 @@ def test_blocking_download_example(tmp_path: Path) -> None:
     (src / "file.bin").write_bytes(os.urandom(300_000))
     raw = torrentkit.make_torrent(src / "file.bin")
     (tmp_path / "file.torrent").write_bytes(raw)
-    ready, stop, box = threading.Event(), threading.Event(), {}
-
-    async def seed() -> None:
-        settings = torrentkit.Settings(listen="127.0.0.1:0", state_dir=tmp_path / "s")
-        async with torrentkit.open_session(settings) as s:
-            await (await s.add(raw, src)).wait_complete()
-            box["peer"] = str(s.address)
-            ready.set()
-            while not stop.is_set():
-                await trio.sleep(0.05)
-
-    thread = threading.Thread(target=trio.run, args=(seed,))
-    thread.start()
-    try:
-        assert ready.wait(30)
-        out = run(examples()[2], tmp_path, {"TORRENTKIT_EXAMPLE_PEER": box["peer"]})
-    finally:
-        stop.set()
-        thread.join(30)
+    with seeder_in_thread(raw, src, tmp_path / "s") as peer:
+        out = run(examples()[2], tmp_path, {"TORRENTKIT_EXAMPLE_PEER": peer})
     assert out.strip() == "seeding 300000"
     assert (tmp_path / "downloads" / "file.bin").read_bytes() == (src / "file.bin").read_bytes()

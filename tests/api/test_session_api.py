@@ -10,7 +10,15 @@ import pytest
 import trio
 
 import torrentkit
-from tests.api.helpers import KIB, MIB, payload, same_files, settings, torrent_of
+from tests.api.helpers import (
+    KIB,
+    MIB,
+    payload,
+    same_files,
+    seeder_in_thread,
+    settings,
+    torrent_of,
+)
 from torrentkit import events
 from torrentkit.metainfo import parse_torrent
 
@@ -180,31 +188,9 @@ async def test_a_port_in_use_is_a_session_error(tmp_path: Path) -> None:
 def test_blocking_download_runs_its_own_trio(tmp_path: Path) -> None:
     src = payload(tmp_path / "seed", {"data.bin": 256 * KIB})
     raw = torrent_of(src / "data.bin")
-    # A seeder in a thread of its own (download() blocks this one).
-    import threading
-
-    ready = threading.Event()
-    stop = threading.Event()
-    box: dict[str, str] = {}
-
-    async def seed() -> None:
-        async with torrentkit.open_session(settings(tmp_path / "s1")) as s:
-            await (await s.add(raw, src)).wait_complete()
-            box["addr"] = str(s.address)
-            ready.set()
-            while not stop.is_set():
-                await trio.sleep(0.05)
-
-    thread = threading.Thread(target=trio.run, args=(seed,))
-    thread.start()
-    try:
-        assert ready.wait(20)
+    with seeder_in_thread(raw, src, tmp_path / "s1") as peer:  # download() blocks this one
         status = torrentkit.download(
-            raw, tmp_path / "dl", peers=[box["addr"]], timeout=30,
-            settings=settings(tmp_path / "s2"),
-        )  # fmt: skip
+            raw, tmp_path / "dl", peers=[peer], timeout=30, settings=settings(tmp_path / "s2")
+        )
         assert status.state == "seeding"
-    finally:
-        stop.set()
-        thread.join(20)
     assert os.path.getsize(tmp_path / "dl" / "data.bin") == 256 * KIB
