@@ -205,3 +205,21 @@ def test_complete_exactly_when_the_last_block_arrives(order: list[int], senders:
     piece = a.take(0)
     assert bytes(piece.data) == GOOD
     assert piece.senders == {i * B: senders[i] for i in range(4)}
+
+
+def test_add_blocks_writes_only_the_accepted_blocks() -> None:
+    a = assemblies()
+    last = 2 * B + B // 2
+    tail = bytes(range(256)) * (last // 256) + bytes(last % 256)
+    blocks = [(0, i * B, block(GOOD, i)) for i in range(4)]
+    blocks.insert(1, (0, B, b"\xff" * B))  # refused by the picker: never written
+    blocks += [(2, 0, tail[:B]), (2, B, tail[B : 2 * B]), (2, 2 * B, tail[2 * B :])]
+    a.add_blocks(blocks, bytearray([1, 0, 1, 1, 1, 1, 0, 1]), "p")
+    assert a.is_complete(0) and not a.is_complete(2) and not a.is_complete(1)
+    piece = a.take(0)
+    assert piece.data == GOOD and piece.contributors() == {"p"}
+    a.add_blocks([(2, B, tail[B : 2 * B])], b"\x01", "q")
+    assert a.is_complete(2)
+    assert a.take(2).data == tail
+    with pytest.raises(LocalProtocolError):
+        a.add_blocks([(1, 100, b"x" * B)], b"\x01", "p")

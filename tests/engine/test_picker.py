@@ -8,11 +8,12 @@ same for every piece it has, so it never changes which of them is rarest.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections import Counter
 
 import pytest
-from hypothesis import event, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -660,4 +661,154 @@ def test_whole_download_with_churn_failures_and_endgame_finishes() -> None:
     failed_blocks = sum(picker.num_blocks(i) for i in failed_once)
     assert sum(accepted.values()) == blocks + failed_blocks
     assert failed_once  # the failure path ran
+    picker.check_consistency()
+
+
+# ------------------------------------ property: a batch is its blocks one by one
+
+
+def _picker_state(picker: Picker[str]) -> object:
+    """Everything the picker holds, as plain values (to compare two pickers)."""
+    parts = {
+        piece: (
+            bytes(part.received),
+            [list(r) for r in part.requesters],
+            list(part.senders),
+            part.n_free,
+            part.n_received,
+            dict(part.by_peer),
+        )
+        for piece, part in picker._partials.items()
+    }
+    peers = {
+        name: (bytes(ps.have), ps.count, ps.seed, ps.useful, sorted(ps.requests))
+        for name, ps in picker._peers.items()
+    }
+    bands = [(list(b.flat), [list(x) for x in b.buckets]) for b in picker._bands]
+    return (
+        bytes(picker._state),
+        bytes(picker._prio),
+        bytes(picker._wanted),
+        picker._wanted_missing,
+        picker._num_have,
+        list(picker._avail),
+        list(picker._open),
+        parts,
+        peers,
+        bands,
+        picker._rng.getstate(),
+    )
+
+
+_SETUP_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["bitfield", "have_all", "pick", "deliver", "release", "pass", "fail"]),
+        st.sampled_from(PEERS),
+        st.integers(0, 63),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ops=_SETUP_OPS, data=st.data())
+def test_blocks_received_equals_block_received_one_by_one(
+    ops: list[tuple[str, str, int]], data: st.DataObject
+) -> None:
+    """On a random state (picks, endgame duplicates, releases, pieces passed and failed,
+    priorities), a random batch -- requested blocks, duplicates, blocks never requested,
+    withdrawn requests, blocks off the grid -- gives the same answers and the same picker
+    as the blocks given one at a time."""
+    total = N_PIECES * 2 * BS - 5000
+    picker: Picker[str] = Picker(
+        piece_length=2 * BS, total_length=total, rng=random.Random(1), endgame_requesters=CAP
+    )
+    for op, peer, x in ops:
+        if op == "bitfield":
+            picker.peer_bitfield(peer, bits("".join("*" if x >> i & 1 else " " for i in range(6))))
+        elif op == "have_all":
+            picker.peer_have_all(peer)
+        elif op == "pick":
+            picker.pick(peer, x % 8 + 1)
+        elif op in ("deliver", "release"):
+            held = picker.requests_of(peer)
+            if held:
+                req = held[x % len(held)]
+                if op == "release":
+                    picker.request_released(peer, req.piece, req.begin)
+                else:
+                    picker.block_received(PEERS[x % len(PEERS)], req.piece, req.begin, req.length)
+        elif op in ("pass", "fail"):
+            piece = x % N_PIECES
+            if op == "fail":
+                picker.piece_failed(piece)
+            elif piece in picker.in_progress() or x & 8:
+                picker.piece_passed(piece)
+        if x % 11 == 0:
+            picker.set_priority(x % N_PIECES, x % 3)
+    picker.check_consistency()
+
+    sender = data.draw(st.sampled_from((*PEERS, "stranger")))
+    held = [(r.piece, r.begin, r.length) for p in PEERS for r in picker.requests_of(p)]
+    grid = [
+        (piece, b * BS, picker.block(piece, b).length)
+        for piece in range(N_PIECES)
+        for b in range(picker.num_blocks(piece))
+    ]
+    odd = st.tuples(
+        st.integers(-1, N_PIECES),
+        st.sampled_from([-BS, 0, 100, BS, 2 * BS]),
+        st.sampled_from([BS, BS - 1, 11384]),
+    )
+    choices = [st.sampled_from(grid), odd] + ([st.sampled_from(held)] if held else [])
+    batch = data.draw(st.lists(st.one_of(*choices), max_size=12))
+    blocks = [(piece, begin, b"x" * max(0, length)) for piece, begin, length in batch]
+
+    one = copy.deepcopy(picker)
+    got = picker.blocks_received(sender, blocks)
+
+    accepted = bytearray()
+    complete: list[int] = []
+    cancels: list[tuple[str, int, int, int]] = []
+    for piece, begin, block in blocks:
+        res = one.block_received(sender, piece, begin, len(block))
+        accepted.append(res.accepted)
+        if res.piece_complete:
+            complete.append(piece)
+        cancels.extend((other, piece, begin, len(block)) for other in res.cancel)
+        if res.cancel:
+            event("endgame cancel")
+    assert got.accepted == accepted
+    assert got.complete == complete
+    assert got.cancels == cancels
+    assert _picker_state(picker) == _picker_state(one)
+    picker.check_consistency()
+    if any(accepted):
+        event("some accepted")
+    if complete:
+        event("piece completed")
+
+
+def test_blocks_received_usual_case_and_refusals() -> None:
+    picker = make("1", blocks=2)
+    a, b = picker.pick("me", 2)
+    got = picker.blocks_received(
+        "me",
+        [
+            (a.piece, a.begin, b"x" * a.length),
+            (a.piece, a.begin, b"x" * a.length),
+            (b.piece, -BS, b"x" * BS),
+            (b.piece, b.begin, b"x" * b.length),
+        ],
+    )
+    assert got.accepted == bytearray([1, 0, 0, 1])
+    assert got.complete == [a.piece]
+    assert got.cancels == []
+    picker.check_consistency()
+
+
+def test_a_negative_begin_is_refused() -> None:
+    picker = make("1", blocks=2)
+    picker.pick("me", 2)
+    assert not picker.block_received("me", 0, -BS, BS).accepted
     picker.check_consistency()

@@ -32,7 +32,8 @@ done).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import itertools
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
@@ -135,6 +136,37 @@ class Assemblies(Generic[S]):
         senders = assembly.senders
         senders[begin] = sender
         return len(senders) == -(-size // BLOCK_SIZE)
+
+    def add_blocks(
+        self,
+        blocks: Sequence[tuple[int, int, bytes | memoryview]],
+        accepted: bytes | bytearray,
+        sender: S,
+    ) -> None:
+        """:meth:`add_block` for the blocks of one receive whose byte in ``accepted`` (the
+        picker's mask, one byte per block) is set; whether a piece is complete is asked
+        afterwards with :meth:`is_complete` (only for the pieces the picker completed)."""
+        pieces, plen, spare = self._pieces, self.piece_length, self._spare
+        for index, begin, data in itertools.compress(blocks, accepted):
+            assembly = pieces.get(index)
+            if assembly is None:
+                size = self.piece_size(index)
+                buf = spare.pop() if spare and size == plen else bytearray(size)
+                assembly = pieces[index] = Assembly(index, buf)
+            buf = assembly.data
+            size = len(buf)
+            n = len(data)
+            if begin % BLOCK_SIZE or not 0 <= begin < size or n != min(BLOCK_SIZE, size - begin):
+                raise LocalProtocolError(
+                    f"block ({index}, {begin}, {n}) is not on piece {index}'s block grid"
+                )
+            buf[begin : begin + n] = data
+            assembly.senders[begin] = sender
+
+    def is_complete(self, index: int) -> bool:
+        """Every block of piece ``index`` is in (it can be taken)."""
+        assembly = self._pieces.get(index)
+        return assembly is not None and assembly.complete
 
     def take(self, index: int) -> Assembly[S]:
         """Remove and return the complete piece ``index`` (to verify and write)."""

@@ -8,7 +8,8 @@ priorities). The engine feeds it events and asks it for requests:
 - peers: :meth:`Picker.peer_bitfield` / :meth:`Picker.peer_have_all` / :meth:`Picker.peer_have`
   / :meth:`Picker.peer_gone` (its availability is removed and its requests released);
 - requests: :meth:`Picker.pick` hands out up to ``n`` :class:`BlockRequest` for a peer;
-  :meth:`Picker.block_received` records a block and says which other peers to CANCEL;
+  :meth:`Picker.block_received` records a block and says which other peers to CANCEL
+  (:meth:`Picker.blocks_received`: the blocks of one receive at once, the engine's path);
   :meth:`Picker.request_released` / :meth:`Picker.peer_choked` give requests back
   (rejected, timed out, choked);
 - pieces: :meth:`Picker.piece_passed` (hash ok) / :meth:`Picker.piece_failed` (all its blocks
@@ -52,7 +53,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -101,6 +102,21 @@ class BlockReceived(Generic[P]):
     accepted: bool
     cancel: tuple[P, ...] = ()
     piece_complete: bool = False
+
+
+@dataclass(slots=True)
+class BlocksReceived(Generic[P]):
+    """What :meth:`Picker.blocks_received` decided about the blocks of one receive.
+
+    ``accepted``: one byte per block, 1 where :class:`BlockReceived` would say accepted
+    (write it), 0 to drop. ``complete``: the pieces whose last block came in this batch, in
+    order (hash them). ``cancels``: ``(peer, piece, begin, length)`` for every other peer
+    that was also asked for an accepted block (endgame): send it CANCEL.
+    """
+
+    accepted: bytearray
+    complete: list[int]
+    cancels: list[tuple[P, int, int, int]]
 
 
 #: The common answers of :meth:`Picker.block_received`, made once (they carry no peer).
@@ -645,27 +661,94 @@ class Picker(Generic[P]):
         accepted; duplicates, blocks of pieces we have or skip, and blocks that do not match
         our block grid are not.
         """
-        ps = self._peers.get(peer)
         if not 0 <= piece < self.num_pieces or begin % self.block_size:
             return _REFUSED
-        blk = begin // self.block_size
-        if blk >= self._nblocks(piece):
-            return _REFUSED
         size = self._last_size if piece == self.num_pieces - 1 else self.piece_length
-        if length != min(self.block_size, size - begin):
+        if not 0 <= begin < size or length != min(self.block_size, size - begin):
             return _REFUSED
+        cancel: list[P] = []
+        got = self._receive(peer, self._peers.get(peer), piece, begin // self.block_size, cancel)
+        if not got:
+            return _REFUSED
+        if not cancel:
+            return _ACCEPTED_COMPLETE if got == 2 else _ACCEPTED
+        return BlockReceived(accepted=True, cancel=tuple(cancel), piece_complete=got == 2)
+
+    def blocks_received(
+        self, peer: P, blocks: Sequence[tuple[int, int, Sized]]
+    ) -> BlocksReceived[P]:
+        """The PIECE messages of one receive from ``peer``, as ``(piece, begin, data)`` (only
+        ``len(data)`` is read): exactly :meth:`block_received` for each block in order, with
+        the answers gathered (see :class:`BlocksReceived`). The usual block -- the one
+        outstanding request for it, answered by its peer -- costs no call and no object."""
+        n = len(blocks)
+        accepted = bytearray(n)
+        complete: list[int] = []
+        cancels: list[tuple[P, int, int, int]] = []
+        ps = self._peers.get(peer)
+        requests = ps.requests if ps is not None else None
+        bs, last, plen, last_size = (
+            self.block_size,
+            self.num_pieces - 1,
+            self.piece_length,
+            self._last_size,
+        )
+        state, partials = self._state, self._partials
+        for i, (piece, begin, data) in enumerate(blocks):
+            length = len(data)
+            if not 0 <= piece <= last or begin % bs:
+                continue
+            size = last_size if piece == last else plen
+            if not 0 <= begin < size or length != min(bs, size - begin):
+                continue
+            blk = begin // bs
+            if state[piece] == _PARTIAL and requests is not None:
+                part = partials[piece]
+                reqs = part.requesters[blk]
+                if len(reqs) == 1 and reqs[0] == peer and not part.received[blk]:
+                    # the usual case: one request, answered by its peer
+                    received = part.received
+                    received[blk] = 1
+                    part.senders[blk] = peer
+                    part.n_received += 1
+                    requests.discard((piece, blk))
+                    by_peer = part.by_peer
+                    left = by_peer[peer] - 1
+                    if left:
+                        by_peer[peer] = left
+                    else:
+                        del by_peer[peer]
+                    reqs.clear()
+                    accepted[i] = 1
+                    if part.n_received == len(received):
+                        complete.append(piece)
+                    continue
+            cancel: list[P] = []
+            got = self._receive(peer, ps, piece, blk, cancel)
+            if got:
+                accepted[i] = 1
+                if got == 2:
+                    complete.append(piece)
+                for other in cancel:
+                    cancels.append((other, piece, begin, length))
+        return BlocksReceived(accepted, complete, cancels)
+
+    def _receive(self, peer: P, ps: _Peer | None, piece: int, blk: int, cancel: list[P]) -> int:
+        """Record block ``blk`` of ``piece`` (on our grid) from ``peer``: 0 refused, 1
+        accepted, 2 accepted and the piece is complete; the other peers asked for the block
+        are appended to ``cancel``."""
         state = self._state[piece]
         if state == _HAVE or (state != _PARTIAL and not self._prio[piece]):
             if ps is not None and (piece, blk) in ps.requests:
                 self._release(peer, ps, piece, blk)
-            return _REFUSED
+            return 0
         if state != _PARTIAL:  # _FRESH: late block of a piece that went back to fresh
             self._start(piece)
         part = self._partials[piece]
         if part.received[blk]:
             if ps is not None and (piece, blk) in ps.requests:
                 self._release(peer, ps, piece, blk)
-            return _REFUSED
+            return 0
         reqs = part.requesters[blk]
         if not reqs:
             part.n_free -= 1
@@ -674,17 +757,6 @@ class Picker(Generic[P]):
         part.received[blk] = 1
         part.senders[blk] = peer
         part.n_received += 1
-        complete = part.n_received == len(part.received)
-        if len(reqs) == 1 and reqs[0] == peer:  # the usual case: one request, answered
-            self._peers[peer].requests.discard((piece, blk))
-            left = part.by_peer[peer] - 1
-            if left:
-                part.by_peer[peer] = left
-            else:
-                del part.by_peer[peer]
-            reqs.clear()
-            return _ACCEPTED_COMPLETE if complete else _ACCEPTED
-        cancel: list[P] = []
         for other in reqs:
             self._peers[other].requests.discard((piece, blk))
             left = part.by_peer[other] - 1
@@ -695,9 +767,7 @@ class Picker(Generic[P]):
             if other != peer:
                 cancel.append(other)
         reqs.clear()
-        if not cancel:
-            return _ACCEPTED_COMPLETE if complete else _ACCEPTED
-        return BlockReceived(accepted=True, cancel=tuple(cancel), piece_complete=complete)
+        return 2 if part.n_received == len(part.received) else 1
 
     def _start(self, piece: int) -> _Partial[P]:
         """Move a fresh piece into progress."""

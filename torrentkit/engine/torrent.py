@@ -639,28 +639,25 @@ class Torrent:
     def on_blocks(
         self, link: PeerLink, blocks: Sequence[tuple[int, int, bytes | memoryview]], now: float
     ) -> None:
-        """PIECE messages from one receive (``PeerConnection.next_blocks``): each block goes
-        to the picker and straight into its piece's buffer; the link's counters and rates
-        are updated once for the batch, not per block."""
-        picker, assemblies, key = self.picker, self.assemblies, link.key
-        total = 0
-        for index, begin, data in blocks:
-            size = len(data)
-            total += size
-            result = picker.block_received(link, index, begin, size)
-            if result.cancel:
-                for other in result.cancel:
-                    if other.conn.is_outstanding(index, begin, size):
-                        other.send(Cancel(index=index, begin=begin, length=size))
-            if not result.accepted:
-                continue
-            if assemblies.add_block(index, begin, data, key) and result.piece_complete:
+        """PIECE messages from one receive (``PeerConnection.next_blocks``): the picker takes
+        them in one call (``Picker.blocks_received``), the accepted ones go straight into
+        their pieces' buffers, and the link's counters and rates are updated once for the
+        batch, not per block."""
+        picker, assemblies = self.picker, self.assemblies
+        got = picker.blocks_received(link, blocks)
+        for other, index, begin, size in got.cancels:
+            if other.conn.is_outstanding(index, begin, size):
+                other.send(Cancel(index=index, begin=begin, length=size))
+        assemblies.add_blocks(blocks, got.accepted, link.key)
+        for index in got.complete:
+            if assemblies.is_complete(index):
                 writer = self._piece_writer
                 if writer is None or writer.closed:
                     assert self._nursery is not None
                     writer = self._piece_writer = PieceWriter(self.storage, self._finish_piece)
                     self._nursery.start_soon(writer.run)
                 writer.submit(assemblies.take(index))
+        total = sum([len(b[2]) for b in blocks])
         link.downloaded += total
         link.down.add(now, total)
         link.short_down.add(now, total)
