@@ -3,7 +3,9 @@
 A :class:`PeerLink` owns three tasks in its own nursery, and dies as a whole:
 
 - the **reader** feeds received bytes to the sans-IO connection and hands every event to
-  the torrent (synchronously: the torrent's handlers never block), then lets the torrent
+  the torrent (synchronously: the torrent's handlers never block), waits before the next
+  receive while the torrent's ``receive_gate`` is closed (the piece writer's backlog is
+  full: the peer's data stays in the socket, TCP slows it down), then lets the torrent
   top up our requests -- not after every read, but once a quarter of the request depth is
   missing (:meth:`PeerLink._refill_due`), so requests leave in batches of tens to hundreds:
   one pick, one writer wake-up and one send per batch (from a libtorrent seeder on
@@ -61,6 +63,12 @@ class LinkOwner(Protocol):
 
     def fill_requests(self, link: PeerLink, now: float) -> None:
         """Top up our outstanding requests to the peer."""
+        ...
+
+    @property
+    def receive_gate(self) -> trio.Event:
+        """Set while received pieces can be taken: the reader waits on it before each
+        receive (disk backpressure: the piece writer's backlog is full)."""
         ...
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes | memoryview:
@@ -261,6 +269,9 @@ class PeerLink:
                     return
             if self._refill_due(now):
                 torrent.fill_requests(self, now)
+            gate = torrent.receive_gate
+            if not gate.is_set():
+                await gate.wait()  # the disk is behind: leave the data in the socket
             if sock is not None and got >= RECEIVE_SIZE // 2:
                 # Data is streaming in: read straight into the connection's buffer (one
                 # copy fewer per byte than a new bytes object handed to receive_data).

@@ -465,6 +465,13 @@ Outcome = bool | StorageError
 WRITER_IDLE_EXIT = 5.0
 #: A writer thread's name while it serves (``threading`` and, truncated, the OS's).
 THREAD_NAME = "piece writer"
+#: Piece bytes submitted to a :class:`PieceWriter` but not yet written past which the peer
+#: readers stop receiving (:attr:`PieceWriter.room`), until the backlog is down to half of it.
+#: When the kernel's writeback stalls, pieces kept arriving at the network's rate and about
+#: 80 MiB of them piled up in memory (issue 15); libtorrent caps the same queue with
+#: ``max_queued_disk_bytes`` and stops reading its sockets. 32 MiB is a few tenths of a second
+#: at loopback rates: enough to ride out a short stall, and to keep two writer threads busy.
+MAX_QUEUED_BYTES = 32 * 1024 * 1024
 
 
 class PieceWriter(Generic[J]):
@@ -485,13 +492,25 @@ class PieceWriter(Generic[J]):
     running, and ends after :data:`WRITER_IDLE_EXIT` seconds without any, so a seeding or
     idle torrent holds none. The threads use a limiter of their own, not trio's default one.
 
+    Backpressure: :attr:`queued_bytes` counts the bytes of the jobs submitted whose outcome
+    has not come back yet. Past ``max_queued`` (:data:`MAX_QUEUED_BYTES`) :attr:`room` is
+    replaced by an unset event, which is set again once the backlog is at most half the
+    limit (or the writer has ended); the peer readers wait on it before their next receive.
+
     Cancelled: jobs not started are dropped (``done`` is never called for them, and their
     buffers are left alone), the ones being worked on finish, and every thread has ended
     before ``run`` returns. A storage that works inline (MemoryStorage: ``write_threads`` 0)
-    does each job in ``run``'s task instead, so a simulation stays deterministic.
+    does each job in ``run``'s task instead (through ``storage.write_piece``), so a simulation
+    stays deterministic.
     """
 
-    def __init__(self, storage: PieceStorage, done: Callable[[J, Outcome], Awaitable[None]]):
+    def __init__(
+        self,
+        storage: PieceStorage,
+        done: Callable[[J, Outcome], Awaitable[None]],
+        *,
+        max_queued: int | None = None,
+    ):
         self._storage = storage
         self._done = done
         self._threads = storage.write_threads
@@ -506,9 +525,18 @@ class PieceWriter(Generic[J]):
         self._limiter = trio.CapacityLimiter(max(1, self._threads))
         #: Set once ``run`` has ended: nothing submitted is worked on any more.
         self.closed = False
+        self.max_queued = MAX_QUEUED_BYTES if max_queued is None else max_queued
+        #: Bytes of the jobs submitted whose outcome has not come back.
+        self.queued_bytes = 0
+        #: Set while the backlog leaves room for more pieces (see the class).
+        self.room = trio.Event()
+        self.room.set()
 
     def submit(self, job: J) -> None:
         """Verify and write ``job`` (from the trio thread); ``done`` tells how it went."""
+        self.queued_bytes += len(job.data)
+        if self.queued_bytes > self.max_queued and self.room.is_set():
+            self.room = trio.Event()
         if not self._threads:
             self._send.send_nowait((job, None))  # worked on in run's task
             return
@@ -534,6 +562,7 @@ class PieceWriter(Generic[J]):
             raise first from None
         finally:
             self.closed = True
+            self.room.set()  # nothing waits on a writer that has ended
             self._nursery = None
             self._receive.close()
 
@@ -548,10 +577,12 @@ class PieceWriter(Generic[J]):
             try:
                 async for job, outcome in self._receive:
                     if outcome is None:  # inline storage: the work is done here
-                        await trio.lowlevel.checkpoint()
-                        outcome = self._work(job)
+                        outcome = await self._work_inline(job)
                     elif not isinstance(outcome, bool | StorageError):
                         raise outcome
+                    self.queued_bytes -= len(job.data)
+                    if self.queued_bytes <= self.max_queued // 2:
+                        self.room.set()
                     await self._done(job, outcome)
             finally:
                 with self._lock:
@@ -591,6 +622,14 @@ class PieceWriter(Generic[J]):
         # On the trio thread, outside any task: must not raise.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             self._send.send_nowait((job, outcome))
+
+    async def _work_inline(self, job: J) -> Outcome:
+        # The storage's own write_piece (MemoryStorage: a checkpoint, then the same work as
+        # a thread's), so a test's storage can take its time on the virtual clock.
+        try:
+            return await self._storage.write_piece(job.index, job.data)
+        except StorageError as exc:
+            return exc
 
     def _work(self, job: J) -> Outcome:
         try:

@@ -109,6 +109,10 @@ OUR_UT_METADATA_ID = 2
 #: Why two peers that both have what they want close their connection.
 PARTING = "both have what they want"
 
+#: The receive gate of a torrent with no piece writer yet: always open.
+_OPEN_GATE = trio.Event()
+_OPEN_GATE.set()
+
 EventSink = Callable[[EngineEvent], None]
 DiscoveryFactory = Callable[["Torrent"], TorrentDiscovery]
 
@@ -632,6 +636,14 @@ class Torrent:
 
     #: Verifies and writes complete pieces; started in the nursery by the first one.
     _piece_writer: PieceWriter[Assembly[PeerAddr]] | None = None
+
+    @property
+    def receive_gate(self) -> trio.Event:
+        """Set while the piece writer's backlog leaves room (``PieceWriter.room``): the peer
+        readers wait on it before each receive, so a stalled disk stops the download
+        instead of piling pieces up in memory."""
+        writer = self._piece_writer
+        return _OPEN_GATE if writer is None else writer.room
 
     def _on_piece(self, link: PeerLink, event: Piece, now: float) -> None:
         self.on_blocks(link, ((event.index, event.begin, event.data),), now)
