@@ -88,3 +88,56 @@ async def test_without_the_limit_the_backlog_grows(
     peak, paused = await download(monkeypatch, SIZE * 2)
     assert not paused
     assert peak > SIZE // 2
+
+
+class StallingStorage(MemoryStorage):
+    """The third piece write stalls for STALL seconds of the virtual clock (a disk that
+    hangs for longer than the silence and snub limits); the others are quick."""
+
+    STALL = 150.0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.writes = 0
+
+    async def write_piece(self, index: int, data: Buffer) -> bool:
+        self.writes += 1
+        await trio.sleep(self.STALL if self.writes == 3 else 0.001)
+        return await super().write_piece(index, data)
+
+
+async def test_a_peer_is_not_blamed_for_the_time_our_readers_were_paused(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the disk stalls (150 s > the 120 s silence and 60 s snub limits) our readers
+    are paused: the seeder is neither dropped as silent nor marked snubbed for it."""
+    monkeypatch.setattr(storage_mod, "MAX_QUEUED_BYTES", LIMIT)
+    rng = random.Random(11)
+    info, payload = make_torrent(rng, SIZE, PIECE)
+    net = SimNetwork(rng)
+    events: list[object] = []
+    with trio.fail_after(900):
+        async with trio.open_nursery() as nursery:
+            seeder = await start_session(nursery, net, "127.5.0.1")
+            leecher = Session(
+                net.view("127.5.0.2"),
+                SessionOptions(bind="127.5.0.2", port=6881),
+                rng=random.Random(2),
+                on_event=events.append,
+            )
+            await nursery.start(leecher.run)
+            await seeder.add_torrent(info, MemoryStorage(info, payload))
+            storage = StallingStorage(info)
+            torrent = await leecher.add_torrent(info, storage)
+            torrent.add_peers([seeder.address], "test")
+            started = trio.current_time()
+            await torrent.complete.wait()
+            assert trio.current_time() - started > StallingStorage.STALL
+            nursery.cancel_scope.cancel()
+    assert payload_of(storage, info) == payload
+    kinds = [getattr(e, "kind", "") for e in events]
+    assert "snubbed" not in kinds
+    reasons = [
+        getattr(e, "reason", "") for e in events if getattr(e, "kind", "") == "peer_disconnected"
+    ]
+    assert not any("silent" in r for r in reasons), reasons

@@ -950,7 +950,13 @@ class Torrent:
     def tick(self, now: float) -> None:
         """The per-second round over the links (the tick wheel calls it while there are
         links): silence, keep-alives, snubbing, request refills."""
+        paused = not self.receive_gate.is_set()
         for link in list(self.links):
+            if paused:
+                # Our readers wait for the disk (backpressure): that time is neither the
+                # peer's silence nor its snubbing, so its clocks do not run meanwhile.
+                link.last_receive = max(link.last_receive, now - 1.0)
+                link.last_block = max(link.last_block, now - 1.0)
             if now - link.last_receive > SILENCE_LIMIT:
                 link.close("silent for 120 s")
                 continue
