@@ -42,6 +42,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_loopback import open_idle_peer  # a sibling tool, not a package
+
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -191,54 +194,6 @@ def child(base: Path, count: int, rest: float, peer_torrents: int) -> None:
 # --------------------------------------------------------------------------- idle peers
 
 
-def read_message(sock: socket.socket, buf: bytearray) -> int | None:
-    """Read one length-prefixed message; its id (None for a keep-alive)."""
-    while True:
-        if len(buf) >= 4:
-            n = int.from_bytes(buf[:4], "big")
-            if len(buf) >= 4 + n:
-                msg_id = buf[4] if n else None
-                del buf[: 4 + n]
-                return msg_id
-        data = sock.recv(65536)
-        if not data:
-            raise RuntimeError("the session closed the connection")
-        buf += data
-
-
-def open_idle_peer(port: int, info_hash: bytes, num_pieces: int) -> socket.socket:
-    """Connect, exchange handshakes and bitfields, return the (idle) socket."""
-    sock = socket.create_connection((LOOPBACK, port), timeout=10)
-    try:
-        reserved = bytes([0, 0, 0, 0, 0, 0x10, 0, 0])  # BEP 10 bit, like most clients
-        peer_id = b"-BS0001-" + random.randbytes(12)
-        bitfield = bytes((num_pieces + 7) // 8)
-        sock.sendall(
-            b"\x13BitTorrent protocol"
-            + reserved
-            + info_hash
-            + peer_id
-            + (1 + len(bitfield)).to_bytes(4, "big")
-            + b"\x05"
-            + bitfield
-        )
-        buf = bytearray()
-        while len(buf) < 68:
-            data = sock.recv(65536)
-            if not data:
-                raise RuntimeError("the session refused the handshake")
-            buf += data
-        if buf[28:48] != info_hash:
-            raise RuntimeError("the session answered with another info-hash")
-        del buf[:68]
-        while read_message(sock, buf) != 5:  # its extended handshake, then the bitfield
-            pass
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 # --------------------------------------------------------------------------- one count
 
 
@@ -275,7 +230,9 @@ def run_count(
         hashes = [bytes.fromhex(h) for h in started.pop("hashes")]
         for h in hashes:
             for _ in range(peers_each):
-                socks.append(open_idle_peer(started["port"], h, -(-size // (16 * 1024))))
+                socks.append(
+                    open_idle_peer((LOOPBACK, started["port"]), h, -(-size // (16 * 1024)))
+                )
         proc.stdin.write("go\n")
         proc.stdin.flush()
         peers_fig = expect("peers")
