@@ -173,7 +173,14 @@ def test_columns_drop_as_the_terminal_narrows() -> None:
 def test_long_addresses_drop_columns_sooner() -> None:
     # "255.255.255.255:65535" is 21 cells: at 80, client still fits but the totals do not
     assert table_columns(80, addr_width=21) == [
-        "address", "flags", "down", "up", "have", "unchk", "client", "got",
+        "address",
+        "flags",
+        "down",
+        "up",
+        "have",
+        "unchk",
+        "client",
+        "got",
     ]
     assert table_columns(60, addr_width=21) == ["address", "flags", "down", "up", "have", "unchk"]
 

@@ -160,9 +160,7 @@ async def test_four_frames_a_second_and_no_keys_without_a_tty(
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
-                    lambda: run_dashboard(
-                        counting, quit_event=quit_event, console=con, stdin_fd=r
-                    )
+                    lambda: run_dashboard(counting, quit_event=quit_event, console=con, stdin_fd=r)
                 )
                 await trio.sleep(10)
                 assert not quit_event.is_set()  # the "q" in the pipe was not read
@@ -180,9 +178,7 @@ async def test_nothing_to_show_yet(autojump_clock: trio.testing.MockClock) -> No
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
-                lambda: run_dashboard(
-                    lambda: [], quit_event=trio.Event(), console=con, stdin_fd=-1
-                )
+                lambda: run_dashboard(lambda: [], quit_event=trio.Event(), console=con, stdin_fd=-1)
             )
             await trio.sleep(1)
             nursery.cancel_scope.cancel()

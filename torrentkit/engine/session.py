@@ -26,6 +26,7 @@ from torrentkit.engine.storage import PieceStorage
 from torrentkit.engine.tick import TickWheel
 from torrentkit.engine.torrent import (
     HANDSHAKE_TIMEOUT,
+    DhtContact,
     EventSink,
     Torrent,
     TorrentOptions,
@@ -75,6 +76,8 @@ class Session:
         self._handlers: dict[bytes, ConnectionHandler] = {}
         #: drives every torrent of this session that has links (see the module docstring)
         self.ticker = TickWheel()
+        #: the session's DHT node, for the PORT message (BEP 5); set before torrents are made
+        self.dht: DhtContact | None = None
 
     @property
     def address(self) -> PeerAddr:
@@ -125,6 +128,7 @@ class Session:
             on_event=on_event if on_event is not None else self.on_event,
             session_limits=(self.down_limiter, self.up_limiter),
             ticker=self.ticker,
+            dht=self.dht,
         )
 
     def attach(self, torrent: Torrent) -> None:

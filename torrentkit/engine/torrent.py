@@ -77,6 +77,7 @@ from torrentkit.wire.connection import (
     RejectReason,
 )
 from torrentkit.wire.events import (
+    DEFAULT_RESERVED,
     Bitfield,
     Cancel,
     Choke,
@@ -89,10 +90,16 @@ from torrentkit.wire.events import (
     InvalidRequest,
     NotInterested,
     Piece,
+    Port,
     Request,
     Unchoke,
 )
-from torrentkit.wire.extensions import UT_METADATA, supports_extension_protocol
+from torrentkit.wire.extensions import (
+    UT_METADATA,
+    supports_dht,
+    supports_extension_protocol,
+    with_dht_bit,
+)
 from torrentkit.wire.peer_id import CLIENT_VERSION
 
 CONNECT_TIMEOUT = 15.0
@@ -129,6 +136,16 @@ class TorrentOptions:
     rechoke_interval: float = RECHOKE_INTERVAL
 
 
+@dataclass(frozen=True, slots=True)
+class DhtContact:
+    """The session's mainline DHT node as the peer wire sees it (BEP 5): its UDP ``port``,
+    sent in a PORT message to peers whose handshake has the DHT bit, and ``add_node``, which
+    hears of the DHT nodes peers announce that way (the node pings them)."""
+
+    port: int
+    add_node: Callable[[PeerAddr], None]
+
+
 class Torrent:
     """A torrent being downloaded and/or seeded."""
 
@@ -145,14 +162,19 @@ class Torrent:
         on_event: EventSink | None = None,
         session_limits: tuple[RateLimiter | None, RateLimiter | None] = (None, None),
         ticker: TickWheel | None = None,
+        dht: DhtContact | None = None,
     ) -> None:
         """``ticker``: the wheel that drives :meth:`tick` and the rechokes (the session's);
-        without one the torrent runs a wheel of its own in its nursery."""
+        without one the torrent runs a wheel of its own in its nursery. ``dht``: the
+        session's DHT node, told to peers and told of theirs (never for a private torrent,
+        BEP 27: no DHT bit, no PORT sent, PORT messages ignored)."""
         self.info = info
         self.storage = storage
         self.network = network
         self.peer_id = peer_id
         self.listen_port = listen_port
+        self.dht = dht if not info.private else None
+        self._reserved = DEFAULT_RESERVED if self.dht is None else with_dht_bit(DEFAULT_RESERVED)
         self.options = options or TorrentOptions()
         self.rng = rng or random.Random()
         self._emit_cb = on_event
@@ -456,7 +478,11 @@ class Torrent:
                 geometry=self.geometry,
             )
             await stream.send_all(
-                conn.send(Handshake(info_hash=self.info_hash, peer_id=self.peer_id))
+                conn.send(
+                    Handshake(
+                        info_hash=self.info_hash, peer_id=self.peer_id, reserved=self._reserved
+                    )
+                )
             )
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 hs = await read_handshake(stream, conn)
@@ -496,7 +522,11 @@ class Torrent:
         conn.set_geometry(self.geometry)
         try:
             await stream.send_all(
-                conn.send(Handshake(info_hash=self.info_hash, peer_id=self.peer_id))
+                conn.send(
+                    Handshake(
+                        info_hash=self.info_hash, peer_id=self.peer_id, reserved=self._reserved
+                    )
+                )
             )
         except (trio.BrokenResourceError, OSError):
             await close_quietly(stream)
@@ -545,6 +575,8 @@ class Torrent:
                     metadata_size=len(self.info.raw),
                 )
             )
+        if self.dht is not None and supports_dht(hs.reserved):
+            link.send(Port(port=self.dht.port))
         if self.picker.num_have:
             link.send(Bitfield(bitfield=self.picker.have_bitfield()))
         try:
@@ -619,6 +651,10 @@ class Torrent:
         elif kind is Extended:
             assert isinstance(event, Extended)
             self._on_extension(link, event)
+        elif kind is Port:
+            assert isinstance(event, Port)
+            if self.dht is not None and event.port:
+                self.dht.add_node(PeerAddr(link.addr.host, event.port))
         elif kind is InvalidRequest:
             pass  # the connection counts these and errors out past its limit
         elif kind is Handshake:

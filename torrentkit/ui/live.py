@@ -272,4 +272,3 @@ def _stdin_fd() -> int | None:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
-

@@ -31,6 +31,23 @@ UT_PEX: Final = "ut_pex"  # BEP 11
 MAX_CLIENT_NAME: Final = 256
 
 
+#: reserved[7] & 0x01 (BEP 5): the sender runs a mainline DHT node and may send PORT.
+DHT_BYTE: Final = 7
+DHT_MASK: Final = 0x01
+
+
+def supports_dht(reserved: bytes) -> bool:
+    """Whether handshake reserved bytes advertise a DHT node (reserved[7] & 0x01)."""
+    return len(reserved) == 8 and bool(reserved[DHT_BYTE] & DHT_MASK)
+
+
+def with_dht_bit(reserved: bytes) -> bytes:
+    """``reserved`` with the DHT bit set."""
+    out = bytearray(reserved)
+    out[DHT_BYTE] |= DHT_MASK
+    return bytes(out)
+
+
 def supports_extension_protocol(reserved: bytes) -> bool:
     """Whether handshake reserved bytes advertise BEP 10 (reserved[5] & 0x10)."""
     return len(reserved) == 8 and bool(reserved[EXTENSION_BYTE] & EXTENSION_MASK)
