@@ -43,6 +43,17 @@ def test_reserved_bit() -> None:
     assert supports_dht(reserved)
 
 
+async def dht_session(
+    nursery: trio.Nursery, net: SimNetwork, host: str, learnt: list[PeerAddr], dht_port: int
+) -> Session:
+    """An engine session on ``host`` whose DHT node is at ``dht_port`` and records in
+    ``learnt`` the nodes peers tell it of."""
+    session = Session(net.view(host), SessionOptions(bind=host, port=6881), rng=random.Random(2))
+    session.dht = DhtContact(port=dht_port, add_node=learnt.append)
+    await nursery.start(session.run)
+    return session
+
+
 async def handshake_with(
     net: SimNetwork, host: str, addr: PeerAddr, info: Info, reserved: bytes
 ) -> tuple[Handshake, list[Port]]:
@@ -83,14 +94,10 @@ async def test_port_exchanged_and_node_handed_to_the_dht(
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(net.run)
-            sessions = {}
-            for name, host, dht_port in (("a", "127.4.0.1", 7001), ("b", "127.4.0.2", 7002)):
-                session = Session(
-                    net.view(host), SessionOptions(bind=host, port=6881), rng=random.Random(2)
-                )
-                session.dht = DhtContact(port=dht_port, add_node=learnt[name].append)
-                await nursery.start(session.run)
-                sessions[name] = session
+            sessions = {
+                "a": await dht_session(nursery, net, "127.4.0.1", learnt["a"], 7001),
+                "b": await dht_session(nursery, net, "127.4.0.2", learnt["b"], 7002),
+            }
             ta = await sessions["a"].add_torrent(info, MemoryStorage(info))
             await sessions["b"].add_torrent(info, MemoryStorage(info))
             ta.add_peers([sessions["b"].address], "test")
@@ -108,9 +115,7 @@ async def test_no_port_without_both_bits(autojump_clock: trio.testing.MockClock)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(net.run)
-            session = Session(net.view("127.4.1.1"), SessionOptions(bind="127.4.1.1", port=6881))
-            session.dht = DhtContact(port=7001, add_node=learnt.append)
-            await nursery.start(session.run)
+            session = await dht_session(nursery, net, "127.4.1.1", learnt, 7001)
             await session.add_torrent(info, MemoryStorage(info))
             # A peer with the bit gets a PORT, and the session's handshake carries the bit.
             hs, ports = await handshake_with(
@@ -133,9 +138,7 @@ async def test_private_torrent_never_uses_the_dht(autojump_clock: trio.testing.M
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(net.run)
-            session = Session(net.view("127.4.2.1"), SessionOptions(bind="127.4.2.1", port=6881))
-            session.dht = DhtContact(port=7001, add_node=learnt.append)
-            await nursery.start(session.run)
+            session = await dht_session(nursery, net, "127.4.2.1", learnt, 7001)
             await session.add_torrent(info, MemoryStorage(info))
             hs, ports = await handshake_with(
                 net, "127.4.2.2", session.address, info, with_dht_bit(DEFAULT_RESERVED)
@@ -155,9 +158,7 @@ async def test_port_from_a_peer_of_a_private_torrent_is_ignored(
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(net.run)
-            session = Session(net.view("127.4.3.1"), SessionOptions(bind="127.4.3.1", port=6881))
-            session.dht = DhtContact(port=7001, add_node=learnt.append)
-            await nursery.start(session.run)
+            session = await dht_session(nursery, net, "127.4.3.1", learnt, 7001)
             torrent = await session.add_torrent(info, MemoryStorage(info))
             stream = await net.view("127.4.3.2").connect_tcp(session.address)
             peer_id = generate_peer_id(random.Random(1))
