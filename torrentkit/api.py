@@ -574,6 +574,8 @@ class _TorrentJob:
         self._wakeup = trio.Event()
         self._changed = trio.Event()
         self._found: list[PeerAddr] = []
+        #: web seeds dropped for good (bad data or replies): not asked again by this job
+        self.dropped_web_seeds: set[str] = set()
         # all-time totals up to the current run (from resume data, then each run's)
         self.base_uploaded = 0
         self.base_downloaded = 0
@@ -954,6 +956,9 @@ class _TorrentJob:
             publish=True,
         ):
             torrent.add_discovery(source)
+        if settings.web_seeds and meta.url_list:
+            torrent.dropped_web_seeds |= self.dropped_web_seeds
+            torrent.add_web_seeds(meta.url_list, session._http_client())
         session.engine.attach(torrent)
         self.torrent = torrent
         self.run_started = trio.current_time()
@@ -978,6 +983,7 @@ class _TorrentJob:
             self.base_active, self.base_seeding = active, seeding
             self.base_uploaded += torrent.uploaded
             self.base_downloaded += torrent.downloaded
+            self.dropped_web_seeds |= torrent.dropped_web_seeds
             self.run_started = None
             self.torrent = None
             with trio.CancelScope(shield=True):

@@ -119,6 +119,8 @@ class Settings:
     rechoke_interval: float = 10.0
     #: Announce to the trackers a torrent or magnet names.
     trackers: bool = True
+    #: Fetch pieces from the HTTP(S) servers a torrent's ``url-list`` names (BEP 19).
+    web_seeds: bool = True
     chord: ChordSettings | None = None
     napster: NapsterSettings | None = None
     overlay: OverlaySettings | None = None

@@ -35,6 +35,9 @@ def add_common_arguments(
     p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
     p.add_argument("--max-peers", type=int, default=50, metavar="N")
     p.add_argument("--no-tracker", action="store_true", help="do not announce to trackers")
+    p.add_argument(
+        "--no-web-seeds", action="store_true", help="do not fetch from the torrent's url-list"
+    )
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--state-dir", metavar="DIR", help="resume state folder")
@@ -75,6 +78,7 @@ def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
             down_limit=down,
             max_peers=args.max_peers,
             trackers=not args.no_tracker,
+            web_seeds=not getattr(args, "no_web_seeds", False),
             **more,
         )
     except SettingsError as exc:

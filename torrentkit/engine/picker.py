@@ -826,6 +826,48 @@ class Picker(Generic[P]):
 
         if len(picked) < n and self.in_endgame:
             self._take_endgame(peer, ps, n, picked)
+        return self._as_blocks(picked)
+
+    def pick_run(self, peer: P, max_pieces: int) -> list[tuple[int, int, int]]:
+        """For a peer that fetches whole pieces (a web seed, BEP 19): every block of a run
+        of up to ``max_pieces`` adjacent fresh pieces it has, all of one priority level
+        (the highest it can serve), as ``(piece, begin, length)``. The run starts at the
+        piece :meth:`pick_blocks` would choose first (random, then rarest) and grows
+        forward, then backward, while its neighbours are fresh. When no fresh piece is left,
+        up to one piece's worth of what :meth:`pick_blocks` gives (unrequested blocks of
+        pieces in progress, then endgame duplicates)."""
+        ps = self._peers.get(peer)
+        if ps is None or max_pieces <= 0 or not ps.count:
+            return []
+        first: list[int] = []
+        for level in range(MAX_PRIORITY, 0, -1):
+            if self._bands[level].flat:
+                first = self._choose_fresh(ps, level, 1)[:1]
+                if first:
+                    break
+        if not first:
+            return self.pick_blocks(peer, self._blocks_per_piece)
+        have, state, prio = ps.have, self._state, self._prio
+        level = prio[first[0]]
+        lo = hi = first[0]
+
+        n = self.num_pieces
+
+        def fresh(i: int) -> bool:
+            return 0 <= i < n and state[i] == _FRESH and prio[i] == level and have[i] == 1
+
+        while hi - lo + 1 < max_pieces and fresh(hi + 1):
+            hi += 1
+        while hi - lo + 1 < max_pieces and fresh(lo - 1):
+            lo -= 1
+        picked: list[tuple[int, int]] = []
+        for piece in range(lo, hi + 1):
+            part = self._start(piece)
+            self._take_free(peer, ps, piece, part, len(picked) + part.n_free, picked)
+        return self._as_blocks(picked)
+
+    def _as_blocks(self, picked: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """``(piece, block number)`` pairs as ``(piece, begin, length)``."""
         bs, plen, last, last_size = (
             self.block_size,
             self.piece_length,

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -48,6 +48,8 @@ from torrentkit.engine.storage import Outcome, PieceStorage, PieceWriter
 from torrentkit.engine.tick import TickWheel
 from torrentkit.engine.trust import Trust
 from torrentkit.engine.upload_cache import UploadCache
+from torrentkit.engine.webseed import WebSeedKey, usable_url
+from torrentkit.engine.webseed_link import WEB_SEED_CLIENT, WebSeedLink
 from torrentkit.errors import RemoteProtocolError, StorageError
 from torrentkit.events import (
     Choked,
@@ -102,6 +104,9 @@ from torrentkit.wire.extensions import (
 )
 from torrentkit.wire.peer_id import CLIENT_VERSION
 
+if TYPE_CHECKING:
+    import httpx  # loaded only by runs with web seeds (engine/webseed_link.py)
+
 CONNECT_TIMEOUT = 15.0
 HANDSHAKE_TIMEOUT = 10.0
 KEEPALIVE_INTERVAL = 90.0
@@ -121,6 +126,8 @@ _OPEN_GATE = trio.Event()
 _OPEN_GATE.set()
 
 EventSink = Callable[[EngineEvent], None]
+#: Who sent a block: a peer (address and listen port) or a web seed (its URL).
+SenderKey = PeerAddr | WebSeedKey
 DiscoveryFactory = Callable[["Torrent"], TorrentDiscovery]
 
 
@@ -181,7 +188,7 @@ class Torrent:
         self.geometry = PieceGeometry(
             piece_length=info.piece_length, total_length=info.total_length
         )
-        self.picker: Picker[PeerLink] = Picker(
+        self.picker: Picker[PeerLink | WebSeedLink] = Picker(
             piece_length=info.piece_length, total_length=info.total_length, rng=self.rng
         )
         if self.options.file_priorities is not None:
@@ -206,7 +213,7 @@ class Torrent:
         self.unchoke_totals: dict[bytes, list[float]] = {}
         #: known peers, backoff, bans, our own addresses, parted seeds (pure, see peerbook.py)
         self.peers = PeerBook(self.rng)
-        self.assemblies: Assemblies[PeerAddr] = Assemblies(
+        self.assemblies: Assemblies[SenderKey] = Assemblies(
             piece_length=info.piece_length, total_length=info.total_length
         )
         self.upload_cache = UploadCache(PIECE_CACHE_BYTES)
@@ -227,6 +234,11 @@ class Torrent:
         self.idle_since: float | None = None
         self._active = trio.Event()  # set while there are links
         self._discoveries: list[TorrentDiscovery] = []
+        #: web seeds (BEP 19): the second kind of link, fetching runs of pieces over HTTP
+        self.web_seeds: dict[WebSeedLink, None] = {}
+        #: URLs of web seeds dropped for good (bad data or replies) this run
+        self.dropped_web_seeds: set[str] = set()
+        self._web_work = trio.Event()  # set when web seeds may find new work
         # Own limiters always exist (rate 0 = unlimited, skipped when acquiring), so that
         # set_rate_limits takes effect at once on every link.
         own_down = RateLimiter(self.options.down_limit)
@@ -301,7 +313,7 @@ class Torrent:
             )
             for link in self.links
             if link.conn.peer_handshake is not None
-        )
+        ) + tuple(self._web_seed_snapshot(seed, now) for seed in self.web_seeds)
         down = sum(p.down_rate for p in peers)
         up = sum(p.up_rate for p in peers)
         left = self.left()
@@ -401,6 +413,8 @@ class Torrent:
                     nursery.start_soon(self._ticker.run)
                 for source in self._discoveries:
                     nursery.start_soon(source.run)
+                for seed in self.web_seeds:
+                    nursery.start_soon(self._run_web_seed, seed)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -671,7 +685,7 @@ class Torrent:
                 link.send(Extended(ext_id=reply_id, payload=metadata.encode(answer)))
 
     #: Verifies and writes complete pieces; started in the nursery by the first one.
-    _piece_writer: PieceWriter[Assembly[PeerAddr]] | None = None
+    _piece_writer: PieceWriter[Assembly[SenderKey]] | None = None
 
     @property
     def receive_gate(self) -> trio.Event:
@@ -694,10 +708,20 @@ class Torrent:
         picker, assemblies = self.picker, self.assemblies
         got = picker.blocks_received(link, blocks)
         for other, index, begin, size in got.cancels:
-            if other.conn.is_outstanding(index, begin, size):
+            if isinstance(other, PeerLink) and other.conn.is_outstanding(index, begin, size):
                 other.send(Cancel(index=index, begin=begin, length=size))
         assemblies.add_blocks(blocks, got.accepted, link.key)
-        for index in got.complete:
+        self._submit_pieces(got.complete)
+        total = sum([len(b[2]) for b in blocks])
+        link.downloaded += total
+        link.down.add(now, total)
+        link.short_down.add(now, total)
+        link.last_block = now
+
+    def _submit_pieces(self, indices: Sequence[int]) -> None:
+        """Hand the pieces the picker completed to the piece writer (verify and write)."""
+        assemblies = self.assemblies
+        for index in indices:
             if assemblies.is_complete(index):
                 writer = self._piece_writer
                 if writer is None or writer.closed:
@@ -705,13 +729,8 @@ class Torrent:
                     writer = self._piece_writer = PieceWriter(self.storage, self._finish_piece)
                     self._nursery.start_soon(writer.run)
                 writer.submit(assemblies.take(index))
-        total = sum([len(b[2]) for b in blocks])
-        link.downloaded += total
-        link.down.add(now, total)
-        link.short_down.add(now, total)
-        link.last_block = now
 
-    async def _finish_piece(self, assembly: Assembly[PeerAddr], outcome: Outcome) -> None:
+    async def _finish_piece(self, assembly: Assembly[SenderKey], outcome: Outcome) -> None:
         """The piece writer verified and wrote ``assembly`` (or failed to): its buffer is
         free again once this is done."""
         index = assembly.index
@@ -739,6 +758,11 @@ class Torrent:
             senders = assembly.contributors()
             banned = assembly.failed(self.trust)
             self.emit(HashFailed, index=index, peers=tuple(sorted(str(k) for k in senders)))
+            # A web seed that alone sent a piece failing its hash is dropped for good
+            # (BEP 19); one that shares the piece with peers is judged by trust like them.
+            if len(senders) == 1 and isinstance(key := next(iter(senders)), WebSeedKey):
+                banned.add(key)
+            self._web_work.set()
         self.assemblies.recycle(assembly)  # its buffer receives a later piece
         if self.picker.is_finished():
             self.assemblies.drop_spares()  # nothing more to receive
@@ -747,7 +771,10 @@ class Torrent:
         for link in list(self.links):
             self.fill_requests(link, trio.current_time())
 
-    def _ban(self, key: PeerAddr, reason: str) -> None:
+    def _ban(self, key: SenderKey, reason: str) -> None:
+        if isinstance(key, WebSeedKey):
+            self._drop_web_seed(key, reason)
+            return
         self.peers.ban(key)
         for link in list(self.links):
             if link.key == key:
@@ -812,6 +839,7 @@ class Torrent:
         for link in list(self.links):
             if link is not gone:
                 self.fill_requests(link, now)
+        self._web_work.set()
 
     def fill_requests(self, link: PeerLink, now: float) -> None:
         conn = link.conn
@@ -1017,3 +1045,94 @@ class Torrent:
             return False
         since = max(link.unchoked_us_at, link.last_block)
         return now - since >= SNUB_TIMEOUT and (link.snubbed or link.conn.outstanding_requests > 0)
+
+    # ------------------------------------------------------------------ web seeds (BEP 19)
+
+    def add_web_seeds(self, urls: Sequence[str], http: httpx.AsyncClient) -> None:
+        """Fetch from these ``url-list`` URLs too (``http``/``https`` ones; others are
+        ignored, as BEP 19 allows); each runs as a :class:`WebSeedLink` in our nursery."""
+        known = {seed.url for seed in self.web_seeds} | self.dropped_web_seeds
+        for url in urls:
+            if url in known or not usable_url(url):
+                continue
+            known.add(url)
+            seed = WebSeedLink(self, self.info, url, http, now=trio.current_time())
+            self.web_seeds[seed] = None
+            if self._nursery is not None:
+                self._nursery.start_soon(self._run_web_seed, seed)
+
+    async def _run_web_seed(self, seed: WebSeedLink) -> None:
+        self.picker.peer_have_all(seed)
+        self.emit(PeerConnected, peer=seed.url, client=WEB_SEED_CLIENT)
+        fatal = False
+        try:
+            with seed.scope:
+                await seed.run()
+                fatal = True  # run returns only on a fatal error
+        finally:
+            self.web_seeds.pop(seed, None)
+            if fatal or seed.dropped:
+                self.dropped_web_seeds.add(seed.url)
+            released = self.picker.peer_gone(seed)
+            self.emit(PeerDisconnected, peer=seed.url, reason=seed.close_reason)
+            if released and self._nursery is not None:
+                self._rerequest_all()
+
+    def _rerequest_all(self) -> None:
+        now = trio.current_time()
+        for link in list(self.links):
+            self.fill_requests(link, now)
+        self._web_work.set()
+
+    def _drop_web_seed(self, key: WebSeedKey, reason: str) -> None:
+        for seed in list(self.web_seeds):
+            if seed.key == key and not seed.dropped:
+                self.emit(PeerBanned, peer=seed.url, reason=reason)
+                seed.close("banned: " + reason)
+
+    def pick_web_run(self, seed: WebSeedLink, max_pieces: int) -> list[tuple[int, int, int]]:
+        if self.failed.is_set():
+            return []
+        return self.picker.pick_run(seed, max_pieces)
+
+    def on_web_blocks(
+        self, seed: WebSeedLink, blocks: Sequence[tuple[int, int, bytes]], now: float
+    ) -> None:
+        """Blocks a web seed fetched: into the picker and the assemblies like a peer's."""
+        got = self.picker.blocks_received(seed, blocks)
+        for other, index, begin, size in got.cancels:
+            if isinstance(other, PeerLink) and other.conn.is_outstanding(index, begin, size):
+                other.send(Cancel(index=index, begin=begin, length=size))
+        self.assemblies.add_blocks(blocks, got.accepted, seed.key)
+        self._submit_pieces(got.complete)
+
+    def release_web_requests(self, seed: WebSeedLink) -> None:
+        if self.picker.peer_choked(seed):
+            self._rerequest_all()
+
+    async def wait_web_work(self) -> None:
+        if self._web_work.is_set():
+            self._web_work = trio.Event()  # a signal since the last wait: look again now
+            return
+        await self._web_work.wait()
+
+    @staticmethod
+    def _web_seed_snapshot(seed: WebSeedLink, now: float) -> PeerSnapshot:
+        return PeerSnapshot(
+            addr=seed.url,
+            client=WEB_SEED_CLIENT,
+            outgoing=True,
+            am_choking=True,
+            am_interested=seed.fetching,
+            peer_choking=False,
+            peer_interested=False,
+            optimistic=False,
+            snubbed=False,
+            down_rate=seed.down.rate(now),
+            up_rate=0.0,
+            downloaded=seed.downloaded,
+            uploaded=0,
+            progress=1.0,
+            connected_for=now - seed.connected_at,
+            unchoked_seconds=0.0,
+        )

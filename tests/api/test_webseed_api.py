@@ -1,0 +1,163 @@
+"""Web seeds (BEP 19) end to end: torrents whose only source is a real HTTP server started by
+the test (aiohttp's static files, which honour Range), good and hostile (docs/limits.md
+item 16)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+import torrentkit
+from torrentkit.engine import webseed_link
+from torrentkit.events import Event, PeerBanned, PeerConnected, PeerDisconnected
+from torrentkit.maketorrent import make_torrent
+
+from .helpers import KIB, payload, same_files, settings
+from .webseed_server import web_seed_server
+
+
+async def fetch(
+    raw: bytes, dest: Path, state: Path, *, timeout: float = 60, **kw: object
+) -> list[Event]:
+    """Download ``raw`` into ``dest``; the session's events."""
+    events: list[Event] = []
+    async with torrentkit.open_session(settings(state, **kw)) as session:
+        session.subscribe(events.append)
+        handle = await session.add(raw, dest)
+        with trio.fail_after(timeout):
+            await handle.wait_complete()
+        snap = handle.snapshot()
+        assert snap is not None
+        for p in snap.peers:  # the peers the UI lists, marked with info_hash "snapshot"
+            events.append(PeerConnected(t=0, info_hash="snapshot", peer=p.addr, client=p.client))
+    return events
+
+
+async def test_single_file_from_a_web_seed_only(tmp_path: Path) -> None:
+    src = payload(tmp_path / "src", {"the file.bin": 700 * KIB + 37})
+    with web_seed_server(src) as server:
+        url = server.url("ok")  # ends in "/": the name is appended, percent-encoded
+        raw = make_torrent(src / "the file.bin", piece_length=32 * KIB, url_list=[url])
+        events = await fetch(raw, tmp_path / "dest", tmp_path / "state")
+        assert server.hits["ok"] >= 2  # runs of pieces, several requests
+    assert (tmp_path / "dest" / "the file.bin").read_bytes() == (src / "the file.bin").read_bytes()
+    connected = [e for e in events if isinstance(e, PeerConnected) and e.peer == url]
+    # The engine's event, and the seed listed as a peer in the final snapshot (the UI).
+    assert [e.client for e in connected] == ["web seed", "web seed"]
+    assert not [e for e in events if isinstance(e, PeerBanned)]
+
+
+async def test_multi_file_from_a_web_seed_only(tmp_path: Path) -> None:
+    files = {
+        "pack/a b.txt": 5 * KIB,
+        "pack/sub/ünï cödé #1.bin": 300 * KIB + 5,
+        "pack/sub/deeper/z.dat": 64 * KIB,
+        "pack/tiny": 1,
+    }
+    src = payload(tmp_path / "src", files)
+    with web_seed_server(src) as server:
+        raw = make_torrent(src / "pack", piece_length=16 * KIB, url_list=[server.url("ok")])
+        await fetch(raw, tmp_path / "dest", tmp_path / "state")
+    assert same_files(src / "pack", tmp_path / "dest" / "pack")
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        ("full200", "200"),
+        ("badrange", "Content-Range"),
+        ("loop", "redirects"),
+        ("longer", "more than"),
+        ("corrupt", "corrupt"),
+    ],
+)
+async def test_hostile_web_seed_is_dropped_and_pieces_come_from_the_good_one(
+    tmp_path: Path, mode: str, words: str
+) -> None:
+    src = payload(tmp_path / "src", {"pack/x.bin": 600 * KIB, "pack/y.bin": 100 * KIB})
+    with web_seed_server(src) as server:
+        bad, good = server.url(mode), server.url("ok")
+        raw = make_torrent(src / "pack", piece_length=16 * KIB, url_list=[bad, good])
+        events = await fetch(raw, tmp_path / "dest", tmp_path / "state")
+        assert server.hits[mode] >= 1  # it was asked
+    assert same_files(src / "pack", tmp_path / "dest" / "pack")
+    gone = [e for e in events if isinstance(e, PeerDisconnected) and e.peer == bad]
+    assert len(gone) == 1 and words in gone[0].reason, gone
+    # The good seed stayed; the bad one is not listed any more.
+    listed = {e.peer for e in events if isinstance(e, PeerConnected) and e.info_hash == "snapshot"}
+    assert good in listed and bad not in listed
+    banned = [e for e in events if isinstance(e, PeerBanned)]
+    assert [e.peer for e in banned] == ([bad] if mode == "corrupt" else [])
+
+
+async def test_busy_web_seed_is_retried_with_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delays: list[int] = []
+
+    def quick(failures: int) -> float:
+        delays.append(failures)
+        return 0.05
+
+    monkeypatch.setattr(webseed_link, "retry_delay", quick)
+    src = payload(tmp_path / "src", {"f.bin": 200 * KIB})
+    with web_seed_server(src, busy=3) as server:
+        raw = make_torrent(src / "f.bin", piece_length=16 * KIB, url_list=[server.url("busy")])
+        await fetch(raw, tmp_path / "dest", tmp_path / "state")
+    assert (tmp_path / "dest" / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
+    assert delays == [1, 2, 3]  # three 503s in a row, each waited longer; then success
+
+
+async def test_web_seeds_off(tmp_path: Path) -> None:
+    src = payload(tmp_path / "src", {"f.bin": 64 * KIB})
+    with web_seed_server(src) as server:
+        raw = make_torrent(src / "f.bin", piece_length=16 * KIB, url_list=[server.url("ok")])
+        async with torrentkit.open_session(
+            settings(tmp_path / "state", web_seeds=False)
+        ) as session:
+            handle = await session.add(raw, tmp_path / "dest")
+            await trio.sleep(1.5)
+            assert handle.status().pieces == 0
+            snap = handle.snapshot()
+            assert snap is not None and snap.peers == ()
+        assert server.hits["ok"] == 0
+
+
+def test_cli_download_from_a_web_seed_lists_it_as_a_peer(tmp_path: Path) -> None:
+    src = payload(tmp_path / "src", {"f.bin": 300 * KIB})
+    torrent = tmp_path / "f.torrent"
+    base = [sys.executable, "-m", "torrentkit.cli.main", "download", str(torrent)]
+    common = ["--bind", "127.0.0.1", "--no-tracker", "--json", "--state-dir"]
+    with web_seed_server(src) as server:
+        url = server.url("ok")
+        torrent.write_bytes(make_torrent(src / "f.bin", piece_length=16 * KIB, url_list=[url]))
+        r = subprocess.run(
+            [*base, "-o", str(tmp_path / "d1"), *common, str(tmp_path / "s1")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        lines = [json.loads(x) for x in r.stdout.splitlines()]
+        assert {"event": "peer_connected", "peer": url, "client": "web seed"}.items() <= next(
+            x for x in lines if x["event"] == "peer_connected"
+        ).items()
+        summary = lines[-1]
+        assert summary["event"] == "summary"
+        (peer,) = summary["torrents"][0]["peers"]
+        assert peer["peer"] == url and peer["client"] == "web seed"
+        assert peer["downloaded"] == 300 * KIB
+        assert (tmp_path / "d1" / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
+        # --no-web-seeds: the server is never asked, so the download times out.
+        asked = server.hits["ok"]
+        r = subprocess.run(
+            [*base, "-o", str(tmp_path / "d2"), *common, str(tmp_path / "s2"),
+             "--no-web-seeds", "--timeout", "2"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode != 0
+        assert "peer_connected" not in r.stdout
+        assert server.hits["ok"] == asked

@@ -1,0 +1,218 @@
+"""The trio driver of one web seed (BEP 19): runs of pieces over HTTP Range requests (httpx).
+
+A :class:`WebSeedLink` is the second kind of link a torrent owns, beside
+:class:`~torrentkit.engine.peer.PeerLink`: to the picker it is a peer that has every piece
+and never chokes. Its one task loops:
+
+1. ask the owner for a run of whole pieces (``Picker.pick_run``); with nothing to fetch,
+   wait until the owner wakes it (requests were given back, a piece failed) or a second
+   passes;
+2. fetch the run: one ``GET`` with a ``Range`` header per file the run touches, in payload
+   order, each reply checked by :func:`~torrentkit.engine.webseed.check_reply` before its
+   body is read, the body streamed and cut into 16 KiB blocks that go to the owner as they
+   complete (so memory stays at one block plus one network chunk, and rates move smoothly);
+   a body longer than asked is refused as soon as the extra byte arrives, a shorter one
+   gives the rest back to the picker;
+3. on a transient failure give the unfetched blocks back and wait
+   :func:`~torrentkit.engine.webseed.retry_delay`; on a fatal one the link ends, and the
+   owner drops the seed for good.
+
+The download rate limits and the disk backpressure gate apply as for peers. Verifying is
+the owner's: the blocks land in the same assemblies as peers' blocks, named by the seed's
+:class:`~torrentkit.engine.webseed.WebSeedKey`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import trio
+
+from torrentkit.engine.layout import Layout
+from torrentkit.engine.ratelimit import RateLimiter, acquire_all
+from torrentkit.engine.rates import RollingRate
+from torrentkit.engine.webseed import (
+    RangeRequest,
+    WebSeedError,
+    WebSeedKey,
+    check_reply,
+    contiguous_runs,
+    file_urls,
+    plan_ranges,
+    retry_delay,
+    run_pieces,
+)
+from torrentkit.metainfo import Info
+
+if TYPE_CHECKING:
+    import httpx
+
+#: What the UI and ``--json`` show as a web seed's client.
+WEB_SEED_CLIENT = "web seed"
+#: At most this long for one range request's whole exchange (seconds).
+REQUEST_TIMEOUT = 120.0
+
+
+class WebSeedOwner(Protocol):
+    """What a web seed needs from the torrent that owns it."""
+
+    @property
+    def down_limiters(self) -> Sequence[RateLimiter]: ...
+
+    @property
+    def receive_gate(self) -> trio.Event: ...
+
+    def pick_web_run(self, seed: WebSeedLink, max_pieces: int) -> list[tuple[int, int, int]]:
+        """A run of blocks to fetch, recorded as the seed's requests."""
+        ...
+
+    def on_web_blocks(
+        self, seed: WebSeedLink, blocks: Sequence[tuple[int, int, bytes]], now: float
+    ) -> None:
+        """Blocks the seed fetched (synchronous)."""
+        ...
+
+    def release_web_requests(self, seed: WebSeedLink) -> None:
+        """Give the seed's outstanding requests back to the picker."""
+        ...
+
+    async def wait_web_work(self) -> None:
+        """Until there may be something new to fetch (the caller bounds the wait)."""
+        ...
+
+
+class WebSeedLink:
+    """One ``url-list`` entry of one torrent."""
+
+    def __init__(
+        self, owner: WebSeedOwner, info: Info, url: str, http: httpx.AsyncClient, *, now: float
+    ) -> None:
+        self.owner = owner
+        self.url = url
+        self.key = WebSeedKey(url)
+        self.http = http
+        self.layout = Layout.from_info(info)
+        self.urls = file_urls(url, info)
+        self.max_pieces = run_pieces(info.piece_length, info.num_pieces)
+        self.piece_length = info.piece_length
+        self.connected_at = now
+        self.down = RollingRate(now=now)
+        self.downloaded = 0
+        self.failures = 0  # transient failures in a row
+        self.fetching = False
+        self.close_reason = "closed"
+        self.dropped = False  # closed by the owner for bad data: never used again
+        self.scope = trio.CancelScope()
+
+    def __repr__(self) -> str:
+        return f"<WebSeedLink {self.url}>"
+
+    def close(self, reason: str) -> None:
+        """End the link for good (the owner found its data bad)."""
+        if not self.dropped:
+            self.close_reason = reason
+        self.dropped = True
+        self.scope.cancel()
+
+    async def run(self) -> None:
+        """Fetch until cancelled or a fatal error (its message in ``close_reason``)."""
+        owner = self.owner
+        while True:
+            blocks = owner.pick_web_run(self, self.max_pieces)
+            if not blocks:
+                with trio.move_on_after(1.0):
+                    await owner.wait_web_work()
+                continue
+            self.fetching = True
+            try:
+                for run in contiguous_runs(blocks, self.piece_length):
+                    await self._fetch_run(run)
+                self.failures = 0
+            except WebSeedError as exc:
+                self.fetching = False
+                owner.release_web_requests(self)
+                self.close_reason = str(exc)
+                if exc.fatal:
+                    return
+                self.failures += 1
+                await trio.sleep(retry_delay(self.failures))
+            self.fetching = False
+
+    async def _fetch_run(self, run: list[tuple[int, int, int]]) -> None:
+        first = run[0]
+        offset = first[0] * self.piece_length + first[1]
+        length = sum(b[2] for b in run)
+        pending = deque(run)
+        buf = bytearray()
+        for req in plan_ranges(self.layout, self.urls, offset, length):
+            if req.url is None:
+                buf += bytes(req.length)  # a pad file: zeros, never fetched
+                self._deliver(pending, buf)
+                continue
+            await self._fetch_range(req, pending, buf)
+        if pending:
+            raise WebSeedError("fewer bytes than asked", fatal=False)
+
+    async def _fetch_range(
+        self, req: RangeRequest, pending: deque[tuple[int, int, int]], buf: bytearray
+    ) -> None:
+        import httpx  # here, so that runs without web seeds never load it
+
+        assert req.url is not None
+        owner = self.owner
+        got = 0
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT):
+                async with self.http.stream(
+                    "GET",
+                    req.url,
+                    headers={"Range": req.header, "Accept-Encoding": "identity"},
+                ) as reply:
+                    check_reply(reply.status_code, reply.headers, req)
+                    async for chunk in reply.aiter_raw():
+                        got += len(chunk)
+                        if got > req.length:
+                            raise WebSeedError(
+                                f"sent more than the {req.length} bytes asked", fatal=True
+                            )
+                        limits = owner.down_limiters
+                        if limits:
+                            await acquire_all(limits, len(chunk))
+                        gate = owner.receive_gate
+                        if not gate.is_set():
+                            await gate.wait()  # the disk is behind
+                        buf += chunk
+                        now = trio.current_time()
+                        self.down.add(now, len(chunk))
+                        self._deliver(pending, buf)
+        except trio.TooSlowError:
+            raise WebSeedError(f"no full reply within {REQUEST_TIMEOUT:g} s", fatal=False) from None
+        except httpx.TooManyRedirects:
+            raise WebSeedError(f"more than {self._max_redirects} redirects", fatal=True) from None
+        except httpx.UnsupportedProtocol as exc:
+            raise WebSeedError(f"unsupported URL: {exc}", fatal=True) from None
+        except httpx.InvalidURL as exc:
+            raise WebSeedError(f"invalid URL: {exc}", fatal=True) from None
+        except httpx.HTTPError as exc:
+            raise WebSeedError(f"{type(exc).__name__}: {exc}", fatal=False) from None
+        if got < req.length:
+            raise WebSeedError(f"body of {got} bytes for {req.length} asked", fatal=False)
+
+    @property
+    def _max_redirects(self) -> int:
+        return self.http.max_redirects
+
+    def _deliver(self, pending: deque[tuple[int, int, int]], buf: bytearray) -> None:
+        """Hand every complete block at the front of ``buf`` to the owner."""
+        out: list[tuple[int, int, bytes]] = []
+        taken = 0
+        while pending and len(buf) - taken >= pending[0][2]:
+            index, begin, size = pending.popleft()
+            out.append((index, begin, bytes(buf[taken : taken + size])))
+            taken += size
+        if out:
+            del buf[:taken]
+            self.downloaded += taken
+            self.owner.on_web_blocks(self, out, trio.current_time())
