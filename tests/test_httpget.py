@@ -124,3 +124,64 @@ async def test_transport_errors_and_timeouts_are_fetch_errors(
                 await request_capped(http, "ftp://x/", max_bytes=CAP, timeout=1)
             with pytest.raises(FetchError, match="invalid URL"):
                 await request_capped(http, "http://[::1/", max_bytes=CAP, timeout=1)
+
+
+# ---- new_client: plain http without any TLS set-up, https verified when first used
+
+
+def self_signed(tmp: Any) -> tuple[str, str]:
+    import subprocess
+
+    key, cert = str(tmp / "key.pem"), str(tmp / "cert.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+         "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
+def plain_client() -> httpx.AsyncClient:
+    from torrentkit.httpget import new_client
+
+    return new_client(timeout=httpx.Timeout(5.0), headers={}, max_redirects=2)
+
+
+async def test_new_client_fetches_plain_http() -> None:
+    server = Scripted(http_reply("200 OK", b"hello"))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve)
+        async with plain_client() as http:
+            reply = await request_capped(
+                http, f"http://127.0.0.1:{port}/x", max_bytes=CAP, timeout=5
+            )
+        nursery.cancel_scope.cancel()
+    assert (reply.status, reply.body) == (200, b"hello")
+
+
+async def test_new_client_verifies_https_certificates(tmp_path: Any) -> None:
+    """https goes through a transport made on first use, and it verifies: a self-signed
+    certificate is refused, and nothing is fetched."""
+    import ssl
+
+    key, cert = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    served: list[bytes] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        tls = trio.SSLStream(stream, context, server_side=True)
+        try:
+            served.append(await tls.receive_some(65536))
+        except trio.BrokenResourceError:
+            return
+
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, handle, listeners)
+        async with plain_client() as http:
+            with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+                await request_capped(http, f"https://127.0.0.1:{port}/", max_bytes=CAP, timeout=5)
+        nursery.cancel_scope.cancel()
+    assert served == []

@@ -180,7 +180,7 @@ class Child:
         assert self.proc.stdout is not None
         with open(self.log, "wb") as out:
             for raw in self.proc.stdout:
-                out.write(raw)
+                out.write(b"%.3f " % (time.perf_counter() - self.started) + raw)
                 self.lines.append(raw.decode(errors="replace").rstrip())
                 self._event(raw)
         # Wait for the exit without reaping, then reap under the lock ``stop`` takes.
@@ -514,7 +514,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--no-netns", action="store_true", help="run on the host's loopback, no namespace"
     )
     p.add_argument("--dir", help="where to make the temporary folder")
-    p.add_argument("--keep", action="store_true", help="keep the temporary folder (and logs)")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary folder and logs (each log line prefixed with the seconds "
+        "since its process was started)",
+    )
     args = p.parse_args(argv)
     try:
         args.size_bytes = parse_size(args.size, "--size")
@@ -527,6 +532,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--size must be at least one piece")
     if args.runs < 1 or args.leechers < 1:
         p.error("--runs and --leechers must be at least 1")
+    if args.dir is not None and not Path(args.dir).is_dir():
+        p.error(f"--dir {args.dir}: no such folder")
     return args
 
 

@@ -27,7 +27,7 @@ import trio
 
 from torrentkit.errors import TorrentkitError
 
-__all__ = ["CappedReply", "FetchError", "ReplyRefused", "request_capped"]
+__all__ = ["CappedReply", "FetchError", "ReplyRefused", "new_client", "request_capped"]
 
 
 class FetchError(TorrentkitError):
@@ -80,6 +80,55 @@ async def request_capped(
     except httpx.TimeoutException as exc:
         raise FetchError(f"timed out ({type(exc).__name__})") from None
     except httpx.HTTPError as exc:
-        raise FetchError(f"{type(exc).__name__}: {exc}") from None
+        raise FetchError(f"{type(exc).__name__}: {_reason(exc)}") from None
     except httpx.InvalidURL as exc:
         raise FetchError(f"invalid URL: {exc}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in words: httpx's own message, or (when it has none, as for TLS
+    failures) the message of the error underneath it."""
+    seen = exc
+    while not str(seen) and (seen.__cause__ or seen.__context__) is not None:
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    return str(seen) or "no reason given"
+
+
+class _TLSOnFirstUse(httpx.AsyncBaseTransport):
+    """The https transport, made on the first https request: building an SSL context and
+    loading the CA bundle costs ~80 ms of CPU, which every process that only ever speaks
+    plain HTTP (most trackers, loopback tests, the swarm benchmark's eight leechers) would
+    otherwise pay at start."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._transport: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._transport is None:
+            self._transport = httpx.AsyncHTTPTransport(verify=True, **self._options)
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+
+
+def new_client(
+    *, timeout: httpx.Timeout, headers: Mapping[str, str], max_redirects: int
+) -> httpx.AsyncClient:
+    """An httpx client for our own requests: redirects followed up to ``max_redirects``,
+    environment proxies ignored (``trust_env=False``: traffic goes where the URL says, and
+    loopback tests never reach a proxy), certificates verified on https, and the TLS set-up
+    made only when the first https URL is fetched."""
+    limits = httpx.Limits()
+    return httpx.AsyncClient(
+        timeout=timeout,
+        headers=dict(headers),
+        follow_redirects=max_redirects > 0,
+        max_redirects=max_redirects,
+        trust_env=False,
+        # Plain http never uses an SSL context: no CA bundle is loaded for it.
+        transport=httpx.AsyncHTTPTransport(verify=False, limits=limits),
+        mounts={"https://": _TLSOnFirstUse(limits=limits)},
+    )

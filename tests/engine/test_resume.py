@@ -512,7 +512,9 @@ async def test_a_missing_or_replaced_file_has_its_pieces_rehashed(
         result = await fast_check(st, INFO, data)
     assert result.changed_files == (A, C)
     assert result.rechecked == (*range(0, 10), 21, 22)
-    assert spy.take() == [*range(0, 10), 21, 22]
+    # Decided now, but only the pieces that also hold bytes of a file still on disk are
+    # read: the others cannot be complete.
+    assert spy.take() == [9, 21, 22]
     assert [p for p in range(N) if not result.have[p]] == [*range(0, 10), 21, 22]
 
 
@@ -529,6 +531,21 @@ async def test_bytes_changed_behind_a_restored_stamp_are_trusted(
     with trio.fail_after(10):
         result = await fast_check(st, INFO, data)
     assert result.rechecked == () and all(result.have)
+
+
+async def test_a_new_download_is_checked_without_reading(tmp_path: Path) -> None:
+    """No resume data and none of the files on disk yet: every piece is decided (missing)
+    without a single read, and progress still reports each one."""
+    root = tmp_path / "new"
+    root.mkdir()
+    seen: list[tuple[int, bool]] = []
+    async with FileStorage(INFO, root) as st:
+        spy = Spy(st)
+        with trio.fail_after(10):
+            result = await fast_check(st, INFO, None, progress=lambda i, ok: seen.append((i, ok)))
+    assert spy.take() == [] and result.full and not any(result.have)
+    assert sorted(seen) == [(i, False) for i in range(N)]
+    assert list(root.iterdir()) == []  # and nothing was created
 
 
 async def test_no_resume_data_means_a_full_recheck(
@@ -594,7 +611,8 @@ async def test_a_claimed_piece_whose_file_was_missing_when_saved_is_hashed() -> 
         )  # fmt: skip
         spy = Spy(st)
         result = await fast_check(st, INFO, data)
-    assert spy.take() == [0] and result.rechecked == (0,) and not any(result.have)
+    # Decided now (not trusted); nothing is read, as none of its files is in storage.
+    assert spy.take() == [] and result.rechecked == (0,) and not any(result.have)
 
 
 async def test_pad_files_never_count_as_changed(tmp_path: Path) -> None:

@@ -255,7 +255,21 @@ class PieceStorage:
         n = info.num_pieces
         results = [False] * n
         per_batch = max(1, BATCH_BYTES // info.piece_length)
-        runs = _runs(range(n) if only is None else only, n)
+        runs = _runs(range(n) if only is None else only, n)  # checks the indexes too
+        # A piece none of whose files is on disk cannot be complete, so it is not read: a
+        # new download, whose files do not exist yet, is "checked" without any I/O.
+        on_disk = bytearray(n)  # pad files count as present: they are zeros, never files
+        files = info.files
+        for i, stamp in enumerate(await self._call(self._file_stamps_sync)):
+            pieces = self.layout.file_pieces(i)
+            if (stamp is not None or files[i].pad) and pieces:
+                on_disk[pieces.start : pieces.stop] = b"\x01" * len(pieces)
+        absent = [i for start, stop in runs for i in range(start, stop) if not on_disk[i]]
+        if absent:
+            if progress is not None:
+                for i in absent:
+                    progress(i, False)
+            runs = _runs((i for start, stop in runs for i in range(start, stop) if on_disk[i]), n)
         spans = [(a, min(a + per_batch, stop)) for start, stop in runs for a in
                  range(start, stop, per_batch)]  # fmt: skip
         if not spans:

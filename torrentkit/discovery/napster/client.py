@@ -41,7 +41,7 @@ from torrentkit.discovery.base import SearchHit
 from torrentkit.discovery.napster import protocol
 from torrentkit.discovery.napster.index import IndexRequestError, SearchQuery, SharedFile
 from torrentkit.errors import LocalProtocolError, TorrentkitError
-from torrentkit.httpget import FetchError, ReplyRefused, request_capped
+from torrentkit.httpget import FetchError, ReplyRefused, new_client, request_capped
 from torrentkit.ids import InfoHash, PeerAddr
 
 log = logging.getLogger(__name__)
@@ -224,13 +224,13 @@ class NapsterClient:
 
 def new_http_client(timeout: float = 15.0) -> httpx.AsyncClient:
     """An httpx client for an index: no environment proxies, no compression (we cap bodies)."""
-    return httpx.AsyncClient(
+    return new_client(
         timeout=httpx.Timeout(timeout),
         headers={
             "User-Agent": f"torrentkit/{torrentkit.__version__}",
             "Accept-Encoding": "identity",
         },
-        trust_env=False,
+        max_redirects=0,
     )
 
 

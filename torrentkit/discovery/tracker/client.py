@@ -66,7 +66,7 @@ from torrentkit.discovery.tracker.protocol import (
     scrape_url,
 )
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError, TorrentkitError
-from torrentkit.httpget import FetchError, ReplyRefused, request_capped
+from torrentkit.httpget import FetchError, ReplyRefused, new_client, request_capped
 from torrentkit.ids import InfoHash, PeerAddr
 
 log = logging.getLogger(__name__)
@@ -393,7 +393,7 @@ def new_http_client(config: TrackerClientConfig | None = None) -> httpx.AsyncCli
     torrent says, and loopback tests are not sent through a proxy by accident.
     """
     config = config if config is not None else TrackerClientConfig()
-    return httpx.AsyncClient(
+    return new_client(
         timeout=httpx.Timeout(
             config.read_timeout, connect=config.connect_timeout, pool=config.connect_timeout
         ),
@@ -402,9 +402,7 @@ def new_http_client(config: TrackerClientConfig | None = None) -> httpx.AsyncCli
             # We cap the body we read; a compressed body could expand past that cap.
             "Accept-Encoding": "identity",
         },
-        follow_redirects=True,
         max_redirects=3,
-        trust_env=False,
     )
 
 
