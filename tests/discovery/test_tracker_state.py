@@ -1,11 +1,14 @@
-"""The tracker's swarm state (pure; time is passed in)."""
+"""The tracker's swarm rules (time is passed in), run against every store: the in-memory
+one and Redis (a real redis-server, see conftest.py)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
+from tests.discovery.conftest import MakeStore, SyncStore
 from torrentkit.discovery.tracker import protocol
 from torrentkit.discovery.tracker.protocol import (
     AnnounceEvent,
@@ -14,7 +17,7 @@ from torrentkit.discovery.tracker.protocol import (
     ScrapeStats,
     TrackerRequestError,
 )
-from torrentkit.discovery.tracker.state import TrackerConfig, TrackerState, parse_whitelist
+from torrentkit.discovery.tracker.state import TrackerConfig, parse_whitelist
 from torrentkit.errors import LocalProtocolError
 from torrentkit.ids import InfoHash
 
@@ -37,11 +40,20 @@ def addrs(reply: AnnounceReply) -> set[tuple[str, int]]:
     return {(p.ip, p.port) for p in reply.peers}
 
 
-def new_state(**config: object) -> TrackerState:
-    return TrackerState(TrackerConfig(**config), rng=random.Random(7))  # type: ignore[arg-type]
+NewState = Callable[..., SyncStore]
 
 
-def test_peers_on_one_loopback_ip_all_see_each_other_but_never_themselves() -> None:
+@pytest.fixture
+def new_state(make_store: MakeStore) -> NewState:
+    def new(**config: object) -> SyncStore:
+        return make_store(TrackerConfig(**config))  # type: ignore[arg-type]
+
+    return new
+
+
+def test_peers_on_one_loopback_ip_all_see_each_other_but_never_themselves(
+    new_state: NewState,
+) -> None:
     state = new_state()
     for n in range(5):
         state.announce(req(n, event=AnnounceEvent.STARTED), remote_ip=LOOP, now=0)
@@ -51,7 +63,7 @@ def test_peers_on_one_loopback_ip_all_see_each_other_but_never_themselves() -> N
         assert all(p.peer_id != pid(n) for p in reply.peers)
 
 
-def test_same_address_new_peer_id_replaces_the_stale_entry() -> None:
+def test_same_address_new_peer_id_replaces_the_stale_entry(new_state: NewState) -> None:
     state = new_state()
     state.announce(req(1), remote_ip=LOOP, now=0)
     state.announce(req(2), remote_ip=LOOP, now=0)
@@ -61,7 +73,7 @@ def test_same_address_new_peer_id_replaces_the_stale_entry() -> None:
     assert state.scrape([IH])[IH].incomplete == 2
 
 
-def test_same_peer_id_new_port_moves_the_entry() -> None:
+def test_same_peer_id_new_port_moves_the_entry(new_state: NewState) -> None:
     state = new_state()
     state.announce(req(1), remote_ip=LOOP, now=0)
     state.announce(req(2), remote_ip=LOOP, now=0)
@@ -70,7 +82,7 @@ def test_same_peer_id_new_port_moves_the_entry() -> None:
     assert addrs(reply) == {(LOOP, 7777)}
 
 
-def test_counts_completed_and_stopped() -> None:
+def test_counts_completed_and_stopped(new_state: NewState) -> None:
     state = new_state()
     state.announce(req(1, left=0, event=AnnounceEvent.STARTED), remote_ip=LOOP, now=0)
     state.announce(req(2, event=AnnounceEvent.STARTED), remote_ip=LOOP, now=0)
@@ -90,7 +102,7 @@ def test_counts_completed_and_stopped() -> None:
     assert len(state) == 1
 
 
-def test_numwant_default_cap_and_zero() -> None:
+def test_numwant_default_cap_and_zero(new_state: NewState) -> None:
     state = new_state()
     for n in range(300):
         state.announce(req(n), remote_ip=LOOP, now=0)
@@ -105,7 +117,7 @@ def test_numwant_default_cap_and_zero() -> None:
     assert list(zero.peers) == []
 
 
-def test_random_pick_never_includes_self() -> None:
+def test_random_pick_never_includes_self(new_state: NewState) -> None:
     state = new_state()
     for n in range(60):
         state.announce(req(n), remote_ip=LOOP, now=0)
@@ -116,7 +128,7 @@ def test_random_pick_never_includes_self() -> None:
         assert len({p.peer_id for p in reply.peers}) == 50
 
 
-def test_interval_jitter_and_min_interval() -> None:
+def test_interval_jitter_and_min_interval(new_state: NewState) -> None:
     state = new_state(interval=1800)
     intervals = {state.announce(req(n), remote_ip=LOOP, now=0).interval for n in range(200)}
     assert min(intervals) >= 1800
@@ -125,7 +137,7 @@ def test_interval_jitter_and_min_interval() -> None:
     assert state.announce(req(1), remote_ip=LOOP, now=0).min_interval == 900
 
 
-def test_min_interval_enforced_for_regular_announces_only() -> None:
+def test_min_interval_enforced_for_regular_announces_only(new_state: NewState) -> None:
     state = new_state(interval=100)
     state.announce(req(1), remote_ip=LOOP, now=0)
     state.announce(req(2), remote_ip=LOOP, now=0)
@@ -138,11 +150,11 @@ def test_min_interval_enforced_for_regular_announces_only() -> None:
     assert addrs(on_time) == {(LOOP, 6001)}
 
 
-def test_peers_expire_after_missing_two_intervals() -> None:
+def test_peers_expire_after_missing_two_intervals(new_state: NewState) -> None:
     state = new_state(interval=100)  # longest interval handed out: 110; timeout 220
     state.announce(req(1), remote_ip=LOOP, now=0)
     state.announce(req(2), remote_ip=LOOP, now=0)
-    for t in (100, 200, 300):
+    for t in (100, 200):
         state.announce(req(2), remote_ip=LOOP, now=t)  # 2 keeps announcing, 1 went silent
     assert state.purge(now=219) == 0
     assert state.purge(now=221) == 1
@@ -157,7 +169,7 @@ def test_peers_expire_after_missing_two_intervals() -> None:
     assert len(state) == 0
 
 
-def test_ip_param_ignored_unless_trusted() -> None:
+def test_ip_param_ignored_unless_trusted(new_state: NewState) -> None:
     spoof = {"ip": "10.9.9.9"}
     state = new_state()
     state.announce(req(1, **spoof), remote_ip=LOOP, now=0)
@@ -171,7 +183,7 @@ def test_ip_param_ignored_unless_trusted() -> None:
         trusting.announce(req(3, ip="example.com"), remote_ip=LOOP, now=0)
 
 
-def test_ipv6_and_ipv4_mapped_addresses() -> None:
+def test_ipv6_and_ipv4_mapped_addresses(new_state: NewState) -> None:
     state = new_state()
     state.announce(req(1), remote_ip="::ffff:127.0.0.1", now=0)
     state.announce(req(2), remote_ip="::1", now=0)
@@ -182,7 +194,7 @@ def test_ipv6_and_ipv4_mapped_addresses() -> None:
     assert {str(p) for p in parsed.peers} == {"127.0.0.1:6001", "[::1]:6002"}
 
 
-def test_peer_id_cannot_be_taken_over_from_another_ip_without_its_key() -> None:
+def test_peer_id_cannot_be_taken_over_from_another_ip_without_its_key(new_state: NewState) -> None:
     state = new_state()
     state.announce(req(1, key=b"secret"), remote_ip="10.0.0.1", now=0)
     with pytest.raises(TrackerRequestError, match="in use from another address"):
@@ -196,8 +208,8 @@ def test_peer_id_cannot_be_taken_over_from_another_ip_without_its_key() -> None:
     assert addrs(reply) == {("10.0.0.2", 6001)}
 
 
-def test_whitelist() -> None:
-    state = TrackerState(whitelist=[IH])
+def test_whitelist(make_store: MakeStore) -> None:
+    state = make_store(whitelist=[IH])
     state.announce(req(1), remote_ip=LOOP, now=0)
     with pytest.raises(TrackerRequestError, match="not registered"):
         state.announce(req(1, info_hash=IH2), remote_ip=LOOP, now=0)
@@ -210,7 +222,7 @@ def test_whitelist() -> None:
     assert len(state) == 2
 
 
-def test_caps_refuse_new_entries_only() -> None:
+def test_caps_refuse_new_entries_only(new_state: NewState) -> None:
     state = new_state(max_swarms=1, max_peers_per_swarm=2)
     state.announce(req(1), remote_ip=LOOP, now=0)
     state.announce(req(2), remote_ip=LOOP, now=0)
@@ -223,7 +235,7 @@ def test_caps_refuse_new_entries_only() -> None:
     }
 
 
-def test_stats_totals() -> None:
+def test_stats_totals(new_state: NewState) -> None:
     state = new_state()
     state.announce(req(1, left=0), remote_ip=LOOP, now=0)
     state.announce(req(2, event=AnnounceEvent.COMPLETED, left=0), remote_ip=LOOP, now=0)
@@ -241,15 +253,18 @@ def test_stats_totals() -> None:
     assert len(state.stats(max_swarms=1, max_peers=1).swarms[0].peers) == 1
 
 
-def test_seeded_swarm_keeps_its_invariants() -> None:
-    """Random announces from 40 peers over 10 torrents: counts always match the entries."""
+def test_seeded_swarm_keeps_its_invariants(new_state: NewState) -> None:
+    """Random announces from 40 peers over 10 torrents, with expiry: counts always match
+    the entries."""
     rng = random.Random(3)
-    state = new_state(interval=60)
-    live: dict[tuple[InfoHash, int], bool] = {}  # (torrent, peer) -> seeder
+    state = new_state(interval=60)  # peers expire after 132 s of silence
+    live: dict[tuple[InfoHash, int], tuple[bool, float]] = {}  # (torrent, peer) -> seeder, seen
     hashes = [InfoHash(bytes([i]) * 20) for i in range(10)]
     now = 0.0
-    for _ in range(3000):
-        now += rng.random()
+    for _ in range(2000):
+        now += rng.random() * 1.5
+        state.purge(now)  # Redis also expires on each announce: purge first, both agree
+        live = {k: v for k, v in live.items() if v[1] >= now - 132}
         h, n = rng.choice(hashes), rng.randrange(40)
         event = rng.choice(list(AnnounceEvent))
         left = rng.choice([0, 5])
@@ -257,11 +272,10 @@ def test_seeded_swarm_keeps_its_invariants() -> None:
         if event is AnnounceEvent.STOPPED:
             live.pop((h, n), None)
         else:
-            live[(h, n)] = left == 0
+            live[(h, n)] = (left == 0, now)
         assert pid(n) not in {p.peer_id for p in reply.peers}
-        seeders = sum(1 for (hh, _), s in live.items() if hh == h and s)
-        leechers = sum(1 for (hh, _), s in live.items() if hh == h and not s)
-        assert (reply.complete, reply.incomplete) == (seeders, leechers)
+        peers = [s for (hh, _), (s, _) in live.items() if hh == h]
+        assert (reply.complete, reply.incomplete) == (sum(peers), len(peers) - sum(peers))
 
 
 def test_config_limits() -> None:
@@ -283,7 +297,9 @@ def test_parse_whitelist() -> None:
         parse_whitelist("11 " * 13 + "1")
 
 
-def test_a_leecher_reaching_left_zero_counts_as_completed_even_without_the_event() -> None:
+def test_a_leecher_reaching_left_zero_counts_as_completed_even_without_the_event(
+    new_state: NewState,
+) -> None:
     state = new_state()
     state.announce(req(1, left=0, event=AnnounceEvent.STARTED), remote_ip=LOOP, now=0)
     state.announce(req(2, left=9, event=AnnounceEvent.STARTED), remote_ip=LOOP, now=0)

@@ -3,25 +3,40 @@
 The first stdout line, flushed at once, is ``listening on HOST:PORT announce URL`` with the
 real port (``--port 0`` picks a free one). SIGHUP reloads ``--whitelist`` (a bad file keeps
 the old list and says why on stderr). SIGTERM stops cleanly with exit 0, Ctrl-C with 130.
+
+``--store redis://HOST:PORT/DB`` keeps the swarms in Redis; then ``--workers N`` runs N
+processes on the one port (SO_REUSEPORT; the kernel spreads connections over them). The
+parent only supervises: it forwards SIGTERM / SIGINT / SIGHUP to the workers by PID and
+starts a new worker in place of one that died (its listening socket stays open meanwhile,
+so connections wait in the backlog instead of being refused). See docs/tracker.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
+import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from torrentkit.cli.common import EXIT_INTERRUPTED, EXIT_OK, JobFailed, UsageError, safe_text
 from torrentkit.discovery.tracker.server import announce_url, host_port, open_listen_socket, serve
-from torrentkit.discovery.tracker.state import TrackerConfig, TrackerState, parse_whitelist
+from torrentkit.discovery.tracker.state import TrackerConfig, parse_whitelist
+from torrentkit.discovery.tracker.store import SwarmStore, open_store
 from torrentkit.ids import InfoHash
 
 MAX_WHITELIST_FILE = 64 * 1024 * 1024
 MAX_INTERVAL = 7 * 24 * 3600
+MAX_WORKERS = 64
+#: A worker that dies this soon after its start, this many times in a row, ends the tracker.
+QUICK_DEATH = 2.0
+QUICK_DEATHS = 3
 
 
 def register(sub: Any) -> None:
@@ -40,6 +55,19 @@ def register(sub: Any) -> None:
         "--trust-ip-param",
         action="store_true",
         help="use the announce's ip= parameter instead of the connecting address",
+    )
+    p.add_argument(
+        "--store",
+        default="memory",
+        metavar="URL",
+        help="where swarms live: memory (default), redis://HOST:PORT/DB or unix:///PATH?db=N",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes on the one port (SO_REUSEPORT); needs a Redis --store",
     )
     p.set_defaults(func=run)
 
@@ -72,20 +100,136 @@ def run(args: argparse.Namespace) -> int:
             whitelist = load_whitelist(args.whitelist)
         except ValueError as exc:
             raise UsageError(f"--whitelist: {exc}") from None
+    memory = args.store == "memory"
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers: must be 1-{MAX_WORKERS}, got {args.workers}")
+    if args.workers > 1 and memory:
+        raise UsageError(
+            "--workers needs --store redis://...: with the in-memory store each process "
+            "would hold a different part of every swarm"
+        )
     config = TrackerConfig(interval=args.interval, trust_ip_param=args.trust_ip_param)
-    state = TrackerState(config, whitelist=whitelist)
     try:
-        sock = open_listen_socket(args.bind, args.port)
+        # Checks the URL now; connects lazily (in the process that serves).
+        open_store(args.store, config)
+    except ValueError as exc:
+        raise UsageError(f"--store: {exc}") from None
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(args.workers):
+            port = args.port if not socks else socks[0].getsockname()[1]
+            socks.append(open_listen_socket(args.bind, port, reuse_port=args.workers > 1))
     except socket.gaierror as exc:
         raise UsageError(f"--bind: cannot use {args.bind!r}: {exc.strerror}") from None
     except OSError as exc:
+        for sock in socks:
+            sock.close()
         raise JobFailed(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}") from None
-    with sock:
-        interrupted = asyncio.run(_main(state, sock, args.whitelist))
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    _say_store_problems()
+    if args.workers == 1:
+        with socks[0]:
+            store = open_store(args.store, config, whitelist=whitelist)
+            interrupted = asyncio.run(_main(store, socks[0], args.whitelist))
+        return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    return _supervise(args, config, whitelist, socks)
 
 
-async def _main(state: TrackerState, sock: socket.socket, whitelist: str | None) -> bool:
+def _say_store_problems() -> None:
+    """The Redis store's "down" / "back" lines go to stderr, one line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("torrentkit tracker: %(message)s"))
+    store_log = logging.getLogger("torrentkit.discovery.tracker.redis_store")
+    store_log.addHandler(handler)
+    store_log.setLevel(logging.WARNING)
+    store_log.propagate = False
+
+
+def _supervise(
+    args: argparse.Namespace,
+    config: TrackerConfig,
+    whitelist: frozenset[InfoHash] | None,
+    socks: list[socket.socket],
+) -> int:
+    """Run one worker process per socket until SIGTERM / SIGINT; replace workers that die."""
+    workers: dict[int, int] = {}  # pid -> index of its socket
+    started: dict[int, float] = {}  # index -> start time
+    quick: dict[int, int] = {}  # index -> quick deaths in a row
+    stopping: list[int] = []  # the signal that stops us, once received
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_DFL)
+                for i, other in enumerate(socks):
+                    if i != index:
+                        other.close()
+                store = open_store(args.store, config, whitelist=whitelist)
+                interrupted = asyncio.run(
+                    _main(store, socks[index], args.whitelist, first_line=False)
+                )
+                code = EXIT_INTERRUPTED if interrupted else EXIT_OK
+            except BaseException as exc:  # one line, never a traceback
+                _note(f"worker {os.getpid()} failed: {type(exc).__name__}: {exc}")
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        workers[pid] = index
+        started[index] = time.monotonic()
+
+    def forward(sig: int, _frame: object) -> None:
+        if sig != signal.SIGHUP and not stopping:
+            stopping.append(sig)
+        for pid in list(workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for index in range(len(socks)):
+        spawn(index)
+    _first_line(socks[0])
+    failed = False
+    while workers:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid not in workers:
+            continue
+        index = workers.pop(pid)
+        if stopping:
+            continue
+        why = f"exit code {os.waitstatus_to_exitcode(status)}"
+        if os.WIFSIGNALED(status):
+            why = f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+        died_young = time.monotonic() - started[index] < QUICK_DEATH
+        quick[index] = quick.get(index, 0) + 1 if died_young else 0
+        if quick[index] >= QUICK_DEATHS:
+            _note(f"worker {pid} ended ({why}) {QUICK_DEATHS} times in a row at start; stopping")
+            failed = True
+            forward(signal.SIGTERM, None)
+            continue
+        _note(f"worker {pid} ended ({why}); starting a new one")
+        spawn(index)
+    for sock in socks:
+        sock.close()
+    if failed:
+        raise JobFailed("the tracker's workers keep failing")
+    return EXIT_INTERRUPTED if stopping and stopping[0] == signal.SIGINT else EXIT_OK
+
+
+def _first_line(sock: socket.socket) -> None:
+    sys.stdout.write(f"listening on {host_port(sock)} announce {announce_url(sock)}\n")
+    sys.stdout.flush()
+
+
+async def _main(
+    store: SwarmStore, sock: socket.socket, whitelist: str | None, *, first_line: bool = True
+) -> bool:
     """Serve until SIGTERM or SIGINT; return True when it was SIGINT (Ctrl-C)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -105,20 +249,21 @@ async def _main(state: TrackerState, sock: socket.socket, whitelist: str | None)
         except ValueError as exc:
             _note(f"whitelist not reloaded, keeping the old one: {exc}")
             return
-        state.set_whitelist(hashes)
+        store.set_whitelist(hashes)
         _note(f"whitelist reloaded: {len(hashes)} info-hashes")
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, on_int)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     # The socket already listens; say so only now that the signals are ours.
-    sys.stdout.write(f"listening on {host_port(sock)} announce {announce_url(sock)}\n")
-    sys.stdout.flush()
+    if first_line:
+        _first_line(sock)
     try:
-        await serve(state, sock, stop)
+        await serve(store, sock, stop)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        await store.aclose()
     return interrupted
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import socket
 import threading
@@ -55,8 +56,12 @@ class OneLineErrors(logging.Filter):
         return True
 
 
-def open_listen_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host``:``port`` (0 = any free port). Raises OSError."""
+def open_listen_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0 = any free port). Raises OSError.
+
+    ``reuse_port``: SO_REUSEPORT, so that several sockets (one per worker process) listen on
+    one port and the kernel spreads the connections over them.
+    """
     infos = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
     )
@@ -64,6 +69,8 @@ def open_listen_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -93,8 +100,9 @@ async def serve_http(
     max_line_size: int = MAX_LINE_SIZE,
 ) -> None:
     """Serve ``handler`` on the bound ``sock`` until ``stop`` is set; then close every
-    connection. ``chore()`` (expiring old state) runs every ``every`` seconds in a task group
-    this coroutine owns. aiohttp's per-connection errors go to ``logger``; no access log."""
+    connection. ``chore()`` (expiring old state; awaited if it returns an awaitable) runs
+    every ``every`` seconds in a task group this coroutine owns. aiohttp's per-connection
+    errors go to ``logger``; no access log."""
     server = web.Server(
         handler,
         access_log=None,
@@ -118,7 +126,9 @@ async def serve_http(
 async def _every(chore: Callable[[], object], seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
-        chore()
+        done = chore()
+        if inspect.isawaitable(done):
+            await done
 
 
 #: ``serve(sock, stop)``: serve on an already bound socket until ``stop`` is set.

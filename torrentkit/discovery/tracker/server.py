@@ -9,9 +9,11 @@ This is aiohttp's low-level server (one handler, a dict of routes) rather than
 ``web.Application`` with a router and middlewares: the per-request saving is measurable on
 the announce path, and four fixed routes need no router.
 
-One process, one event loop, one :class:`~.state.TrackerState`: every announce sees every
-peer of its swarm. (Several SO_REUSEPORT workers would each hold a private, partial view of
-each swarm, so peers announcing to different workers would never meet.)
+The swarms live in a :class:`~.store.SwarmStore`: by default one process's memory (one
+process, one event loop: every announce sees every peer of its swarm), or Redis, which any
+number of processes share (``torrentkit tracker --store redis://... --workers N``). A store
+that is down makes announces and scrapes answer a failure reason and ``/stats`` answer
+HTTP 503 saying so; the server keeps running.
 
 Use :func:`open_listen_socket` + :func:`serve` (the CLI does), or :class:`TrackerThread`
 to run a tracker in a background thread of a sync or trio program (tests, demos).
@@ -20,9 +22,9 @@ to run a tracker in a background thread of a sync or trio program (tests, demos)
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -35,6 +37,7 @@ from torrentkit.discovery.aioservice import host_port as host_port
 from torrentkit.discovery.aioservice import open_listen_socket as open_listen_socket
 from torrentkit.discovery.tracker import protocol, stats
 from torrentkit.discovery.tracker.state import TrackerState, TrackerStats
+from torrentkit.discovery.tracker.store import StoreUnavailable, SwarmStore, as_store
 
 log = logging.getLogger(__name__)
 #: aiohttp's per-connection errors go here (see :class:`_OneLineErrors`).
@@ -54,11 +57,14 @@ _Handler = Callable[[BaseRequest, str], Awaitable[web.StreamResponse]]
 
 
 class TrackerHandler:
-    """Maps HTTP requests onto a :class:`TrackerState`; ``clock`` gives ``now`` (seconds)."""
+    """Maps HTTP requests onto a :class:`~.store.SwarmStore` (a bare :class:`TrackerState`
+    is served from memory); ``clock`` gives ``now`` (seconds; default: the store's clock)."""
 
-    def __init__(self, state: TrackerState, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.state = state
-        self.clock = clock
+    def __init__(
+        self, state: TrackerState | SwarmStore, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        self.store = as_store(state)
+        self.clock = clock if clock is not None else self.store.clock
         self.routes: dict[str, _Handler] = {
             "/announce": self.announce,
             "/scrape": self.scrape,
@@ -85,7 +91,7 @@ class TrackerHandler:
         try:
             req = protocol.parse_announce_query(query)
             remote = request.remote or ""
-            reply = self.state.announce(req, remote_ip=remote, now=self.clock())
+            reply = await self.store.announce(req, remote_ip=remote, now=self.clock())
         except protocol.TrackerRequestError as exc:
             return self._bencoded(protocol.encode_failure(str(exc)))
         body = protocol.encode_announce_response(
@@ -96,23 +102,39 @@ class TrackerHandler:
     async def scrape(self, request: BaseRequest, query: str) -> web.StreamResponse:
         try:
             hashes = protocol.parse_scrape_query(query)
+            scraped = await self.store.scrape(hashes)
         except protocol.TrackerRequestError as exc:
             return self._bencoded(protocol.encode_failure(str(exc)))
-        return self._bencoded(protocol.encode_scrape_response(self.state.scrape(hashes)))
+        return self._bencoded(protocol.encode_scrape_response(scraped))
 
-    def _stats(self) -> TrackerStats:
+    async def _stats(self) -> TrackerStats:
+        if self.store.down is not None:
+            raise StoreUnavailable(self.store.down)
         # Walking every swarm costs time on a big tracker: at most once a second.
         now = self.clock()
         if self._stats_cache is None or now - self._stats_cache[0] >= STATS_MAX_AGE:
-            self._stats_cache = (now, self.state.stats())
+            self._stats_cache = (now, await self.store.stats())
         return self._stats_cache[1]
 
+    @staticmethod
+    def _store_down(exc: StoreUnavailable) -> web.Response:
+        body = json.dumps({"store": "down", "error": str(exc)}).encode()
+        return web.Response(status=503, body=body, content_type="application/json")
+
     async def stats_json(self, request: BaseRequest, query: str) -> web.StreamResponse:
-        return web.Response(body=stats.render_json(self._stats()), content_type="application/json")
+        try:
+            body = stats.render_json(await self._stats())
+        except StoreUnavailable as exc:
+            return self._store_down(exc)
+        return web.Response(body=body, content_type="application/json")
 
     async def stats_html(self, request: BaseRequest, query: str) -> web.StreamResponse:
+        try:
+            body = stats.render_html(await self._stats())
+        except StoreUnavailable as exc:
+            return self._store_down(exc)
         return web.Response(
-            body=stats.render_html(self._stats()),
+            body=body,
             content_type="text/html",
             charset="utf-8",
             headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
@@ -125,11 +147,11 @@ def announce_url(sock: socket.socket) -> str:
 
 
 async def serve(
-    state: TrackerState,
+    state: TrackerState | SwarmStore,
     sock: socket.socket,
     stop: asyncio.Event,
     *,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] | None = None,
     purge_every: float | None = None,
 ) -> None:
     """Serve the tracker on ``sock`` until ``stop`` is set; then close every connection.
@@ -137,15 +159,20 @@ async def serve(
     A background task purges expired peers every ``purge_every`` seconds (default: a tenth
     of the interval, at most 60 s); it lives in a task group this coroutine owns.
     """
+    handler = TrackerHandler(state, clock=clock)
+    store, now = handler.store, handler.clock
 
-    def purge() -> None:
-        dropped = state.purge(clock())
+    async def purge() -> None:
+        try:
+            dropped = await store.purge(now())
+        except StoreUnavailable:
+            return  # the store logged it; the next round tries again
         if dropped:
             log.debug("purged %d expired peers", dropped)
 
-    every = purge_every if purge_every is not None else min(60.0, state.config.interval / 10)
+    every = purge_every if purge_every is not None else min(60.0, store.config.interval / 10)
     await serve_http(
-        TrackerHandler(state, clock=clock),
+        handler,
         sock,
         stop,
         logger=http_log,
@@ -163,7 +190,9 @@ class TrackerThread(ServiceThread):
     (port 0 by default) before ``__enter__`` returns, and stops and joins on exit.
     """
 
-    def __init__(self, state: TrackerState, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, state: TrackerState | SwarmStore, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.state = state
         sock = open_listen_socket(host, port)
         self.address = host_port(sock)

@@ -37,13 +37,14 @@ import heapq
 import ipaddress
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from torrentkit.discovery.tracker.protocol import (
     AnnounceEvent,
     AnnounceReply,
     AnnounceRequest,
+    PeerInfo,
     ScrapeStats,
     TrackerRequestError,
     effective_numwant,
@@ -182,8 +183,14 @@ def _canonical_ip(text: str) -> tuple[str, bytes]:
     return str(addr), addr.packed
 
 
-class TrackerState:
-    """Every swarm of one tracker. See the module docstring for the rules."""
+class TrackerRules:
+    """What every swarm store shares: the config, the whitelist, the checks an announce
+    passes before it touches a swarm (:meth:`admit`) and the reply it gets (:meth:`reply`).
+
+    :class:`TrackerState` (in memory) and the Redis store
+    (:mod:`torrentkit.discovery.tracker.redis_store`) both build on it, so the rules above
+    that are not about one swarm's records live in one place.
+    """
 
     def __init__(
         self,
@@ -194,32 +201,21 @@ class TrackerState:
     ) -> None:
         self.config = config if config is not None else TrackerConfig()
         self._rng = rng if rng is not None else random.Random()
-        self._swarms: dict[bytes, _Swarm] = {}
         self._whitelist: frozenset[bytes] | None = None
         self._ip_cache: dict[str, tuple[str, bytes]] = {}
         if whitelist is not None:
             self.set_whitelist(whitelist)
-
-    # -- whitelist ----------------------------------------------------------------------------
 
     @property
     def whitelist(self) -> frozenset[bytes] | None:
         return self._whitelist
 
     def set_whitelist(self, hashes: Iterable[bytes] | None) -> None:
-        """Serve only these info-hashes (None: serve any). Swarms no longer listed are dropped."""
-        if hashes is None:
-            self._whitelist = None
-            return
-        allowed = frozenset(bytes(InfoHash(h)) for h in hashes)
-        self._whitelist = allowed
-        for h in [h for h in self._swarms if h not in allowed]:
-            del self._swarms[h]
+        """Serve only these info-hashes (None: serve any)."""
+        self._whitelist = None if hashes is None else frozenset(bytes(InfoHash(h)) for h in hashes)
 
-    def _allowed(self, info_hash: bytes) -> bool:
+    def allowed(self, info_hash: bytes) -> bool:
         return self._whitelist is None or info_hash in self._whitelist
-
-    # -- announce -----------------------------------------------------------------------------
 
     def _address(self, ip: str) -> tuple[str, bytes]:
         cached = self._ip_cache.get(ip)
@@ -230,28 +226,73 @@ class TrackerState:
             self._ip_cache[ip] = cached
         return cached
 
+    def admit(self, req: AnnounceRequest, remote_ip: str) -> tuple[bytes, str, bytes]:
+        """(info-hash, canonical IP, compact address) of an announce we serve.
+
+        Raises :class:`TrackerRequestError` for an info-hash not on the whitelist or a bad
+        ``ip`` parameter.
+        """
+        info_hash = bytes(req.info_hash)
+        if not self.allowed(info_hash):
+            raise TrackerRequestError("info_hash is not registered with this tracker")
+        ip_text = remote_ip
+        if self.config.trust_ip_param and req.ip is not None:
+            ip_text = req.ip
+        try:
+            ip, packed = self._address(ip_text)
+        except ValueError:
+            raise TrackerRequestError("ip is not an IP address") from None
+        return info_hash, ip, packed + req.port.to_bytes(2, "big")
+
+    def reply(self, complete: int, incomplete: int, peers: Sequence[PeerInfo]) -> AnnounceReply:
+        """The reply: counts, peers, and the interval with its jitter."""
+        config = self.config
+        jitter = config.jitter
+        interval = config.interval + (self._rng.randint(0, jitter) if jitter else 0)
+        return AnnounceReply(
+            interval=interval,
+            min_interval=config.announce_min_interval,
+            complete=complete,
+            incomplete=incomplete,
+            peers=peers,
+        )
+
+
+class TrackerState(TrackerRules):
+    """Every swarm of one tracker, in this process's memory. See the module docstring."""
+
+    def __init__(
+        self,
+        config: TrackerConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+        whitelist: Iterable[bytes] | None = None,
+    ) -> None:
+        self._swarms: dict[bytes, _Swarm] = {}
+        super().__init__(config, rng=rng, whitelist=whitelist)
+
+    def set_whitelist(self, hashes: Iterable[bytes] | None) -> None:
+        """Serve only these info-hashes (None: serve any). Swarms no longer listed are dropped."""
+        super().set_whitelist(hashes)
+        allowed = self._whitelist
+        if allowed is not None:
+            for h in [h for h in self._swarms if h not in allowed]:
+                del self._swarms[h]
+
+    # -- announce -----------------------------------------------------------------------------
+
     def announce(self, req: AnnounceRequest, *, remote_ip: str, now: float) -> AnnounceReply:
         """Apply one announce from ``remote_ip`` (the connecting address) at time ``now``.
 
         Raises :class:`TrackerRequestError` (its text is the failure reason) for a refused one.
         """
         config = self.config
-        info_hash = bytes(req.info_hash)
-        if not self._allowed(info_hash):
-            raise TrackerRequestError("info_hash is not registered with this tracker")
-        ip_text = remote_ip
-        if config.trust_ip_param and req.ip is not None:
-            ip_text = req.ip
-        try:
-            ip, packed = self._address(ip_text)
-        except ValueError:
-            raise TrackerRequestError("ip is not an IP address") from None
-        compact = packed + req.port.to_bytes(2, "big")
+        info_hash, ip, compact = self.admit(req, remote_ip)
         swarm = self._swarms.get(info_hash)
         stopping = req.event is AnnounceEvent.STOPPED
         if swarm is None:
             if stopping:
-                return self._reply(0, 0, [])
+                return self.reply(0, 0, [])
             if len(self._swarms) >= config.max_swarms:
                 raise TrackerRequestError("tracker is full: too many torrents")
             swarm = self._swarms[info_hash] = _Swarm(now)
@@ -275,7 +316,7 @@ class TrackerState:
         if stopping:
             if peer is not None:
                 swarm.remove(peer_id)
-            return self._reply(swarm.seeders, len(swarm.peers) - swarm.seeders, [])
+            return self.reply(swarm.seeders, len(swarm.peers) - swarm.seeders, [])
 
         fresh = peer is None
         if peer is None:
@@ -309,8 +350,8 @@ class TrackerState:
             and now - previous < config.announce_min_interval
         )
         if early:
-            return self._reply(complete, incomplete, [])
-        return self._reply(complete, incomplete, self._pick(swarm, peer_id, req.numwant))
+            return self.reply(complete, incomplete, [])
+        return self.reply(complete, incomplete, self._pick(swarm, peer_id, req.numwant))
 
     def _pick(self, swarm: _Swarm, peer_id: bytes, numwant: int | None) -> list[_Peer]:
         want = effective_numwant(numwant)
@@ -324,25 +365,13 @@ class TrackerState:
         chosen = [peers[i] for i in self._rng.sample(range(n), want + 1) if i != own]
         return chosen[:want]
 
-    def _reply(self, complete: int, incomplete: int, peers: list[_Peer]) -> AnnounceReply:
-        config = self.config
-        jitter = config.jitter
-        interval = config.interval + (self._rng.randint(0, jitter) if jitter else 0)
-        return AnnounceReply(
-            interval=interval,
-            min_interval=config.announce_min_interval,
-            complete=complete,
-            incomplete=incomplete,
-            peers=peers,
-        )
-
     # -- scrape, expiry, stats ----------------------------------------------------------------
 
     def scrape(self, info_hashes: Iterable[InfoHash]) -> dict[InfoHash, ScrapeStats]:
         """Counts for each listed info-hash we serve (zeros for an unknown one)."""
         out: dict[InfoHash, ScrapeStats] = {}
         for h in info_hashes:
-            if not self._allowed(bytes(h)):
+            if not self.allowed(bytes(h)):
                 continue
             swarm = self._swarms.get(bytes(h))
             if swarm is None:

@@ -1,0 +1,505 @@
+"""The tracker's swarms in Redis: any number of tracker processes, one swarm view.
+
+One announce is one round trip: an atomic Lua script (:data:`ANNOUNCE_LUA`) applies the
+rules of :mod:`.state` to the swarm's records -- expire its silent peers, refuse a taken peer
+id, replace a stale entry on the same address, count a completion once, record the peer with
+its time, and pick up to ``numwant`` random other peers -- and returns the counts and the
+picked peers. Redis runs a script alone, so two tracker processes can never interleave inside
+one announce: no completion is counted twice, no peer lost. What does not depend on the swarm
+(whitelist, ``ip`` parameter, interval and jitter) is :class:`~.state.TrackerRules`, shared
+with the in-memory store.
+
+Keys (``PREFIX`` defaults to ``tk:``; ``?prefix=`` in the URL changes it):
+
+- ``PREFIX s:<info-hash hex>`` -- a hash: ``s`` seeders, ``c`` completed downloads; per peer
+  ``<peer id (20 bytes)>`` -> its record (flags, compact address, key) and
+  ``<compact address (6 or 18 bytes)>`` -> the peer id holding that address.
+- ``PREFIX z:<info-hash hex>`` -- a sorted set: ``<compact address><peer id>`` scored by the
+  peer's last announce (seconds, the tracker's wall clock); random picks and expiry use it.
+- ``PREFIX swarms`` -- a sorted set of info-hashes (hex) scored by last activity: the cap on
+  torrents, ``/stats`` and the periodic purge walk it.
+
+Every key gets an expiry of ``swarm_timeout`` (24 h by default) on each announce, and each
+announce drops its swarm's peers that missed two intervals, so nothing needs a sweeper to stay
+correct: a swarm nobody announces to vanishes by itself. The periodic :meth:`RedisStore.purge`
+only makes scrape and ``/stats`` counts of quiet swarms exact sooner (as the in-memory purge
+does), and several tracker processes running it at once is harmless.
+
+Time is the tracker's wall clock (``time.time``), shared by every process and host (keep
+them in NTP sync); a restarted tracker finds every swarm where it left it.
+
+Redis unreachable, loading, or read-only (a demoted primary after a failover): the call
+raises :class:`~.store.StoreUnavailable` (clients get a failure reason), further calls fail
+at once for :data:`RETRY_AFTER` seconds, then the next one tries again; nothing is written
+half (a script runs whole or not at all). See docs/tracker.md.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import logging
+import math
+import random
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from torrentkit.discovery.tracker.protocol import (
+    AnnounceEvent,
+    AnnounceReply,
+    AnnounceRequest,
+    ScrapeStats,
+    TrackerRequestError,
+    effective_numwant,
+)
+from torrentkit.discovery.tracker.state import (
+    PeerStats,
+    SwarmStats,
+    TrackerConfig,
+    TrackerRules,
+    TrackerStats,
+)
+from torrentkit.discovery.tracker.store import StoreUnavailable
+from torrentkit.ids import InfoHash
+
+log = logging.getLogger(__name__)
+
+#: After a failure, calls fail at once for this long (seconds) before Redis is tried again.
+RETRY_AFTER = 0.5
+#: Connect and read timeouts (seconds): a Redis host that vanished costs at most this.
+SOCKET_TIMEOUT = 2.0
+#: The failure reason announces get while the store is down.
+DOWN_REASON = "tracker storage is unavailable, try again later"
+DEFAULT_PREFIX = "tk:"
+_BATCH = 500
+
+_EVENTS = {
+    AnnounceEvent.NONE: b"0",
+    AnnounceEvent.COMPLETED: b"1",
+    AnnounceEvent.STARTED: b"2",
+    AnnounceEvent.STOPPED: b"3",
+    AnnounceEvent.PAUSED: b"4",
+}
+
+# A peer record: seeder, completed, has-key ('0'/'1' each), the compact address's length as
+# one byte, the compact address, the key. Failures come back as {-1, reason} (not a Redis
+# error) so that the caller tells a refused announce from a broken store.
+_COMMON_LUA = """
+local H, Z = KEYS[1], KEYS[2]
+local function parse(rec)
+  local n = string.byte(rec, 4)
+  return rec:sub(1, 1) == '1', rec:sub(2, 2) == '1', rec:sub(3, 3) == '1',
+         rec:sub(5, 4 + n), rec:sub(5 + n)
+end
+local function drop(id, rec)
+  local seed, _, _, addr = parse(rec)
+  redis.call('HDEL', H, id)
+  if redis.call('HGET', H, addr) == id then redis.call('HDEL', H, addr) end
+  redis.call('ZREM', Z, addr .. id)
+  if seed then redis.call('HINCRBY', H, 's', -1) end
+end
+local function expire(before)
+  local stale = redis.call('ZRANGEBYSCORE', Z, '-inf', '(' .. before)
+  for _, m in ipairs(stale) do
+    local id = m:sub(-20)
+    local rec = redis.call('HGET', H, id)
+    if rec then drop(id, rec) else redis.call('ZREM', Z, m) end
+  end
+  return #stale
+end
+"""
+
+#: KEYS: swarm hash, swarm zset, index. ARGV: info-hash hex, peer id, compact address, key,
+#: has key, event (0 none, 1 completed, 2 started, 3 stopped, 4 paused), seeder, numwant, now, peer
+#: timeout, min interval, max swarms, max peers per swarm, key expiry (s), swarm timeout.
+#: Returns {seeders, leechers, picked member...} or {-1, reason}.
+ANNOUNCE_LUA = (
+    _COMMON_LUA
+    + """
+local IDX = KEYS[3]
+local ih, pid, compact, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local haskey, event, seeder = ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7] == '1'
+local want, now, timeout = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local mininterval, maxswarms, maxpeers = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local ttl, swarmtimeout = tonumber(ARGV[14]), tonumber(ARGV[15])
+
+expire(now - timeout)
+local exists = redis.call('EXISTS', H) == 1
+local stopping = event == 3
+if not exists then
+  if stopping then return {0, 0} end
+  if redis.call('ZCARD', IDX) >= maxswarms then
+    redis.call('ZREMRANGEBYSCORE', IDX, '-inf', '(' .. (now - swarmtimeout))
+    if redis.call('ZCARD', IDX) >= maxswarms then
+      return {-1, 'tracker is full: too many torrents'}
+    end
+  end
+end
+
+local rec = redis.call('HGET', H, pid)
+local pseed, pdone, phaskey, paddr, pkey = false, false, false, nil, ''
+if rec then pseed, pdone, phaskey, paddr, pkey = parse(rec) end
+if rec and paddr:sub(1, -3) ~= compact:sub(1, -3)
+   and not (phaskey and haskey and pkey == key) then
+  return {-1, 'peer_id is in use from another address'}
+end
+local fresh = not rec
+if fresh and redis.call('ZCARD', Z) >= maxpeers then
+  return {-1, 'tracker is full: too many peers on this torrent'}
+end
+
+-- No refusal below this line: every write is part of a whole announce.
+local function touch()
+  redis.call('ZADD', IDX, now, ih)
+  redis.call('EXPIRE', H, ttl)
+  redis.call('EXPIRE', Z, ttl)
+  redis.call('EXPIRE', IDX, ttl)
+end
+if not exists then redis.call('HSETNX', H, 'c', 0) end
+local holder = redis.call('HGET', H, compact)
+if holder and holder ~= pid then
+  local hrec = redis.call('HGET', H, holder)
+  if hrec then drop(holder, hrec) else redis.call('HDEL', H, compact) end
+end
+if rec and not pdone and not pseed and seeder then
+  pdone = true
+  redis.call('HINCRBY', H, 'c', 1)
+end
+if stopping then
+  if rec then drop(pid, rec) end
+  touch()
+  local s = tonumber(redis.call('HGET', H, 's') or '0')
+  return {s, redis.call('ZCARD', Z) - s}
+end
+
+local previous = nil
+if rec then
+  previous = tonumber(redis.call('ZSCORE', Z, paddr .. pid))
+  if paddr ~= compact then
+    redis.call('ZREM', Z, paddr .. pid)
+    if redis.call('HGET', H, paddr) == pid then redis.call('HDEL', H, paddr) end
+  end
+  if not haskey then haskey, key = phaskey, pkey end
+end
+if seeder ~= pseed then redis.call('HINCRBY', H, 's', seeder and 1 or -1) end
+if event == 1 and not pdone then
+  pdone = true
+  redis.call('HINCRBY', H, 'c', 1)
+end
+local flags = (seeder and '1' or '0') .. (pdone and '1' or '0') .. (haskey and '1' or '0')
+redis.call('HSET', H, pid, flags .. string.char(#compact) .. compact .. key, compact, pid)
+local me = compact .. pid
+redis.call('ZADD', Z, now, me)
+touch()
+local s = tonumber(redis.call('HGET', H, 's') or '0')
+local out = {s, redis.call('ZCARD', Z) - s}
+if (not fresh and event == 0 and previous and now - previous < mininterval) or want <= 0 then
+  return out
+end
+for _, m in ipairs(redis.call('ZRANDMEMBER', Z, want + 1)) do
+  if m ~= me and #out < want + 2 then out[#out + 1] = m end
+end
+return out
+"""
+)
+
+#: KEYS: swarm hash, swarm zset, index. ARGV: info-hash hex, now, peer timeout, swarm
+#: timeout. Drops the swarm's silent peers, and the swarm itself once it stayed empty for
+#: the swarm timeout. Returns the number of peers dropped.
+PURGE_LUA = (
+    _COMMON_LUA
+    + """
+local IDX, ih, now = KEYS[3], ARGV[1], tonumber(ARGV[2])
+local dropped = expire(now - tonumber(ARGV[3]))
+local last = tonumber(redis.call('ZSCORE', IDX, ih) or '0')
+if redis.call('ZCARD', Z) == 0 and last < now - tonumber(ARGV[4]) then
+  redis.call('DEL', H, Z)
+  redis.call('ZREM', IDX, ih)
+elseif redis.call('EXISTS', H) == 0 then
+  redis.call('ZREM', IDX, ih)
+end
+return dropped
+"""
+)
+
+
+class _Listed:
+    """A peer handed out (``protocol.PeerInfo``), from its ``<compact><peer id>`` member."""
+
+    __slots__ = ("compact", "peer_id")
+
+    def __init__(self, member: bytes) -> None:
+        self.compact = member[:-20]
+        self.peer_id = member[-20:]
+
+    @property
+    def ip(self) -> str:
+        return str(ipaddress.ip_address(self.compact[:-2]))
+
+    @property
+    def port(self) -> int:
+        return int.from_bytes(self.compact[-2:], "big")
+
+
+def _redact(url: str) -> str:
+    """The URL without a password (it goes to logs and the first stdout line)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urllib.parse.urlunsplit(parts._replace(netloc=user + netloc))
+
+
+class RedisStore(TrackerRules):
+    """Swarms in Redis (see the module docstring); a :class:`~.store.SwarmStore`."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        config: TrackerConfig | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        whitelist: Iterable[bytes] | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+        name: str = "redis",
+    ) -> None:
+        super().__init__(config, rng=rng, whitelist=whitelist)
+        self.clock = clock
+        self.name = name
+        self._redis = client
+        self._prefix = prefix
+        self._index = prefix + "swarms"
+        self._announce = client.register_script(ANNOUNCE_LUA)
+        self._purge = client.register_script(PURGE_LUA)
+        #: Why the store is down (None: it answered the last call).
+        self.down: str | None = None
+        self._retry_at = 0.0
+        config = self.config
+        self._ttl = math.ceil(max(config.swarm_timeout, config.peer_timeout)) + 1
+        self._fixed = (
+            str(config.peer_timeout).encode(),
+            str(config.announce_min_interval).encode(),
+            str(config.max_swarms).encode(),
+            str(config.max_peers_per_swarm).encode(),
+            str(self._ttl).encode(),
+            str(config.swarm_timeout).encode(),
+        )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        config: TrackerConfig | None = None,
+        *,
+        whitelist: Iterable[bytes] | None = None,
+        rng: random.Random | None = None,
+    ) -> RedisStore:
+        """``redis://[:PASSWORD@]HOST:PORT/DB``, ``rediss://...`` or ``unix:///PATH?db=N``,
+        each with an optional ``prefix=`` query parameter. Raises ValueError (one line)."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"expected memory, redis://HOST:PORT/DB or unix:///PATH, got {_redact(url)!r}"
+            )
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        prefix = query.pop("prefix", [DEFAULT_PREFIX])[-1]
+        if not prefix:
+            raise ValueError("prefix= must not be empty")
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme == "unix":
+            db = query.get("db", ["0"])[-1]
+            if not parts.path:
+                raise ValueError(f"{_redact(url)}: no socket path (unix:///PATH?db=N)")
+        else:
+            db = parts.path.strip("/") or "0"
+            if not parts.hostname or port == -1:
+                raise ValueError(f"{_redact(url)}: expected redis://HOST:PORT/DB")
+        if not db.isdigit():
+            raise ValueError(f"{_redact(url)}: the database must be a number, got {db!r}")
+        rest = urllib.parse.urlunsplit(
+            parts._replace(query=urllib.parse.urlencode(query, doseq=True))
+        )
+        try:
+            client = aioredis.Redis.from_url(
+                rest,
+                socket_timeout=SOCKET_TIMEOUT,
+                socket_connect_timeout=SOCKET_TIMEOUT,
+                # One retry on a fresh connection: a pooled connection that a Redis restart
+                # closed is replaced at once; a Redis that is down fails fast.
+                retry=Retry(NoBackoff(), 1),
+            )
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{_redact(url)}: {exc}") from None
+        return cls(client, config, prefix=prefix, whitelist=whitelist, rng=rng, name=_redact(url))
+
+    def _keys(self, info_hash_hex: str) -> list[str]:
+        p = self._prefix
+        return [f"{p}s:{info_hash_hex}", f"{p}z:{info_hash_hex}", self._index]
+
+    async def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one Redis call; any failure of the store becomes :class:`StoreUnavailable`."""
+        if self.down is not None and time.monotonic() < self._retry_at:
+            raise StoreUnavailable(DOWN_REASON)
+        try:
+            result = await make()
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ResponseError) as exc:
+            # ResponseError: READONLY (a demoted primary), LOADING, OOM, a script error.
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            if self.down is None:
+                log.warning("store %s is down: %s", self.name, reason)
+            self.down = f"{DOWN_REASON} ({reason})"
+            self._retry_at = time.monotonic() + RETRY_AFTER
+            if isinstance(exc, rexc.ReadOnlyError):
+                # Connected to a replica now: reconnect (DNS may name the new primary).
+                await self._redis.connection_pool.disconnect()
+            raise StoreUnavailable(DOWN_REASON) from None
+        if self.down is not None:
+            log.warning("store %s is back", self.name)
+            self.down = None
+        return result
+
+    async def announce(self, req: AnnounceRequest, *, remote_ip: str, now: float) -> AnnounceReply:
+        info_hash, _, compact = self.admit(req, remote_ip)
+        h = info_hash.hex()
+        key = req.key
+        args = (
+            h,
+            req.peer_id,
+            compact,
+            key if key is not None else b"",
+            b"0" if key is None else b"1",
+            _EVENTS[req.event],
+            b"1" if req.left == 0 else b"0",
+            effective_numwant(req.numwant),
+            repr(now),
+            *self._fixed,
+        )
+        keys = self._keys(h)
+        out: list[Any] = await self._call(lambda: self._announce(keys=keys, args=args))
+        if out[0] == -1:
+            raise TrackerRequestError(out[1].decode())
+        return self.reply(out[0], out[1], [_Listed(m) for m in out[2:]])
+
+    async def scrape(self, info_hashes: Iterable[InfoHash]) -> dict[InfoHash, ScrapeStats]:
+        served = [h for h in info_hashes if self.allowed(bytes(h))]
+        if not served:
+            return {}
+
+        async def read() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=True)
+            for h in served:
+                hkey, zkey, _ = self._keys(h.hex())
+                pipe.hmget(hkey, ["s", "c"])
+                pipe.zcard(zkey)
+            result: list[Any] = await pipe.execute()
+            return result
+
+        got = await self._call(read)
+        out: dict[InfoHash, ScrapeStats] = {}
+        for i, h in enumerate(served):
+            (seeders, completed), peers = got[2 * i], got[2 * i + 1]
+            s = int(seeders or 0)
+            out[h] = ScrapeStats(complete=s, downloaded=int(completed or 0), incomplete=peers - s)
+        return out
+
+    async def _swarm_ids(self) -> list[str]:
+        ids: list[bytes] = await self._call(lambda: self._redis.zrange(self._index, 0, -1))
+        return [h.decode() for h in ids if len(h) == 40 and self.allowed(bytes.fromhex(h.decode()))]
+
+    async def purge(self, now: float) -> int:
+        """Drop silent peers and long-empty swarms in every swarm (see the module docstring)."""
+        dropped = 0
+        ids = await self._swarm_ids()
+        fixed = (repr(now), str(self.config.peer_timeout), str(self.config.swarm_timeout))
+        for start in range(0, len(ids), _BATCH):
+            batch = ids[start : start + _BATCH]
+
+            async def run(batch: Sequence[str] = batch) -> list[int]:
+                pipe = self._redis.pipeline(transaction=False)
+                for h in batch:
+                    await self._purge(keys=self._keys(h), args=(h, *fixed), client=pipe)
+                result: list[int] = await pipe.execute()
+                return result
+
+            dropped += sum(await self._call(run))
+        return dropped
+
+    async def stats(self, *, max_swarms: int = 50, max_peers: int = 20) -> TrackerStats:
+        """Totals and the largest swarms, read in batches (not one atomic snapshot)."""
+        ids = await self._swarm_ids()
+        rows: list[tuple[str, int, int, int]] = []  # info-hash, peers, seeders, completed
+        for start in range(0, len(ids), _BATCH):
+            batch = ids[start : start + _BATCH]
+
+            async def read(batch: Sequence[str] = batch) -> list[Any]:
+                pipe = self._redis.pipeline(transaction=False)
+                for h in batch:
+                    hkey, zkey, _ = self._keys(h)
+                    pipe.hmget(hkey, ["s", "c"])
+                    pipe.zcard(zkey)
+                result: list[Any] = await pipe.execute()
+                return result
+
+            got = await self._call(read)
+            for i, h in enumerate(batch):
+                (seeders, completed), peers = got[2 * i], got[2 * i + 1]
+                if completed is None and peers == 0:
+                    continue  # expired meanwhile
+                rows.append((h, peers, int(seeders or 0), int(completed or 0)))
+        largest = heapq.nsmallest(max_swarms, rows, key=lambda r: (-r[1], r[0]))
+        detail = [
+            SwarmStats(
+                info_hash=InfoHash(bytes.fromhex(h)),
+                seeders=s,
+                leechers=n - s,
+                completed=c,
+                peers=await self._peer_stats(h, max_peers),
+            )
+            for h, n, s, c in largest
+        ]
+        peers = sum(r[1] for r in rows)
+        seeders = sum(r[2] for r in rows)
+        return TrackerStats(
+            torrents=len(rows),
+            peers=peers,
+            seeders=seeders,
+            leechers=peers - seeders,
+            completed=sum(r[3] for r in rows),
+            swarms=tuple(detail),
+        )
+
+    async def _peer_stats(self, h: str, max_peers: int) -> tuple[PeerStats, ...]:
+        hkey, zkey, _ = self._keys(h)
+        if max_peers <= 0:
+            return ()
+        members: list[bytes] = await self._call(lambda: self._redis.zrange(zkey, 0, max_peers - 1))
+        if not members:
+            return ()
+        listed = [_Listed(m) for m in members]
+        records: list[bytes | None] = await self._call(
+            lambda: self._redis.hmget(hkey, [p.peer_id for p in listed])
+        )
+        return tuple(
+            PeerStats(peer_id=p.peer_id, ip=p.ip, port=p.port, seeder=rec[:1] == b"1")
+            for p, rec in zip(listed, records, strict=True)
+            if rec is not None
+        )
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless Redis answers."""
+        await self._call(lambda: self._redis.ping())
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
