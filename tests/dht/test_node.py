@@ -118,14 +118,14 @@ def test_token_useless_for_another_info_hash_or_ip() -> None:
     token = ask(node, b"get_peers", {b"info_hash": IH}).values[b"token"]
     other = b"o" * 20
     r = ask(node, b"announce_peer", {b"info_hash": other, b"port": 1, b"token": token})
-    assert isinstance(r, Error) and r.code == krpc.GENERIC_ERROR
+    assert isinstance(r, Error) and r.code == krpc.PROTOCOL_ERROR
     r = ask(
         node,
         b"announce_peer",
         {b"info_hash": IH, b"port": 1, b"token": token},
         src=PeerAddr("2.2.2.99", ASKER.port),
     )
-    assert isinstance(r, Error) and r.code == krpc.GENERIC_ERROR
+    assert isinstance(r, Error) and r.code == krpc.PROTOCOL_ERROR
     assert node.store.peer_count() == 0
     # Another port of the same IP is fine (BEP 5 binds the IP; NATs move ports).
     r = ask(

@@ -8,23 +8,14 @@ import random
 from torrentkit.dht.node import AnnounceDone, DhtNode, GetPeersDone, LookupDone
 from torrentkit.dht.nodeid import distance
 from torrentkit.ids import PeerAddr
-from torrentkit.testing.dht_sim import DhtSim, sim_addr
+from torrentkit.testing.dht_sim import DhtSim
 
 N = 500
 
 
 def build(n: int, seed: int) -> tuple[DhtSim, list[PeerAddr]]:
     sim = DhtSim(seed=seed)
-    rng = random.Random(seed)
-    addrs = [sim_addr(i) for i in range(n)]
-    for i, a in enumerate(addrs):
-        sim.add_node(a)
-        if i:
-            boot = addrs[rng.randrange(i)]
-            sim.call(a, lambda node, now, boot=boot: node.bootstrap([boot], now))
-        sim.run_for(0.05)
-    sim.run_for(30.0)
-    return sim, addrs
+    return sim, sim.grow(n)
 
 
 def run_lookups(

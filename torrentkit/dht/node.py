@@ -20,7 +20,9 @@ Driving it (the trio driver, a simulation, a test)::
   :class:`LookupDone`; :meth:`get_peers` -> :class:`PeersFound` (as values arrive, new
   peers only) then :class:`GetPeersDone`; :meth:`announce_peer` -> the same get_peers events,
   then :class:`AnnounceDone` once the closest nodes acknowledged (or timed out);
-  :meth:`sample_infohashes` -> :class:`SampleDone`. :meth:`add_node` pings an address (a node
+  :meth:`sample_infohashes` -> :class:`SampleDone`; BEP 44 :meth:`get` -> :class:`ItemFound`
+  and :meth:`put` (an :class:`~torrentkit.dht.items.Item` from ``items.make_immutable`` or
+  ``items.sign_mutable``) -> :class:`PutDone`. :meth:`add_node` pings an address (a node
   learnt from a BitTorrent ``port`` message) and adds it to the table if it answers.
 - Unsolicited events: :class:`PeerAnnounced` (a node stored a peer with us),
   :class:`ExternalAddress` (BEP 42 voting settled our external IP; with
@@ -51,6 +53,12 @@ Rules (docs/limits.md item 14 names the safety ones):
 - Tokens (tokens.py) bind the asker's IP and the info-hash; the store (peerstore.py) caps
   per info-hash, per IP and in total. ``implied_port`` stores the UDP source port.
 - Read-only mode (BEP 43): queries carry ``ro=1``, incoming queries get no reply.
+- BEP 44 (items.py holds the item rules): ``get`` replies carry a token for the target and
+  the stored item; ``put`` needs that token (bound to IP and target), then the item's size,
+  signature, seq and CAS rules, each failure answered with the BEP's code. An item that
+  would break the amplification rule is left out of the reply and the asker is pinged to
+  verify it; our own ``get`` queries are padded (``get_query_size``) so that nodes applying
+  the same rule can answer them whole.
 """
 
 from __future__ import annotations
@@ -61,14 +69,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from torrentkit.dht import items as bep44
 from torrentkit.dht import krpc
+from torrentkit.dht.items import Item, ItemError, ItemStore
 from torrentkit.dht.krpc import Error, KrpcError, NodeInfo, Query, Response
 from torrentkit.dht.lookup import Candidate, Lookup
 from torrentkit.dht.nodeid import id_for_ip, id_matches_ip, is_exempt
 from torrentkit.dht.peerstore import PeerStore
 from torrentkit.dht.routing import RoutingTable
 from torrentkit.dht.tokens import TokenIssuer
-from torrentkit.errors import LocalProtocolError
+from torrentkit.errors import BencodeError, LocalProtocolError
 from torrentkit.ids import PeerAddr
 from torrentkit.tokenbucket import KeyedBuckets
 
@@ -110,6 +120,13 @@ class DhtConfig:
     max_samples: int = 20
     sample_interval: int = 6 * 3600
     max_lookups: int = 256
+    #: BEP 44 store.
+    max_items: int = bep44.MAX_ITEMS
+    max_items_per_ip: int = bep44.MAX_ITEMS_PER_SOURCE
+    item_lifetime: float = bep44.ITEM_LIFETIME
+    #: Our BEP 44 ``get`` queries are padded to this size, so that nodes applying the
+    #: amplification rule may answer them with a whole item (as QUIC pads its first packet).
+    get_query_size: int = 320
     max_rpcs: int = 2048
 
     def __post_init__(self) -> None:
@@ -185,6 +202,30 @@ class SampleDone:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ItemFound:
+    """BEP 44 ``get`` ended: the item (for a mutable one, the highest ``seq`` seen), or None."""
+
+    op: int
+    target: bytes
+    ok: bool
+    item: Item | None
+    nodes: tuple[NodeInfo, ...]
+    queries: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutDone:
+    """BEP 44 ``put`` ended: ``stored`` nodes acknowledged; ``errors`` are the KRPC error
+    codes others sent back (302: they hold a newer seq; 301: CAS mismatch)."""
+
+    op: int
+    target: bytes
+    ok: bool
+    stored: int
+    errors: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PeerAnnounced:
     info_hash: bytes
     peer: PeerAddr
@@ -203,6 +244,8 @@ Event = (
     | GetPeersDone
     | AnnounceDone
     | SampleDone
+    | ItemFound
+    | PutDone
     | PeerAnnounced
     | ExternalAddress
 )
@@ -220,15 +263,17 @@ class NodeStats:
     dropped_unmatched: int = 0
     errors_sent: int = 0
     trimmed_replies: int = 0
+    #: get replies whose item was left out for the amplification rule.
+    items_withheld: int = 0
     timeouts: int = 0
 
 
 # --------------------------------------------------------------------------- internals
 
 # RPC kinds.
-_PING, _LOOKUP, _ANNOUNCE, _SAMPLE = range(4)
+_PING, _LOOKUP, _ANNOUNCE, _SAMPLE, _PUT = range(5)
 # Lookup purposes.
-_FIND, _GET_PEERS, _ANNOUNCE_LOOKUP, _REFRESH = range(4)
+_FIND, _GET_PEERS, _ANNOUNCE_LOOKUP, _REFRESH, _GET_ITEM, _PUT_ITEM = range(6)
 # Timer kinds.
 _T_SLOW, _T_RPC, _T_ROTATE, _T_MAINTAIN = range(4)
 
@@ -255,6 +300,12 @@ class _Op:
     acks: int = 0
     pending_acks: int = 0
     finished: bool = False
+    # BEP 44
+    salt: bytes = b""
+    seq: int | None = None
+    item: Item | None = None
+    cas: int | None = None
+    errors: list[int] = field(default_factory=list)
 
 
 class DhtNode:
@@ -291,6 +342,11 @@ class DhtNode:
             max_per_ip=cfg.max_peers_per_ip,
             max_hashes_per_ip=cfg.max_hashes_per_ip,
         )
+        self.items = ItemStore(
+            max_items=cfg.max_items,
+            max_per_source=cfg.max_items_per_ip,
+            lifetime=cfg.item_lifetime,
+        )
         self.tokens = TokenIssuer(rng.randbytes(16))
         self.stats = NodeStats()
         self.routers: list[PeerAddr] = []
@@ -312,6 +368,7 @@ class DhtNode:
         #: Addresses we pinged to verify them (not pinged again while pending).
         self._verifying: set[PeerAddr] = set()
         self._votes: OrderedDict[str, str] = OrderedDict()
+        self._now = now
         self._push_timer(now + cfg.token_rotation, _T_ROTATE)
         self._push_timer(now + cfg.maintenance_interval, _T_MAINTAIN)
 
@@ -352,6 +409,7 @@ class DhtNode:
 
     def receive_datagram(self, data: bytes, src: PeerAddr, now: float) -> None:
         """Feed one datagram. Never raises for anything the remote side sent."""
+        self._now = now
         self.stats.received += 1
         if not data or data[0] != 0x64:  # not a bencoded dict: uTP and other traffic
             self.stats.dropped_malformed += 1
@@ -367,7 +425,7 @@ class DhtNode:
             if not self._allow(src, now):
                 self.stats.dropped_rate += 1
                 return
-            self._on_query(msg, src, now, len(data))
+            self._on_query(msg, src, now, data)
             return
         rpc = self._rpcs.get(msg.tid)
         if rpc is None or rpc.addr != src:
@@ -377,9 +435,9 @@ class DhtNode:
             return
         if isinstance(msg, Error):
             del self._rpcs[msg.tid]
-            self._rpc_failed(rpc, now, timeout=False)
+            self._rpc_failed(rpc, now, timeout=False, code=msg.code)
             return
-        self._on_response(rpc, msg, src, now)
+        self._on_response(rpc, msg, src, now, data)
 
     # ------------------------------------------------------------------ public: operations
 
@@ -430,6 +488,25 @@ class DhtNode:
         self._query(
             addr, None, b"sample_infohashes", {b"target": _check20(target)}, _SAMPLE, op, now
         )
+        return op
+
+    def get(self, target: bytes, now: float, *, salt: bytes = b"", seq: int | None = None) -> int:
+        """BEP 44: look ``target`` up -> :class:`ItemFound`. For a mutable item pass the
+        ``salt`` its target was made with; ``seq``: only a newer item is wanted."""
+        op = self._start_lookup(_GET_ITEM, _check20(target), now, start=False)
+        o = self._ops[op]
+        o.salt, o.seq = salt, seq
+        self._advance(o, now)
+        return op
+
+    def put(self, item: Item, now: float, *, cas: int | None = None) -> int:
+        """BEP 44: store ``item`` on the nodes closest to its target -> :class:`PutDone`."""
+        op = self._start_lookup(_PUT_ITEM, item.target, now, start=False)
+        o = self._ops[op]
+        o.item, o.cas = item, cas
+        if item.mutable:
+            o.seq = item.seq  # the nodes need not send their copy back unless newer
+        self._advance(o, now)
         return op
 
     def known_nodes(self) -> list[NodeInfo]:
@@ -484,6 +561,7 @@ class DhtNode:
 
     def _maintain(self, now: float) -> None:
         self.store.expire(now)
+        self.items.expire(now)
         cutoff = now - self.config.good_for
         while self._verified and next(iter(self._verified.values())) < cutoff:
             self._verified.popitem(last=False)
@@ -547,6 +625,14 @@ class DhtNode:
             while len(data) > limit and _trim(values):
                 trimmed = True
                 data = krpc.encode_response(tid, values, ip=src)
+            if len(data) > limit and b"v" in values:
+                # A BEP 44 item does not fit: leave it out, and ping the asker so that it is
+                # verified (and gets the item) next time.
+                for key in (b"v", b"k", b"sig", b"seq"):
+                    values.pop(key, None)
+                data = krpc.encode_response(tid, values, ip=src)
+                self.stats.items_withheld += 1
+                self._verify(src)
             if trimmed:
                 self.stats.trimmed_replies += 1
         self._send(data, src)
@@ -564,8 +650,9 @@ class DhtNode:
 
     # ------------------------------------------------------------------ queries to us
 
-    def _on_query(self, q: Query, src: PeerAddr, now: float, size: int) -> None:
+    def _on_query(self, q: Query, src: PeerAddr, now: float, data: bytes) -> None:
         self.stats.queries_received += 1
+        size = len(data)
         if self.config.read_only:
             return  # BEP 43: a read-only node answers no queries
         try:
@@ -575,22 +662,24 @@ class DhtNode:
                 return
             if not q.read_only:
                 self._note_querier(sender, src, now)
-            self._dispatch(q, sender, src, now, size)
+            self._dispatch(q, sender, src, now, data)
         except KrpcError as exc:
             self.stats.dropped_malformed += 1
             self._send_error(q.tid, exc.code, str(exc), src, size)
+        except ItemError as exc:
+            self._send_error(q.tid, exc.code, exc.message, src, size)
 
     def _note_querier(self, sender: bytes, src: PeerAddr, now: float) -> None:
         self.table.heard(sender, src, now, answered=False)
-        if (
-            self.table.get(src) is None
-            and src not in self._verifying
-            and len(self._verifying) < 64
-            and self._table_wants(sender)
-            and self._id_ok(sender, src)
-        ):
-            self._verifying.add(src)
-            self._query(src, sender, b"ping", {}, _PING, 0, now)
+        if self.table.get(src) is None and self._table_wants(sender) and self._id_ok(sender, src):
+            self._verify(src, sender)
+
+    def _verify(self, src: PeerAddr, sender: bytes | None = None) -> None:
+        """Ping ``src``: if it answers it is verified (and may enter the table)."""
+        if src in self._verifying or len(self._verifying) >= 64:
+            return
+        self._verifying.add(src)
+        self._query(src, sender, b"ping", {}, _PING, 0, self._now)
 
     def _table_wants(self, node_id: bytes) -> bool:
         index = self.table.bucket_index(node_id)
@@ -605,8 +694,9 @@ class DhtNode:
             [NodeInfo(id=e.id, addr=e.addr) for e in self.table.closest(target, self.config.k)]
         )
 
-    def _dispatch(self, q: Query, sender: bytes, src: PeerAddr, now: float, size: int) -> None:
+    def _dispatch(self, q: Query, sender: bytes, src: PeerAddr, now: float, data: bytes) -> None:
         a, tid, method = q.args, q.tid, q.method
+        size = len(data)
         if method == b"ping":
             self._reply(tid, {}, src, size)
         elif method == b"find_node":
@@ -631,7 +721,7 @@ class DhtNode:
             if not 0 < port < 65536:
                 raise KrpcError("bad port", tid=tid, code=krpc.PROTOCOL_ERROR)
             if not self.tokens.check(token, src.host, ih):
-                raise KrpcError("bad token", tid=tid, code=krpc.GENERIC_ERROR)
+                raise KrpcError("invalid token", tid=tid)
             peer = PeerAddr(src.host, port)
             if self.store.add(ih, peer, now, seed=a.get(b"seed") == 1):
                 self._events.append(PeerAnnounced(info_hash=ih, peer=peer))
@@ -650,6 +740,30 @@ class DhtNode:
                 src,
                 size,
             )
+        elif method == b"get":
+            target = krpc.get_id(a, b"target", tid=tid)
+            values = {
+                b"token": self.tokens.issue(src.host, target),
+                b"nodes": self._nodes_near(target, now),
+            }
+            item = self.items.get(target, now)
+            if item is not None:
+                seq = a.get(b"seq")
+                values.update(
+                    bep44.get_response_fields(item, seq if isinstance(seq, int) else None)
+                )
+            self._reply(tid, values, src, size)
+        elif method == b"put":
+            token = krpc.get_token(a, tid=tid)
+            try:
+                raw = bep44.raw_value(data, b"a")
+            except BencodeError:
+                raw = None
+            item, cas = bep44.parse_put(a, raw)
+            if not self.tokens.check(token, src.host, item.target):
+                raise KrpcError("invalid token", tid=tid)
+            self.items.put(item, now, source=src.host, cas=cas)
+            self._reply(tid, {}, src, size)
         elif isinstance(a.get(b"target"), bytes) or isinstance(a.get(b"info_hash"), bytes):
             # An unknown method with a target: answer like find_node (forward compatibility,
             # as libtorrent does).
@@ -662,7 +776,7 @@ class DhtNode:
 
     # ------------------------------------------------------------------ answers to us
 
-    def _on_response(self, rpc: _Rpc, r: Response, src: PeerAddr, now: float) -> None:
+    def _on_response(self, rpc: _Rpc, r: Response, src: PeerAddr, now: float, data: bytes) -> None:
         try:
             sender = krpc.get_id(r.values)
         except KrpcError:
@@ -691,8 +805,8 @@ class DhtNode:
             if rpc.op:
                 self._events.append(PingDone(op=rpc.op, addr=src, ok=True, node_id=sender))
         elif rpc.kind == _LOOKUP:
-            self._lookup_answer(rpc, r, sender, compliant, now)
-        elif rpc.kind == _ANNOUNCE:
+            self._lookup_answer(rpc, r, sender, compliant, now, data)
+        elif rpc.kind in (_ANNOUNCE, _PUT):
             o = self._ops.get(rpc.op)
             if o is not None:
                 o.acks += 1
@@ -701,7 +815,7 @@ class DhtNode:
         elif rpc.kind == _SAMPLE:
             self._sample_answer(rpc, r, now)
 
-    def _rpc_failed(self, rpc: _Rpc, now: float, *, timeout: bool) -> None:
+    def _rpc_failed(self, rpc: _Rpc, now: float, *, timeout: bool, code: int = 0) -> None:
         self._verifying.discard(rpc.addr)
         if timeout:
             self.table.failed(rpc.addr, now)
@@ -713,10 +827,12 @@ class DhtNode:
             if o is not None:
                 o.lookup.failed(rpc.addr, timeout=timeout)
                 self._advance(o, now)
-        elif rpc.kind == _ANNOUNCE:
+        elif rpc.kind in (_ANNOUNCE, _PUT):
             o = self._ops.get(rpc.op)
             if o is not None:
                 o.pending_acks -= 1
+                if code:
+                    o.errors.append(code)
                 self._maybe_announced(o)
         elif rpc.kind == _SAMPLE:
             self._events.append(
@@ -770,15 +886,28 @@ class DhtNode:
         if o.finished:
             return
         lk = o.lookup
-        method = b"find_node" if o.purpose in (_FIND, _REFRESH) else b"get_peers"
-        key = b"target" if method == b"find_node" else b"info_hash"
+        args: dict[bytes, Any]
+        if o.purpose in (_FIND, _REFRESH):
+            method, args = b"find_node", {b"target": lk.target}
+        elif o.purpose in (_GET_ITEM, _PUT_ITEM):
+            method, args = b"get", {b"target": lk.target}
+            if o.seq is not None:
+                args[b"seq"] = o.seq
+            if o.purpose == _GET_ITEM:
+                args[b"pad"] = b""
+                short = self.config.get_query_size - len(
+                    krpc.encode_query(b"xx", method, {b"id": self.id, **args})
+                )
+                args[b"pad"] = b"\0" * max(0, short)
+        else:
+            method, args = b"get_peers", {b"info_hash": lk.target}
         for c in lk.to_query():
-            self._query(c.addr, c.id, method, {key: lk.target}, _LOOKUP, o.op, now)
+            self._query(c.addr, c.id, method, args, _LOOKUP, o.op, now)
         if lk.done():
             self._finish(o, now)
 
     def _lookup_answer(
-        self, rpc: _Rpc, r: Response, sender: bytes, compliant: bool, now: float
+        self, rpc: _Rpc, r: Response, sender: bytes, compliant: bool, now: float, data: bytes
     ) -> None:
         o = self._ops.get(rpc.op)
         if o is None or o.finished:
@@ -795,10 +924,22 @@ class DhtNode:
         for n in nodes:
             if n.id != self.id:
                 lk.add(n.id, n.addr, c.depth + 1)
-        if o.purpose in (_GET_PEERS, _ANNOUNCE_LOOKUP):
+        if o.purpose in (_GET_PEERS, _ANNOUNCE_LOOKUP, _GET_ITEM, _PUT_ITEM):
             token = r.values.get(b"token")
             if isinstance(token, bytes) and 0 < len(token) <= krpc.MAX_TOKEN:
                 c.token = token
+        if o.purpose == _GET_ITEM and b"v" in r.values:
+            try:
+                raw = bep44.raw_value(data, b"r")
+            except BencodeError:
+                raw = None
+            item = bep44.parse_get_response(lk.target, r.values, raw, o.salt)
+            if item is not None and (o.item is None or item.seq > o.item.seq):
+                o.item = item
+                if not item.mutable:
+                    self._finish(o, now)  # an immutable item is what it is: done
+                    return
+        if o.purpose in (_GET_PEERS, _ANNOUNCE_LOOKUP):
             raw = r.values.get(b"values")
             if raw is not None:
                 try:
@@ -844,13 +985,32 @@ class DhtNode:
                     timeouts=lk.timeouts,
                 )
             )
-        if o.purpose == _ANNOUNCE_LOOKUP:
+        elif o.purpose == _GET_ITEM:
+            self._events.append(
+                ItemFound(
+                    op=o.op,
+                    target=lk.target,
+                    ok=o.item is not None,
+                    item=o.item,
+                    nodes=nodes,
+                    queries=lk.queries,
+                )
+            )
+        if o.purpose in (_ANNOUNCE_LOOKUP, _PUT_ITEM):
             self._announce(o, closest, now)
             return
         del self._ops[o.op]
 
     def _announce(self, o: _Op, closest: list[Candidate], now: float) -> None:
         targets = [c for c in closest if c.token is not None]
+        if o.item is not None:
+            for c in targets:
+                assert c.token is not None
+                put_args = bep44.put_arguments(o.item, c.token, o.cas)
+                if self._query(c.addr, c.id, b"put", put_args, _PUT, o.op, now):
+                    o.pending_acks += 1
+            self._maybe_announced(o)
+            return
         for c in targets:
             args: dict[bytes, Any] = {
                 b"info_hash": o.lookup.target,
@@ -869,6 +1029,17 @@ class DhtNode:
         if o.pending_acks > 0 or o.op not in self._ops:
             return
         del self._ops[o.op]
+        if o.purpose == _PUT_ITEM:
+            self._events.append(
+                PutDone(
+                    op=o.op,
+                    target=o.lookup.target,
+                    ok=o.acks > 0,
+                    stored=o.acks,
+                    errors=tuple(o.errors),
+                )
+            )
+            return
         self._events.append(
             AnnounceDone(op=o.op, info_hash=o.lookup.target, ok=o.acks > 0, stored=o.acks)
         )

@@ -140,3 +140,19 @@ class DhtSim:
 
     def run_for(self, seconds: float, stop: Callable[[], bool] | None = None) -> None:
         self.run_until(self.now + seconds, stop)
+
+    def grow(self, n: int, *, join_gap: float = 0.05, settle: float = 30.0) -> list[PeerAddr]:
+        """Add ``n`` nodes one after another (``sim_addr(0..n-1)``), each bootstrapping from
+        a random earlier one, ``join_gap`` seconds apart; then run ``settle`` seconds."""
+        start = len(self.hosts)
+        addrs = [sim_addr(start + i) for i in range(n)]
+        for i, a in enumerate(addrs):
+            self.add_node(a)
+            known = start + i
+            if known:
+                boot = sim_addr(self.rng.randrange(known))
+                self.hosts[a].node.bootstrap([boot], self.now)
+                self._flush(a)
+            self.run_for(join_gap)
+        self.run_for(settle)
+        return addrs
