@@ -135,12 +135,13 @@ def test_bad_whitelist_file_names_the_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1
 
 
-def test_port_in_use_exits_1() -> None:
+def test_port_in_use_exits_2() -> None:
+    """A port already in use is bad input, as for download/seed (docs/cli.md)."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         done = _run("--bind", "127.0.0.1", "--port", str(port))
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert done.stderr.count("\n") == 1

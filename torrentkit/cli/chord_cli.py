@@ -58,11 +58,22 @@ def chord_settings(args: argparse.Namespace) -> ChordSettings | None:
         if args.bootstrap:
             raise UsageError("--bootstrap goes with --discovery chord")
         return None
+    _need_advertise(getattr(args, "bind", None), args.advertise)
     return ChordSettings(
         bootstrap=tuple(parse_bootstrap(args.bootstrap)),
         stabilize_interval=chord_config(args.stabilize_interval).stabilize_interval,
         advertise=args.advertise,
     )
+
+
+def _need_advertise(bind: str | None, advertise: str | None) -> None:
+    """A ring node's id is its address, so one listening on every interface must be told
+    the address the others reach it at (docs/cli.md)."""
+    if advertise is None and bind in ("0.0.0.0", "::", ""):
+        raise UsageError(
+            f"--discovery chord listening on {bind or '*'}: pass --advertise HOST, the "
+            "address other ring nodes reach this one at (or --bind that address)"
+        )
 
 
 def parse_bootstrap(values: Sequence[str]) -> list[PeerAddr]:
@@ -78,6 +89,7 @@ def parse_bootstrap(values: Sequence[str]) -> list[PeerAddr]:
 def run_chord_node(args: argparse.Namespace) -> int:
     """``torrentkit node --discovery chord``: a bare ring node until SIGTERM or Ctrl-C (a
     graceful leave that hands its keys over either way)."""
+    _need_advertise(args.bind, args.advertise)
     settings = ChordSettings(
         bootstrap=tuple(parse_bootstrap(args.bootstrap)),
         stabilize_interval=chord_config(args.stabilize_interval).stabilize_interval,

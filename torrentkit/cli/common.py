@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
 from torrentkit.errors import MetainfoError
 from torrentkit.metainfo import Magnet, Metainfo, is_magnet, parse_magnet, parse_torrent
 
@@ -74,3 +77,15 @@ def emit_json(obj: dict[str, Any], out: TextIO | None = None) -> None:
     stream = out if out is not None else sys.stdout
     stream.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
     stream.flush()
+
+
+def byte_progress(console: Console) -> Progress:
+    """A transient progress bar in bytes (hashing, verifying) on ``console``."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
+    )

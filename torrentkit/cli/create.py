@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from torrentkit.cli.common import EXIT_OK, UsageError, parse_size
+from torrentkit.cli.common import EXIT_OK, UsageError, byte_progress, parse_size
 from torrentkit.errors import StorageError
 from torrentkit.maketorrent import make_torrent
 from torrentkit.metainfo import BLOCK_SIZE, MAX_PIECE_LENGTH, parse_torrent
@@ -52,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if not src.exists():
         raise UsageError(f"{src}: no such file or folder")
     out = Path(args.output)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a folder; -o names the .torrent file to write")
     if out.exists() and not args.force:
         raise UsageError(f"{out}: already exists (use --force to overwrite)")
     if not out.parent.is_dir():
@@ -63,25 +64,15 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError(f"-t: not an http(s) or udp tracker URL: {url!r}")
     piece_length = _piece_size(args.piece_size)
 
-    err = Console(stderr=True)
-    total = _total_size(src)
-    if err.is_terminal:
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("hashing", total=total)
-            data = _make(src, tiers, piece_length, args, lambda n: progress.advance(task, n))
-    else:
-        data = _make(src, tiers, piece_length, args, None)
-
-    fd, tmp = tempfile.mkstemp(prefix=".torrentkit-", dir=out.parent)
+    # The output's folder must take a file before the hashing starts (docs/cli.md: a file
+    # that cannot be written where the command starts is exit 2).
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".torrentkit-", dir=out.parent)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write here: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
+            data = _hash(src, tiers, piece_length, args)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -92,6 +83,19 @@ def run(args: argparse.Namespace) -> int:
     meta = parse_torrent(data)
     sys.stdout.write(meta.info_hash.hex() + "\n")
     return EXIT_OK
+
+
+def _hash(
+    src: Path, tiers: list[list[str]], piece_length: int | None, args: argparse.Namespace
+) -> bytes:
+    """The .torrent's bytes, with a progress bar on a terminal."""
+    err = Console(stderr=True)
+    total = _total_size(src)
+    if err.is_terminal:
+        with byte_progress(err) as progress:
+            task = progress.add_task("hashing", total=total)
+            return _make(src, tiers, piece_length, args, lambda n: progress.advance(task, n))
+    return _make(src, tiers, piece_length, args, None)
 
 
 def _total_size(src: Path) -> int:

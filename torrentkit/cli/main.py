@@ -95,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_INTERRUPTED
         if isinstance(inner, BrokenPipeError):
             return EXIT_FAILED
+        if isinstance(inner, OSError):  # a file or socket failed while the job ran
+            where = f"{inner.filename}: " if inner.filename else ""
+            _fail(f"{where}{inner.strerror or inner}")
+            return EXIT_FAILED
         raise
     return code
 

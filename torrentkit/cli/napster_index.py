@@ -20,7 +20,7 @@ import socket
 import sys
 from typing import Any
 
-from torrentkit.cli.common import EXIT_INTERRUPTED, EXIT_OK, JobFailed, UsageError
+from torrentkit.cli.common import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from torrentkit.discovery.napster.index import IndexConfig, NapsterIndex, RateLimiter
 from torrentkit.discovery.napster.server import (
     DEFAULT_RATE,
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     except socket.gaierror as exc:
         raise UsageError(f"--bind: cannot use {args.bind!r}: {exc.strerror}") from None
     except OSError as exc:
-        raise JobFailed(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}") from None
+        raise UsageError(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}") from None
     with sock:
         interrupted = asyncio.run(_main(index, limiter, sock))
     return EXIT_INTERRUPTED if interrupted else EXIT_OK

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         for sock in socks:
             sock.close()
-        raise JobFailed(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}") from None
+        raise UsageError(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}") from None
     _say_store_problems()
     if args.workers == 1:
         with socks[0]:

@@ -24,11 +24,18 @@ from typing import Any
 
 import trio
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 from rich.text import Text
 
-from torrentkit.cli.common import EXIT_OK, JobFailed, UsageError, emit_json, load_torrent, safe_text
+from torrentkit.cli.common import (
+    EXIT_OK,
+    JobFailed,
+    UsageError,
+    byte_progress,
+    emit_json,
+    load_torrent,
+    safe_text,
+)
 from torrentkit.engine.layout import Layout
 from torrentkit.engine.storage import FileStorage
 from torrentkit.metainfo import Info
@@ -121,14 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True, highlight=False)
     if err.is_terminal:
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
+        with byte_progress(err) as bar:
             task = bar.add_task("verifying", total=info.total_length)
             have, problems = trio.run(
                 check, info, root, lambda i, ok: bar.advance(task, info.piece_size(i))

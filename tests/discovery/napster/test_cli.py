@@ -92,7 +92,8 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], message: str) -> None:
     assert done.stderr.count("\n") == 1
 
 
-def test_port_in_use_exits_1() -> None:
+def test_port_in_use_exits_2() -> None:
+    """A port already in use is bad input, as for download/seed (docs/cli.md)."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -103,6 +104,6 @@ def test_port_in_use_exits_1() -> None:
             text=True,
             timeout=30,
         )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert done.stderr.count("\n") == 1
