@@ -109,6 +109,9 @@ class TorrentStatus:
     #: Payload bytes this session (verified pieces / sent blocks).
     downloaded: int
     uploaded: int
+    #: Payload bytes received this session that were not needed (endgame duplicates,
+    #: blocks that arrived after they were cancelled).
+    redundant: int
     #: All-time totals (carried across restarts by the resume data).
     all_time_download: int
     all_time_upload: int
@@ -643,7 +646,7 @@ class _TorrentJob:
             peers = len(t.links)
             seeds = sum(1 for link in t.links if t.picker.peer_is_seed(link))
             known = len(t.peers)
-            session_down, session_up = t.downloaded, t.uploaded
+            session_down, session_up, redundant = t.downloaded, t.uploaded, t.redundant
             if self.paused or self.error is not None:  # its links are closing right now
                 down = up = 0.0
                 peers = seeds = 0
@@ -654,7 +657,7 @@ class _TorrentJob:
             down = up = 0.0
             peers = seeds = 0
             known = len(self.peers)
-            session_down = session_up = 0
+            session_down = session_up = redundant = 0
         wanted = _wanted_bytes(info, self.files) if info is not None else 0
         done = max(0, wanted - left)
         state = self.current_state()
@@ -674,6 +677,7 @@ class _TorrentJob:
             upload_rate=up,
             downloaded=session_down,
             uploaded=session_up,
+            redundant=redundant,
             all_time_download=self.base_downloaded + session_down,
             all_time_upload=self.base_uploaded + session_up,
             active_seconds=active,

@@ -292,3 +292,44 @@ async def test_a_leecher_that_completes_leaves_the_seed(
     assert links == (0, 0)
     gone = [e.reason for e in events if isinstance(e, PeerDisconnected)]
     assert gone == ["both have what they want"]
+
+
+async def test_redundant_bytes_are_what_arrived_beyond_the_verified_pieces(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Three seeds, so the endgame asks several of them for the last blocks: every payload
+    byte that arrived is either in a verified piece (``downloaded``) or counted as
+    ``redundant`` (a duplicate, or a block that came after it was cancelled)."""
+    from torrentkit.engine.torrent import Torrent
+
+    rng = random.Random(7)
+    info, payload = make_torrent(rng, 40 * 16 * KIB, 32 * KIB, name="r.bin")
+    net = SimNetwork(rng)
+    arrived = 0
+    original = Torrent.on_blocks
+
+    def counting(
+        self: Torrent, link: object, blocks: list[tuple[int, int, bytes]], now: float
+    ) -> None:
+        nonlocal arrived
+        arrived += sum(len(b[2]) for b in blocks)  # only the leecher receives blocks
+        original(self, link, blocks, now)  # type: ignore[arg-type]
+
+    Torrent.on_blocks = counting  # type: ignore[assignment, method-assign]
+    try:
+        with trio.fail_after(600):
+            async with trio.open_nursery() as nursery:
+                seeds = [await start_session(nursery, net, f"127.3.1.{i}") for i in (1, 2, 3)]
+                for s in seeds:
+                    await s.add_torrent(info, MemoryStorage(info, payload))
+                leecher = await start_session(nursery, net, "127.3.1.9")
+                t = await leecher.add_torrent(info, MemoryStorage(info))
+                t.add_peers([s.address for s in seeds], "test")
+                await t.complete.wait()
+                await trio.sleep(5)  # late blocks still count
+                nursery.cancel_scope.cancel()
+    finally:
+        Torrent.on_blocks = original  # type: ignore[method-assign]
+    assert t.downloaded == len(payload)
+    assert arrived == t.downloaded + t.redundant
+    assert t.redundant > 0  # this swarm does reach an endgame with duplicates

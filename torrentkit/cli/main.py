@@ -9,6 +9,7 @@ always one line on stderr and never a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
@@ -76,10 +77,23 @@ def _command_in(argv: Sequence[str]) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, startup: bool = False) -> int:
+    """Run one command; its exit code. ``startup``: this is the process's program (see
+    :func:`run`), so start-up may tune the garbage collector."""
     words = sys.argv[1:] if argv is None else list(argv)
     command = _command_in(words)
-    parser = build_parser(command or "")
+    if startup:
+        # Importing a command creates many long-lived objects (modules, classes, dataclass
+        # methods); the cyclic collector would scan them over and over as they appear (~15%
+        # of the start-up CPU). Collect nothing while importing, then move what was made to
+        # the permanent generation, which later collections skip.
+        gc.disable()
+    try:
+        parser = build_parser(command or "")
+    finally:
+        if startup:
+            gc.enable()
+            gc.freeze()
     args = parser.parse_args(words)
     try:
         code: int = args.func(args)
@@ -116,7 +130,7 @@ def _fail(message: str) -> None:
 
 
 def run() -> None:
-    sys.exit(main())
+    sys.exit(main(startup=True))
 
 
 if __name__ == "__main__":

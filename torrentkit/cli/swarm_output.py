@@ -61,6 +61,7 @@ class RunView:
                     "num_pieces": s.num_pieces,
                     "downloaded": s.downloaded,
                     "uploaded": s.uploaded,
+                    "redundant": s.redundant,
                     "ratio": round(s.uploaded / meta.info.total_length, 3),
                     "seconds": round(self.completed.get(s.info_hash, seconds), 3),
                     "banned": sorted(self.banned.get(s.info_hash, ())),

@@ -956,23 +956,33 @@ class Picker(Generic[P]):
         return chosen
 
     def _take_endgame(self, peer: P, ps: _Peer, n: int, picked: list[tuple[int, int]]) -> None:
-        """Duplicate outstanding blocks, fewest requesters first, random among equals."""
-        have, prio, cap = ps.have, self._prio, self.endgame_requesters
-        rnd = self._rng.random
-        cands: list[tuple[int, float, int, int]] = []
-        for piece, part in self._partials.items():
-            if not have[piece] or not prio[piece]:
-                continue
-            for blk, reqs in enumerate(part.requesters):
-                if reqs and len(reqs) < cap and peer not in reqs:
-                    cands.append((len(reqs), rnd(), piece, blk))
-        cands.sort()
-        for _, _, piece, blk in cands[: n - len(picked)]:
-            part = self._partials[piece]
-            part.requesters[blk].append(peer)
-            part.by_peer[peer] = part.by_peer.get(peer, 0) + 1
-            ps.requests.add((piece, blk))
-            picked.append((piece, blk))
+        """Duplicate outstanding blocks, fewest requesters first: one pass per requester
+        count, from a random piece on, stopping as soon as enough are taken (a pick in a
+        long endgame costs what it takes, not a scan and sort of every outstanding block)."""
+        have, prio = ps.have, self._prio
+        pieces = [(p, part) for p, part in self._partials.items() if have[p] and prio[p]]
+        if not pieces:
+            return
+        r = self._rng.randrange(len(pieces))
+        pieces = pieces[r:] + pieces[:r]
+        need = n - len(picked)
+        requests = ps.requests
+        for count in range(1, self.endgame_requesters):
+            for piece, part in pieces:
+                taken = 0
+                for blk, reqs in enumerate(part.requesters):
+                    if len(reqs) == count and peer not in reqs:
+                        reqs.append(peer)
+                        requests.add((piece, blk))
+                        picked.append((piece, blk))
+                        taken += 1
+                        if taken == need:
+                            break
+                if taken:
+                    part.by_peer[peer] = part.by_peer.get(peer, 0) + taken
+                    need -= taken
+                    if not need:
+                        return
 
     # -------------------------------------------------------------- checking
     def check_consistency(self) -> None:

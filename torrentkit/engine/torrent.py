@@ -26,6 +26,7 @@ Engine events (``peer_connected``, ``unchoke``, ``piece``, ``banned``, ...) go t
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import deque
@@ -219,6 +220,10 @@ class Torrent:
         self.upload_cache = UploadCache(PIECE_CACHE_BYTES)
         self.uploaded = 0
         self.downloaded = 0  # verified payload bytes received this session
+        #: payload bytes received that were not needed (an endgame duplicate, a block that
+        #: arrived after we cancelled it or after its piece was done): libtorrent's
+        #: "redundant bytes"
+        self.redundant = 0
         self.started_at = 0.0
         self.completed_at: float | None = None
         self.error: str | None = None
@@ -713,6 +718,10 @@ class Torrent:
         assemblies.add_blocks(blocks, got.accepted, link.key)
         self._submit_pieces(got.complete)
         total = sum([len(b[2]) for b in blocks])
+        if not all(got.accepted):
+            self.redundant += total - sum(
+                [len(b[2]) for b in itertools.compress(blocks, got.accepted)]
+            )
         link.downloaded += total
         link.down.add(now, total)
         link.short_down.add(now, total)
