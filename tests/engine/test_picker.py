@@ -445,6 +445,20 @@ def test_choke_reject_and_timeout_release_requests() -> None:
     picker.check_consistency()
 
 
+def test_engine_releases_count_without_making_requests() -> None:
+    """release_requests / remove_peer: the same releases as peer_choked / peer_gone,
+    returning only how many there were."""
+    picker = make("2222", "", blocks=2)
+    picker.peer_bitfield("a", bits("**  "))
+    got = picker.pick("a", 3)
+    assert picker.release_requests("a") == 3 and picker.release_requests("a") == 0
+    assert picker.requests_of("a") == []
+    assert picker.pick("a", 3) == got  # the same blocks, free again
+    assert picker.remove_peer("a") == 3 and picker.remove_peer("a") == 0
+    assert picker.availability(0) == 3
+    picker.check_consistency()
+
+
 def test_late_block_after_release_is_still_accepted_once() -> None:
     picker = make("1", "", blocks=2)
     got = picker.pick("me", 2)

@@ -589,9 +589,16 @@ class Picker(Generic[P]):
 
         Returns the requests it held (now free for other peers).
         """
+        released = self._requests_as_blocks(peer)
+        self.remove_peer(peer)
+        return released
+
+    def remove_peer(self, peer: P) -> int:
+        """:meth:`peer_gone` for the engine: how many requests were released (no request
+        objects are made: a fast peer can hold hundreds)."""
         if peer not in self._peers:
-            return []
-        released = self.peer_choked(peer)
+            return 0
+        released = self.release_requests(peer)
         self._remove_peer_pieces(peer)
         del self._peers[peer]
         return released
@@ -614,13 +621,26 @@ class Picker(Generic[P]):
 
         Returns the released requests.
         """
+        out = self._requests_as_blocks(peer)
+        self.release_requests(peer)
+        return out
+
+    def release_requests(self, peer: P) -> int:
+        """:meth:`peer_choked` for the engine: how many requests were released."""
         ps = self._peers.get(peer)
         if ps is None or not ps.requests:
+            return 0
+        held = sorted(ps.requests)  # lowest pieces reopen first, as they were taken
+        release = self._release
+        for piece, blk in held:
+            release(peer, ps, piece, blk)
+        return len(held)
+
+    def _requests_as_blocks(self, peer: P) -> list[BlockRequest]:
+        ps = self._peers.get(peer)
+        if ps is None:
             return []
-        out = [self.block(p, b) for p, b in sorted(ps.requests)]
-        for piece, blk in sorted(ps.requests):
-            self._release(peer, ps, piece, blk)
-        return out
+        return [self.block(p, b) for p, b in sorted(ps.requests)]
 
     def request_released(self, peer: P, piece: int, begin: int) -> bool:
         """A request to ``peer`` was rejected or timed out. False if it held no such request."""

@@ -611,7 +611,7 @@ class Torrent:
         self._account_unchoke(link, trio.current_time())
         # Its outstanding requests go back to the picker; blocks it already sent stay in
         # their assemblies (trust needs to know who sent them when the piece is checked).
-        if self.picker.peer_gone(link):
+        if self.picker.remove_peer(link):
             self._rerequest(link, trio.current_time())
         self.emit(PeerDisconnected, peer=str(link.addr), reason=link.close_reason)
         # Not straight back to a peer that just left (libtorrent: 60 s) -- unless we parted
@@ -654,7 +654,7 @@ class Torrent:
             link.last_block = now
         elif kind is Choke:
             link.unchoked_us_at = None
-            if self.picker.peer_choked(link):
+            if self.picker.release_requests(link):
                 self._rerequest(link, now)
         elif kind is Interested:
             self.emit(InterestedEvent, peer=str(link.addr), direction="theirs")
@@ -1082,7 +1082,7 @@ class Torrent:
             self.web_seeds.pop(seed, None)
             if fatal or seed.dropped:
                 self.dropped_web_seeds.add(seed.url)
-            released = self.picker.peer_gone(seed)
+            released = self.picker.remove_peer(seed)
             self.emit(PeerDisconnected, peer=seed.url, reason=seed.close_reason)
             if released and self._nursery is not None:
                 self._rerequest_all()
@@ -1116,7 +1116,7 @@ class Torrent:
         self._submit_pieces(got.complete)
 
     def release_web_requests(self, seed: WebSeedLink) -> None:
-        if self.picker.peer_choked(seed):
+        if self.picker.release_requests(seed):
             self._rerequest_all()
 
     async def wait_web_work(self) -> None:
