@@ -1,7 +1,8 @@
-"""Chord at scale: the production node code on the in-memory network, under a virtual clock.
+"""Chord and Kademlia at scale: the production node code on an in-memory network, under a
+virtual clock.
 
 Run: ``.venv/bin/python tools/chord_sim.py --nodes N --lookups L [--fail FRACTION]
-[--churn RATE] [--json] [--plot FILE.png]``
+[--churn RATE] [--dht chord|kademlia|both] [--json] [--plot FILE.png]``
 
 Every node is a real :class:`~torrentkit.discovery.chord.driver.ChordDriver` (m = 160, SHA-1
 ids of made-up IPv4 addresses) on :class:`~torrentkit.testing.network.SimNetwork`: datagrams
@@ -28,6 +29,23 @@ stable phase), ``messages``, ``virtual_seconds``, ``wall_seconds``, ``cpu_second
 ``phases`` (per phase: lookups, mean/p99 hops, success rate, keys lost, timeouts).
 ``--plot FILE.png`` runs N = 64, 128, ... up to ``--nodes`` and draws mean and p99 hops
 against N with the 1/2 log2 N curve (needs matplotlib: ``pip install 'torrentkit[plots]'``).
+
+``--dht kademlia`` runs the same phases on the mainline DHT node
+(:class:`~torrentkit.dht.node.DhtNode`: k = 8, alpha = 3, BEP 42 ids of public-looking
+addresses) on :class:`~torrentkit.testing.dht_sim.DhtSim`, a discrete-event datagram router
+with the same latency model (20 ms + up to 20 ms jitter) that drives the sans-IO node
+directly, without a trio task per node, so 4,096 nodes fit in a minute or two of CPU. Build:
+nodes join one after another, 50 ms apart, each through a random earlier node (a lookup of
+its own id). Publish: ``announce_peer`` of each key from a random node (stored on the 8
+closest nodes that gave a token). Lookups: ``get_peers`` of a stored key from a random node;
+a lookup succeeds when it returns the announced peer; hops are the depth of the closest node
+that answered (a seed from the routing table is depth 1, a node it named depth 2, ...: the
+dependent round trips, as Chord's path counts them). ``owner ok`` is the share of lookups
+whose closest answer is the live node closest to the key. Fail: the fraction crashes at once
+and lookups start after ``--settle`` seconds (no repair protocol runs: Kademlia routes around
+dead entries as it meets them). ``distinct_fingers`` is reported as the mean routing-table
+size (Kademlia's per-node state). ``--dht both`` runs both and prints them one after the other
+(``--json``: one object per line); with ``--plot`` both go in one figure.
 """
 
 from __future__ import annotations
@@ -45,10 +63,13 @@ from typing import Any
 import trio
 import trio.testing
 
+from torrentkit.dht.node import AnnounceDone, DhtConfig, Event, GetPeersDone
+from torrentkit.dht.nodeid import distance
 from torrentkit.discovery.chord.driver import ChordDriver, ChordJoinError, open_chord_node
 from torrentkit.discovery.chord.node import ChordConfig
 from torrentkit.discovery.chord.ring import key_position
 from torrentkit.ids import PeerAddr
+from torrentkit.testing.dht_sim import DhtSim, sim_addr
 from torrentkit.testing.network import SimNetwork
 
 PORT = 6881
@@ -66,6 +87,8 @@ class Phase:
     keys_lost: int = 0
     messages: int = 0
     virtual_seconds: float = 0.0
+    #: Messages of the lookups themselves (Kademlia: queries + answers).
+    lookup_messages: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -79,6 +102,9 @@ class Phase:
             "timeouts": self.timeouts,
             "keys_lost": self.keys_lost,
             "messages": self.messages,
+            "messages_per_lookup": round(self.lookup_messages / self.lookups, 2)
+            if self.lookups and self.lookup_messages
+            else None,
             "virtual_seconds": round(self.virtual_seconds, 1),
         }
 
@@ -252,6 +278,9 @@ class Ring:
             done = await driver.get_peers(key)
             phase.lookups += 1
             phase.timeouts += done.timeouts
+            # Each node on the path after the origin: one query, one answer; plus each
+            # query that timed out.
+            phase.lookup_messages += 2 * max(0, len(done.path) - 1) + done.timeouts
             if done.ok and self.keys[key] in done.peers:
                 phase.succeeded += 1
                 phase.hops.append(len(done.path) - 1)
@@ -342,25 +371,58 @@ async def simulate(params: Params) -> dict[str, Any]:
 
         nursery.cancel_scope.cancel()
 
+    return summarize(
+        "chord",
+        params,
+        phases,
+        build=build,
+        publish=publish,
+        keys=len(ring.keys),
+        state=fingers,
+        messages=net.datagrams_sent,
+        virtual=trio.current_time() - start,
+        wall=wall,
+        cpu=cpu,
+    )
+
+
+def summarize(
+    dht: str,
+    params: Params,
+    phases: list[Phase],
+    *,
+    build: Phase,
+    publish: Phase,
+    keys: int,
+    state: float,
+    messages: int,
+    virtual: float,
+    wall: float,
+    cpu: float,
+) -> dict[str, Any]:
+    """The result object (see the module docstring); ``phases[0]`` is the stable phase."""
+    stable = phases[0]
     n = params.nodes
     return {
+        "dht": dht,
         "nodes": n,
         "lookups": params.lookups,
-        "replicas": params.replicas,
+        "replicas": params.replicas if dht == "chord" else 8,
         "mean_hops": round(mean(stable.hops), 3),
         "p99_hops": percentile(stable.hops, 99),
         "half_log2_n": round(0.5 * math.log2(n), 3),
         "success_rate": min(p.summary()["success_rate"] for p in phases),
-        "keys": len(ring.keys),
+        "keys": keys,
         "keys_lost": sum(p.keys_lost for p in phases),
-        "distinct_fingers": round(fingers, 2),
+        "distinct_fingers": round(state, 2),
+        "messages_per_lookup": stable.summary()["messages_per_lookup"],
         "fail_fraction": params.fail,
         "churn_rate": params.churn,
         "phases": [p.summary() for p in phases],
         "build": build.summary() | {"lookups": 0},
         "publish": publish.summary() | {"lookups": 0},
-        "messages": net.datagrams_sent,
-        "virtual_seconds": round(trio.current_time() - start, 1),
+        "messages": messages,
+        "virtual_seconds": round(virtual, 1),
         "wall_seconds": round(time.perf_counter() - wall, 2),
         "cpu_seconds": round(time.process_time() - cpu, 2),
         "params": asdict(params),
@@ -371,18 +433,210 @@ def run(params: Params) -> dict[str, Any]:
     return trio.run(simulate, params, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+# ------------------------------------------------------------------------------ Kademlia
+
+
+class KadNet:
+    """The Kademlia counterpart of :class:`Ring`: DhtNode objects on a DhtSim."""
+
+    def __init__(self, params: Params) -> None:
+        self.p = params
+        self.rng = random.Random(params.seed)
+        self.sim = DhtSim(
+            seed=params.seed + 1,
+            latency=params.latency,
+            jitter=params.jitter,
+            loss=params.loss,
+            config=DhtConfig(rate_limit=1000),
+        )
+        self.sim.on_event = self._event
+        self.keys: dict[bytes, PeerAddr] = {}
+        self._waiting: dict[tuple[PeerAddr, int], tuple[type, Any]] = {}
+
+    def _event(self, addr: PeerAddr, ev: Event) -> None:
+        op = getattr(ev, "op", None)
+        if op is None:
+            return
+        want = self._waiting.get((addr, op))
+        if want is not None and isinstance(ev, want[0]):
+            del self._waiting[(addr, op)]
+            want[1](ev)
+        self.sim.take_events(addr)  # nothing else reads them
+
+    def live(self) -> list[PeerAddr]:
+        return self.sim.alive()
+
+    def build(self) -> None:
+        self.sim.grow(self.p.nodes, join_gap=0.05, settle=10.0)
+
+    def join_one(self) -> None:
+        live = self.live()
+        addr = sim_addr(len(self.sim.hosts))
+        self.sim.add_node(addr)
+        boot = self.rng.choice(live)
+        self.sim.call(addr, lambda node, now: node.bootstrap([boot], now))
+
+    def closest_live(self, key: bytes, origin: PeerAddr) -> PeerAddr:
+        """The live node closest to ``key``, other than ``origin`` (a lookup never names
+        the node that runs it)."""
+        others = [a for a in self.live() if a != origin]
+        return min(others, key=lambda a: distance(self.sim.node(a).id, key))
+
+    def publish(self, count: int) -> None:
+        window = max(2.0, count / 500)
+
+        def one(key: bytes) -> None:
+            origin = self.rng.choice(self.live())
+            port = self.rng.randrange(1024, 65535)
+
+            def done(ev: AnnounceDone) -> None:
+                if ev.ok:
+                    self.keys[key] = PeerAddr(origin.host, port)
+
+            op = self.sim.call(origin, lambda node, now: node.announce_peer(key, port, now))
+            self._waiting[(origin, op)] = (AnnounceDone, done)
+
+        for _ in range(count):
+            key = self.rng.getrandbits(160).to_bytes(20, "big")
+            self.sim.at(self.sim.now + self.rng.uniform(0, window), lambda key=key: one(key))
+        self.sim.run_for(window + 30.0)
+
+    def keys_lost(self) -> int:
+        now = self.sim.now
+        held: set[bytes] = set()
+        for a in self.live():
+            store = self.sim.node(a).store
+            for k in store:
+                if store.peers(k, now, 1, self.rng):
+                    held.add(k)
+        return sum(1 for k in self.keys if k not in held)
+
+    def lookups(self, phase: Phase, count: int, window: float) -> None:
+        keys = list(self.keys)
+
+        def one() -> None:
+            live = self.live()
+            origin = self.rng.choice(live)
+            key = self.rng.choice(keys)
+
+            def done(ev: GetPeersDone) -> None:
+                phase.lookups += 1
+                phase.timeouts += ev.timeouts
+                phase.lookup_messages += ev.queries + ev.answers
+                if ev.ok and self.keys[key] in ev.peers:
+                    phase.succeeded += 1
+                    phase.hops.append(ev.hops)
+                if ev.nodes and ev.nodes[0].addr == self.closest_live(key, origin):
+                    phase.right_owner += 1
+
+            op = self.sim.call(origin, lambda node, now: node.get_peers(key, now))
+            self._waiting[(origin, op)] = (GetPeersDone, done)
+
+        for _ in range(count):
+            self.sim.at(self.sim.now + self.rng.uniform(0, window), one)
+
+    def churn(self, rate: float, duration: float) -> None:
+        t = 0.0
+        while True:
+            t += self.rng.expovariate(rate)
+            if t >= duration:
+                break
+            self.sim.at(self.sim.now + t, self._churn_event)
+
+    def _churn_event(self) -> None:
+        live = self.live()
+        if len(live) > 2:
+            self.sim.kill(self.rng.choice(live))
+        self.join_one()
+
+
+def simulate_kademlia(params: Params) -> dict[str, Any]:
+    """The phases of :func:`simulate` on the mainline DHT node; the same summary keys."""
+    wall = time.perf_counter()
+    cpu = time.process_time()
+    net = KadNet(params)
+    sim = net.sim
+
+    def mark(phase: Phase, t0: float, m0: int) -> None:
+        phase.virtual_seconds = sim.now - t0
+        phase.messages = sim.stats.sent - m0
+
+    t0, m0 = sim.now, sim.stats.sent
+    net.build()
+    build = Phase("build")
+    mark(build, t0, m0)
+    t0, m0 = sim.now, sim.stats.sent
+    net.publish(params.keys if params.keys is not None else params.nodes)
+    publish = Phase("publish")
+    mark(publish, t0, m0)
+    window = max(2 * params.stabilize, params.lookups / 1000)
+    drain = 60.0
+
+    phases: list[Phase] = []
+    stable = Phase("stable")
+    t0, m0 = sim.now, sim.stats.sent
+    state = mean([len(sim.node(a).table) for a in net.live()])
+    net.lookups(stable, params.lookups, window)
+    sim.run_for(window + drain)
+    stable.keys_lost = net.keys_lost()
+    mark(stable, t0, m0)
+    phases.append(stable)
+
+    if params.fail > 0:
+        phase = Phase("after_fail")
+        t0, m0 = sim.now, sim.stats.sent
+        live = net.live()
+        for addr in net.rng.sample(live, int(params.fail * len(live))):
+            sim.kill(addr)
+        sim.run_for(params.settle * params.stabilize)
+        net.lookups(phase, params.lookups, window)
+        sim.run_for(window + drain)
+        phase.keys_lost = net.keys_lost()
+        mark(phase, t0, m0)
+        phases.append(phase)
+
+    if params.churn > 0:
+        phase = Phase("churn")
+        t0, m0 = sim.now, sim.stats.sent
+        duration = max(20 * params.stabilize, window)
+        net.churn(params.churn, duration)
+        net.lookups(phase, params.lookups, duration)
+        sim.run_for(duration + drain)
+        phase.keys_lost = net.keys_lost()
+        mark(phase, t0, m0)
+        phases.append(phase)
+
+    return summarize(
+        "kademlia",
+        params,
+        phases,
+        build=build,
+        publish=publish,
+        keys=len(net.keys),
+        state=state,
+        messages=sim.stats.sent,
+        virtual=sim.now,
+        wall=wall,
+        cpu=cpu,
+    )
+
+
 def render(result: dict[str, Any]) -> str:
     n = result["nodes"]
+    kind = result.get("dht", "chord")
+    state = "distinct fingers" if kind == "chord" else "routing-table entries"
     lines = [
-        f"nodes {n}  keys {result['keys']}  replicas {result['replicas']}  "
-        f"1/2 log2 N = {result['half_log2_n']}  distinct fingers per node "
+        f"{kind}: nodes {n}  keys {result['keys']}  replicas {result['replicas']}  "
+        f"1/2 log2 N = {result['half_log2_n']}  {state} per node "
         f"{result['distinct_fingers']}",
-        f"{'phase':<11} {'lookups':>7} {'mean hops':>9} {'p99 hops':>8} {'success':>8} "
-        f"{'owner ok':>8} {'timeouts':>8} {'keys lost':>9}",
+        f"{'phase':<11} {'lookups':>7} {'mean hops':>9} {'p99 hops':>8} {'msgs/lkp':>8} "
+        f"{'success':>8} {'owner ok':>8} {'timeouts':>8} {'keys lost':>9}",
     ]
     for p in result["phases"]:
+        per = p.get("messages_per_lookup")
         lines.append(
             f"{p['phase']:<11} {p['lookups']:>7} {p['mean_hops']:>9.2f} {p['p99_hops']:>8} "
+            f"{per if per is not None else '-':>8} "
             f"{100 * p['success_rate']:>7.2f}% {100 * p['right_owner_rate']:>7.2f}% "
             f"{p['timeouts']:>8} {p['keys_lost']:>9}"
         )
@@ -399,10 +653,15 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ns = [r["nodes"] for r in results]
+    ns = sorted({r["nodes"] for r in results})
+    kinds = sorted({r.get("dht", "chord") for r in results})
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(ns, [r["mean_hops"] for r in results], "o-", label="mean hops")
-    ax.plot(ns, [r["p99_hops"] for r in results], "s--", label="p99 hops")
+    for kind in kinds:
+        rows = [r for r in results if r.get("dht", "chord") == kind]
+        xs = [r["nodes"] for r in rows]
+        label = kind.capitalize() if len(kinds) > 1 else ""
+        ax.plot(xs, [r["mean_hops"] for r in rows], "o-", label=f"{label} mean hops".strip())
+        ax.plot(xs, [r["p99_hops"] for r in rows], "s--", label=f"{label} p99 hops".strip())
     curve = [2**e for e in range(6, int(math.log2(max(ns))) + 1)]
     ax.plot(curve, [0.5 * math.log2(x) for x in curve], "k:", label="1/2 log2 N")
     ax.plot(
@@ -416,7 +675,8 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("nodes N")
     ax.set_ylabel("hops per lookup")
-    ax.set_title("torrentkit Chord: lookup path length (m = 160, r = 8)")
+    names = " vs ".join(k.capitalize() for k in kinds)
+    ax.set_title(f"torrentkit {names}: lookup path length (160-bit ids, 8 copies)")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -449,6 +709,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", type=int, default=5, help="stabilize rounds after changes")
     ap.add_argument("--loss", type=float, default=0.0, help="datagram loss rate")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--dht",
+        choices=("chord", "kademlia", "both"),
+        default="chord",
+        help="which routed lookup to simulate (kademlia: the mainline DHT node)",
+    )
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ap.add_argument(
         "--plot", metavar="FILE.png", help="run N = 64, 128, ... --nodes and plot hops against N"
@@ -484,15 +750,24 @@ def main(argv: list[str] | None = None) -> int:
             n *= 2
         results = []
         for n in sizes:
-            result = run(params(n))
-            results.append(result)
-            print(json.dumps(result) if args.json else render(result) + "\n", flush=True)
+            for result in run_all(params(n), args.dht):
+                results.append(result)
+                print(json.dumps(result) if args.json else render(result) + "\n", flush=True)
         plot(results, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
         return 0
-    result = run(params(args.nodes))
-    print(json.dumps(result) if args.json else render(result))
+    for result in run_all(params(args.nodes), args.dht):
+        print(json.dumps(result) if args.json else render(result), flush=True)
     return 0
+
+
+def run_all(params: Params, dht: str) -> list[dict[str, Any]]:
+    out = []
+    if dht in ("chord", "both"):
+        out.append(run(params))
+    if dht in ("kademlia", "both"):
+        out.append(simulate_kademlia(params))
+    return out
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 - Candidates are kept sorted by XOR distance to the target, at most ``max_candidates``
   (the farthest unasked ones fall off). A candidate is *new*, *in flight*, *answered* or
   *failed*. Seeds whose id is unknown (bootstrap routers) sort last until they answer.
-- At most ``alpha`` (3) queries are in flight; a query that is *slow* (no answer after the
-  node's short timeout) stops counting against ``alpha``, so one dead node does not stall the
-  lookup while its full timeout runs: lookups route around dead nodes.
+- Only the ``k`` closest candidates that have not failed are asked (Kademlia's rule), at
+  most ``alpha`` (3) at a time; a query that is *slow* (no answer after the node's short
+  timeout) stops counting against ``alpha``, so one dead node does not stall the others
+  while its full timeout runs; once it fails, the next candidate moves into the ``k``
+  closest: lookups route around dead nodes.
 - Done when the ``k`` closest candidates that have not failed have all answered (those that
   do not count, see below, are skipped), or nothing is left to ask and nothing is in flight,
   or ``max_queries`` were sent.
@@ -103,12 +105,17 @@ class Lookup:
         return self._by_addr.get(addr)
 
     def to_query(self) -> list[Candidate]:
-        """The candidates to ask now (marked in flight)."""
+        """The candidates to ask now (marked in flight): new ones among the ``k`` closest
+        that have not failed, while fewer than ``alpha`` queries are in flight."""
         busy = sum(1 for c in self.candidates if c.state == IN_FLIGHT and not c.slow)
         out = []
+        window = 0
         for c in self.candidates:
-            if busy >= self.alpha or self.queries >= self.max_queries:
+            if busy >= self.alpha or self.queries >= self.max_queries or window >= self.k:
                 break
+            if c.state == FAILED or (c.state == ANSWERED and not c.counts):
+                continue
+            window += 1
             if c.state == NEW:
                 c.state = IN_FLIGHT
                 busy += 1

@@ -158,6 +158,8 @@ class LookupDone:
     hops: int
     queries: int
     timeouts: int
+    #: Answers received by the lookup (queries + answers = its messages).
+    answers: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,6 +181,8 @@ class GetPeersDone:
     hops: int
     queries: int
     timeouts: int
+    #: Answers received by the lookup (queries + answers = its messages).
+    answers: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -970,6 +974,7 @@ class DhtNode:
                     hops=lk.hops,
                     queries=lk.queries,
                     timeouts=lk.timeouts,
+                    answers=lk.answers,
                 )
             )
         elif o.purpose in (_GET_PEERS, _ANNOUNCE_LOOKUP):
@@ -983,6 +988,7 @@ class DhtNode:
                     hops=lk.hops,
                     queries=lk.queries,
                     timeouts=lk.timeouts,
+                    answers=lk.answers,
                 )
             )
         elif o.purpose == _GET_ITEM:

@@ -28,6 +28,8 @@ def sim_addr(i: int) -> PeerAddr:
 
 @dataclass(slots=True)
 class SimStats:
+    #: Datagrams the nodes sent (lost ones included).
+    sent: int = 0
     delivered: int = 0
     dropped: int = 0
 
@@ -93,6 +95,10 @@ class DhtSim:
         out, host.events = host.events, []
         return out
 
+    def at(self, when: float, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` at virtual time ``when`` (it may call :meth:`call`, :meth:`kill`)."""
+        self._push(max(when, self.now), 2, fn)
+
     def _push(self, when: float, kind: int, payload: Any) -> None:
         self._seq += 1
         heapq.heappush(self._queue, (when, self._seq, kind, payload))
@@ -101,6 +107,7 @@ class DhtSim:
         host = self.hosts[addr]
         node = host.node
         for data, dst in node.datagrams_to_send():
+            self.stats.sent += 1
             if self.loss and self.rng.random() < self.loss:
                 self.stats.dropped += 1
                 continue
@@ -128,6 +135,8 @@ class DhtSim:
                 self.stats.delivered += 1
                 host.node.receive_datagram(data, src, self.now)
                 self._flush(dst)
+            elif kind == 2:
+                payload()
             else:
                 host = self.hosts[payload]
                 if not host.alive or host.node.next_deadline() > self.now:
