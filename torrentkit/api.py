@@ -53,6 +53,7 @@ from torrentkit.events import (
     TorrentRemoved,
     TorrentResumed,
     TorrentState,
+    TrackerError,
 )
 from torrentkit.ids import InfoHash, PeerAddr
 from torrentkit.metainfo import Magnet, Metainfo, is_magnet, parse_info, parse_magnet, parse_torrent
@@ -902,6 +903,13 @@ class _TorrentJob:
         self._notify()
         return meta
 
+    def _tracker_error(self, url: str, message: str) -> None:
+        """A tracker announce failed: a ``tracker_error`` event (the UI's log, --json)."""
+        if self.torrent is not None:
+            self.torrent.emit(TrackerError, source=url, message=message)
+        else:
+            self.emit(TrackerError, source=url, message=message)
+
     def _peer_sources(
         self,
         tiers: Sequence[Sequence[str]],
@@ -928,6 +936,7 @@ class _TorrentJob:
                     totals=totals,
                     sink=sink,
                     http=session._http_client(),
+                    on_error=self._tracker_error,
                 )
             )
         if not private:

@@ -46,10 +46,11 @@ def raw_request(port: int, line: bytes) -> bytes:
 def test_first_line_names_the_real_port_and_sigterm_exits_0() -> None:
     with run_tracker("--interval", "120") as tracker:
         m = re.fullmatch(
-            r"listening on 127\.0\.0\.1:(\d+) announce http://127\.0\.0\.1:(\d+)/announce\n",
+            r"listening on 127\.0\.0\.1:(\d+) announce http://127\.0\.0\.1:(\d+)/announce"
+            r" udp://127\.0\.0\.1:(\d+)/announce\n",
             tracker.first_line,
         )
-        assert m is not None and m.group(1) == m.group(2) and int(m.group(1)) > 0
+        assert m is not None and m.group(1) == m.group(2) == m.group(3) and int(m.group(1)) > 0
         reply = announce(tracker.announce_url, IH)
         assert isinstance(reply[b"interval"], int) and 120 <= reply[b"interval"] <= 132
         assert reply[b"min interval"] == 60

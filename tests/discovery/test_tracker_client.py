@@ -549,19 +549,22 @@ def test_tiers_are_shuffled_within_tiers_only() -> None:
         assert sorted(urls[0]) == tiers[0] and urls[1] == tiers[1]
 
 
-def test_udp_and_unknown_schemes_are_skipped_not_errors(
+def test_unknown_schemes_are_skipped_not_errors_and_udp_mixes_with_http(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO, logger=LOG):
         tiers = TrackerTiers(
             [["udp://tracker.example:6969/announce"], ["wss://x/y", "http://ok/announce"]]
         )
-    assert tiers.plan(0.0) == ["http://ok/announce"]
+    assert tiers.plan(0.0) == ["udp://tracker.example:6969/announce", "http://ok/announce"]
     status = {s.url: s for s in tiers.status()}
-    assert not status["udp://tracker.example:6969/announce"].supported
-    assert "BEP 15" in (status["udp://tracker.example:6969/announce"].last_error or "")
-    assert "BEP 15" in caplog.text and "wss" in caplog.text
-    assert TrackerTiers([["udp://only/announce"]]).next_announce == math.inf
+    assert status["udp://tracker.example:6969/announce"].supported
+    assert not status["wss://x/y"].supported
+    assert "wss" in caplog.text and "udp" not in caplog.text
+    # A udp URL without a port cannot be asked: skipped, with the reason.
+    portless = TrackerTiers([["udp://only/announce"]])
+    assert portless.next_announce == math.inf
+    assert "needs a port" in (portless.status()[0].last_error or "")
 
 
 def test_duplicate_urls_are_asked_once() -> None:
@@ -754,8 +757,8 @@ async def test_scrape(autojump_clock: trio.testing.MockClock) -> None:
                 assert parse_scrape_query(tracker.seen[0].query) == [INFO_HASH, other]
                 with pytest.raises(TrackerUnreachable, match="no scrape URL"):
                     await scrape(http, f"http://127.0.0.1:{tracker.port}/a", [INFO_HASH])
-                with pytest.raises(TrackerUnreachable, match="BEP 15"):
-                    await scrape(http, "udp://127.0.0.1:1/announce", [INFO_HASH])
+                with pytest.raises(TrackerUnreachable, match="needs a port"):
+                    await scrape(http, "udp://127.0.0.1/announce", [INFO_HASH])
             nursery.cancel_scope.cancel()
 
 
@@ -880,9 +883,9 @@ async def test_endpoint_under_the_search_loop_finds_a_later_publisher() -> None:
 async def test_endpoint_join_refuses_what_it_cannot_announce_to() -> None:
     with trio.fail_after(10):
         async with open_tracker_endpoint(
-            "udp://127.0.0.1:1/announce", peer_id=PEER_ID, port=PORT
+            "wss://127.0.0.1:1/announce", peer_id=PEER_ID, port=PORT
         ) as t:
-            with pytest.raises(NetworkError, match="udp trackers"):
+            with pytest.raises(NetworkError, match="unsupported"):
                 await t.join()
 
 

@@ -142,6 +142,8 @@ class TrackerProcess:
     host: str
     port: int
     announce_url: str
+    #: The UDP announce URL (BEP 15), when the tracker serves UDP.
+    udp_url: str | None = None
 
     def scrape(self, info_hash: bytes) -> dict[bytes, int]:
         """BEP 48 counts for one torrent: ``{b"complete": .., b"incomplete": .., ...}``."""
@@ -182,7 +184,12 @@ def run_tracker(*args: str, startup: float = 15.0) -> Iterator[TrackerProcess]:
         assert words[:2] == ["listening", "on"] and words[3] == "announce", line
         host, port = words[2].rsplit(":", 1)
         yield TrackerProcess(
-            proc=proc, first_line=line, host=host, port=int(port), announce_url=words[4]
+            proc=proc,
+            first_line=line,
+            host=host,
+            port=int(port),
+            announce_url=words[4],
+            udp_url=words[5] if len(words) > 5 else None,
         )
     finally:
         stop_process(proc)

@@ -39,7 +39,7 @@ COMMANDS: dict[str, str] = {
     "search": "find files by name (napster, gnutella, kazaa)",
     "get": "find holders of an info-hash by search, then download it",
     "demo": "run a local swarm and watch tit-for-tat",
-    "tracker": "run an HTTP BitTorrent tracker",
+    "tracker": "run a BitTorrent tracker (HTTP and UDP)",
     "napster-index": "run a central Napster-style file index",
     "node": "run a bare ring or overlay node (chord, gnutella, kazaa)",
     "chord-example": "the lecture's Chord example: finger tables, items and a query path",

@@ -62,20 +62,38 @@ def open_listen_socket(host: str, port: int, *, reuse_port: bool = False) -> soc
     ``reuse_port``: SO_REUSEPORT, so that several sockets (one per worker process) listen on
     one port and the kernel spreads the connections over them.
     """
+    return bind_socket(host, port, socket.SOCK_STREAM, reuse_port=reuse_port)
+
+
+def bind_socket(
+    host: str,
+    port: int,
+    kind: socket.SocketKind,
+    *,
+    reuse_port: bool = False,
+    receive_buffer: int | None = None,
+) -> socket.socket:
+    """A non-blocking socket of ``kind`` bound to ``host``:``port`` (an IPv6 one also takes
+    IPv4); a TCP one listens. ``reuse_port`` as in :func:`open_listen_socket`. Raises OSError."""
     infos = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
+        host, port, type=kind, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
     )
     family, type_, proto, _, addr = infos[0]
     sock = socket.socket(family, type_, proto)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        if receive_buffer is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         sock.bind(addr)
-        sock.listen(1024)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(1024)
         sock.setblocking(False)
     except BaseException:
         sock.close()

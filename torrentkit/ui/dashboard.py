@@ -335,6 +335,9 @@ def describe_event(event: Event | Mapping[str, Any]) -> tuple[str, str]:
         text += " pieces present"
     elif kind == "error":
         text, style = f"error: {_clean(ev.get('message', '?'))}", "bold red"
+    elif kind == "tracker_error":
+        source, message = _clean(ev.get("source", "?")), _clean(ev.get("message", "?"))
+        text, style = f"tracker {source}: {message}", "red"
     else:
         fields = " ".join(
             f"{_clean(k)}={_clean(v)}"

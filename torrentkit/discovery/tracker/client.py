@@ -1,4 +1,5 @@
-"""HTTP tracker client (BEP 3, BEP 7, BEP 12, BEP 23, BEP 48): httpx on trio.
+"""Tracker client: HTTP (BEP 3, BEP 7, BEP 12, BEP 23, BEP 48) with httpx, and UDP (BEP 15,
+BEP 41) with :mod:`.udp_client`, on trio.
 
 Two parts, as everywhere in torrentkit:
 
@@ -17,8 +18,9 @@ The rules (all in :class:`TrackerTiers`):
 - Tiers (BEP 12): the URLs of each tier are shuffled once at start. A round tries trackers in
   order, first tier first, and stops at the first that answers; that one moves to the front of
   its tier. Trackers that failed are skipped until their backoff has passed. Only the listed
-  trackers are ever asked (a private torrent needs nothing more). ``http``/``https`` only;
-  ``udp`` (BEP 15) and other schemes are skipped with a logged note, not an error.
+  trackers are ever asked (a private torrent needs nothing more). ``http``, ``https`` and
+  ``udp`` (BEP 15) URLs mix freely in a tier; other schemes are skipped with a logged note,
+  not an error.
 - Events, per tracker: the first announce a tracker sees is ``started``; after
   :meth:`TrackerTiers.completed`, the next successful announce carries ``completed`` (once);
   ``stopped`` goes to every tracker that may have seen a ``started`` when :meth:`~.run` is
@@ -29,9 +31,12 @@ The rules (all in :class:`TrackerTiers`):
   ``min interval`` since the last reply.
 - Errors (docs/limits.md item 10): a transport error, timeout, HTTP status other than 200, a body
   over 1 MiB, a reply that is not bencoded or breaks the format, or a ``failure reason`` are
-  logged and count as one failure of that tracker. Its retry waits ``15 s x 2^(failures-1)``,
-  capped at 30 min, times a jitter factor in ``[1 - jitter, 1]``; the round moves on to the next
-  tracker. Nothing from a tracker ever raises out of :meth:`TrackerDiscovery.run`.
+  logged and count as one failure of that tracker; so do a UDP tracker's silence through one
+  exchange's retransmissions (at most 45 s by default, see :mod:`.udp`) and its error packets.
+  Each failure goes to ``on_error`` (the session shows it as a ``tracker_error`` event). Its
+  retry waits ``15 s x 2^(failures-1)``, capped at 30 min, times a jitter factor in
+  ``[1 - jitter, 1]``; the round moves on to the next tracker. Nothing from a
+  tracker ever raises out of :meth:`TrackerDiscovery.run`.
 
 Times in :class:`TrackerStatus` are on the clock the driver passes (``trio.current_time()``).
 """
@@ -65,13 +70,15 @@ from torrentkit.discovery.tracker.protocol import (
     parse_scrape_response,
     scrape_url,
 )
+from torrentkit.discovery.tracker.udp import RetryPolicy
+from torrentkit.discovery.tracker.udp_client import UdpTrackerClient, UdpUnreachable
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError, TorrentkitError
 from torrentkit.httpget import FetchError, ReplyRefused, new_client, request_capped
 from torrentkit.ids import InfoHash, PeerAddr
 
 log = logging.getLogger(__name__)
 
-_SUPPORTED_SCHEMES = frozenset({"http", "https"})
+_SUPPORTED_SCHEMES = frozenset({"http", "https", "udp"})
 
 
 class TrackerUnreachable(TorrentkitError):
@@ -99,6 +106,10 @@ class TrackerClientConfig:
     stop_timeout: float = 5.0
     #: Bodies longer than this are not read to the end; the reply counts as a failure.
     max_response_size: int = MAX_RESPONSE_SIZE
+    #: UDP (BEP 15): the first retransmit timeout, doubled after each; after
+    #: ``udp_max_retransmits`` retransmissions the exchange fails (1: 15 + 30 = 45 s).
+    udp_timeout: float = 15.0
+    udp_max_retransmits: int = 1
 
     def __post_init__(self) -> None:
         if self.numwant < 0:
@@ -112,6 +123,10 @@ class TrackerClientConfig:
                 raise LocalProtocolError(f"{name} must be positive")
         if self.interval_floor < 0 or self.max_response_size < 1:
             raise LocalProtocolError("interval_floor and max_response_size out of range")
+        self.udp_policy()  # checks the UDP settings
+
+    def udp_policy(self) -> RetryPolicy:
+        return RetryPolicy(base=self.udp_timeout, max_retransmits=self.udp_max_retransmits)
 
     def backoff(self, failures: int, rng: random.Random) -> float:
         """Delay before retrying a tracker that has failed ``failures`` times in a row."""
@@ -126,7 +141,7 @@ class TrackerStatus:
 
     url: str
     tier: int
-    #: False for schemes we do not speak yet (``udp://``); ``last_error`` says why.
+    #: False for schemes we do not speak (``wss://``, ...); ``last_error`` says why.
     supported: bool
     #: The tracker the last successful announce went to.
     current: bool
@@ -188,10 +203,15 @@ def _scheme_note(url: str) -> str | None:
     except ValueError:
         return "not a valid URL"
     scheme = parts.scheme.lower()
-    if scheme == "udp":
-        return "udp trackers (BEP 15) are not supported yet; skipped"
     if scheme not in _SUPPORTED_SCHEMES or not parts.hostname:
         return f"unsupported tracker URL scheme {scheme!r}; skipped"
+    if scheme == "udp":
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not port:
+            return "a udp tracker URL needs a port (udp://HOST:PORT); skipped"
     return None
 
 
@@ -406,6 +426,10 @@ def new_http_client(config: TrackerClientConfig | None = None) -> httpx.AsyncCli
     )
 
 
+def _is_udp(url: str) -> bool:
+    return url[:6].lower() == "udp://"
+
+
 async def fetch(http: httpx.AsyncClient, url: str, config: TrackerClientConfig) -> bytes:
     """GET ``url``; the body of a 200 reply, read up to ``max_response_size`` bytes.
 
@@ -449,6 +473,12 @@ async def scrape(
     note = _scheme_note(announce)
     if note is not None:
         raise TrackerUnreachable(f"{announce}: {note}")
+    if _is_udp(announce):
+        udp = UdpTrackerClient(policy=config.udp_policy())
+        try:
+            return await udp.scrape(announce, info_hashes)
+        except UdpUnreachable as exc:
+            raise TrackerUnreachable(str(exc)) from None
     url = scrape_url(announce, info_hashes)
     if url is None:
         raise TrackerUnreachable(f"{announce} has no scrape URL (BEP 48)")
@@ -489,11 +519,20 @@ async def announce(
     *,
     tracker_id: bytes | None = None,
     config: TrackerClientConfig,
+    udp: UdpTrackerClient | None = None,
 ) -> AnnounceResponse:
     """The one announce: GET ``request`` at announce URL ``url`` (with the ``trackerid`` the
-    tracker gave us, if any) and parse the reply. Raises as :func:`fetch`, and
+    tracker gave us, if any) and parse the reply; for a ``udp://`` URL, a BEP 15 exchange
+    through ``udp`` (which keeps connection ids; a fresh one when None). Raises as
+    :func:`fetch` (:class:`TrackerUnreachable` also for a UDP tracker's silence), and
     :class:`~.protocol.TrackerFailure` / :class:`~.protocol.TrackerResponseError` for a
-    ``failure reason`` or a malformed reply."""
+    ``failure reason`` (a UDP error packet) or a malformed reply."""
+    if _is_udp(url):
+        client = udp if udp is not None else UdpTrackerClient(policy=config.udp_policy())
+        try:
+            return await client.announce(url, request)
+        except UdpUnreachable as exc:
+            raise TrackerUnreachable(str(exc)) from None
     full = announce_url(url, request)
     if tracker_id is not None:
         full += "&trackerid=" + urllib.parse.quote_from_bytes(tracker_id, safe="")
@@ -521,7 +560,7 @@ class TrackerEndpoint:
     join / publish / search), for any number of info-hashes.
 
     - :meth:`join`: nothing to join; checks that ``url`` is one we can announce to
-      (``http``/``https``), NetworkError otherwise.
+      (``http``/``https``/``udp``), NetworkError otherwise.
     - :meth:`publish`: an announce with ``event=started`` the first time the tracker hears
       of the info-hash from us, a regular one (no event) after that.
     - :meth:`search`: a tracker has no way to search without announcing, so it announces
@@ -569,6 +608,7 @@ class TrackerEndpoint:
         self._nursery = nursery
         self._totals = totals
         self._known: dict[InfoHash, _Presence] = {}
+        self._udp = UdpTrackerClient(policy=self.config.udp_policy())
 
     async def join(self) -> None:
         note = _scheme_note(self.url)
@@ -609,6 +649,7 @@ class TrackerEndpoint:
                     request,
                     tracker_id=known.tracker_id,
                     config=self.config,
+                    udp=self._udp,
                 )
             except (TrackerUnreachable, RemoteProtocolError) as exc:
                 log.info("tracker %s: stopped not delivered: %s", self.url, exc)
@@ -646,6 +687,7 @@ class TrackerEndpoint:
                 self._request(info_hash, draft, event),
                 tracker_id=draft.tracker_id,
                 config=self.config,
+                udp=self._udp,
             )
         except (TrackerUnreachable, RemoteProtocolError) as exc:
             raise NetworkError(f"tracker {self.url}: {exc}") from None
@@ -701,10 +743,11 @@ async def open_tracker_endpoint(
 
 
 class TrackerDiscovery:
-    """One torrent's presence on its HTTP trackers (a :class:`~..base.TorrentDiscovery`).
+    """One torrent's presence on its trackers (a :class:`~..base.TorrentDiscovery`).
 
-    ``tiers`` is the announce-list (``Metainfo.trackers``). ``totals`` is read before each
-    announce. Peers go to ``sink`` as ``sink(peers, "tracker")``. Pass a shared ``http``
+    ``tiers`` is the announce-list (``Metainfo.trackers``, HTTP and UDP URLs mixed). ``totals``
+    is read before each announce. Peers go to ``sink`` as ``sink(peers, "tracker")``; each
+    failed announce goes to ``on_error(url, message)`` when given. Pass a shared ``http``
     client (see :func:`new_http_client`) when running many torrents; otherwise :meth:`run`
     opens and closes its own.
 
@@ -736,12 +779,15 @@ class TrackerDiscovery:
         config: TrackerClientConfig | None = None,
         rng: random.Random | None = None,
         key: bytes | None = None,
+        on_error: Callable[[str, str], None] | None = None,
     ) -> None:
         if len(peer_id) != 20:
             raise LocalProtocolError("peer_id must be 20 bytes")
         if not 0 < port < 65536:
             raise LocalProtocolError(f"port must be 1-65535, got {port}")
         self.config = config if config is not None else TrackerClientConfig()
+        self._udp = UdpTrackerClient(policy=self.config.udp_policy())
+        self._on_error = on_error
         self.info_hash = InfoHash(info_hash)
         self.peer_id = peer_id
         self.port = port
@@ -807,7 +853,9 @@ class TrackerDiscovery:
             config=self.config,
         )
         tracker_id = self.tiers.tracker_id(url)
-        return await announce(http, url, request, tracker_id=tracker_id, config=self.config)
+        return await announce(
+            http, url, request, tracker_id=tracker_id, config=self.config, udp=self._udp
+        )
 
     async def _round(self, http: httpx.AsyncClient) -> None:
         for url in self.tiers.plan(trio.current_time()):
@@ -819,6 +867,8 @@ class TrackerDiscovery:
                 self._in_flight = None
                 delay = self.tiers.failed(url, str(exc), now=trio.current_time())
                 log.warning("tracker %s: %s (retry in %.0f s)", url, exc, delay)
+                if self._on_error is not None:
+                    self._on_error(url, str(exc))
                 continue
             self._in_flight = None
             self.tiers.succeeded(url, event, reply, now=trio.current_time())

@@ -1,4 +1,5 @@
-"""The HTTP tracker service: a thin aiohttp (asyncio) adapter over the pure tracker core.
+"""The tracker service: a thin aiohttp (asyncio) adapter over the pure tracker core, plus
+the UDP side (BEP 15, :mod:`.udp_server`) on the same loop and the same swarm store.
 
 Routes: ``/announce`` and ``/scrape`` (bencoded, HTTP 200 even for a failure reason, as
 trackers do), ``/stats`` (JSON) and ``/stats.html``. The query string is read *raw* from the
@@ -37,7 +38,10 @@ from torrentkit.discovery.aioservice import host_port as host_port
 from torrentkit.discovery.aioservice import open_listen_socket as open_listen_socket
 from torrentkit.discovery.tracker import protocol, stats
 from torrentkit.discovery.tracker.state import TrackerState, TrackerStats
+from torrentkit.discovery.tracker.stats import ServedCounts
 from torrentkit.discovery.tracker.store import StoreUnavailable, SwarmStore, as_store
+from torrentkit.discovery.tracker.udp_server import open_udp_socket as open_udp_socket
+from torrentkit.discovery.tracker.udp_server import start_udp
 
 log = logging.getLogger(__name__)
 #: aiohttp's per-connection errors go here (see :class:`_OneLineErrors`).
@@ -72,6 +76,8 @@ class TrackerHandler:
             "/stats.html": self.stats_html,
         }
         self._stats_cache: tuple[float, TrackerStats] | None = None
+        #: Requests served per protocol, for ``/stats``; ``serve`` adds ``udp`` when it runs.
+        self.served: dict[str, ServedCounts] = {"http": ServedCounts()}
 
     async def __call__(self, request: BaseRequest) -> web.StreamResponse:
         # The raw request target, split by hand: the query must stay percent-encoded.
@@ -93,7 +99,9 @@ class TrackerHandler:
             remote = request.remote or ""
             reply = await self.store.announce(req, remote_ip=remote, now=self.clock())
         except protocol.TrackerRequestError as exc:
+            self.served["http"].errors += 1
             return self._bencoded(protocol.encode_failure(str(exc)))
+        self.served["http"].announces += 1
         body = protocol.encode_announce_response(
             reply, compact=req.compact, no_peer_id=req.no_peer_id
         )
@@ -104,7 +112,9 @@ class TrackerHandler:
             hashes = protocol.parse_scrape_query(query)
             scraped = await self.store.scrape(hashes)
         except protocol.TrackerRequestError as exc:
+            self.served["http"].errors += 1
             return self._bencoded(protocol.encode_failure(str(exc)))
+        self.served["http"].scrapes += 1
         return self._bencoded(protocol.encode_scrape_response(scraped))
 
     async def _stats(self) -> TrackerStats:
@@ -123,14 +133,14 @@ class TrackerHandler:
 
     async def stats_json(self, request: BaseRequest, query: str) -> web.StreamResponse:
         try:
-            body = stats.render_json(await self._stats())
+            body = stats.render_json(await self._stats(), self.served)
         except StoreUnavailable as exc:
             return self._store_down(exc)
         return web.Response(body=body, content_type="application/json")
 
     async def stats_html(self, request: BaseRequest, query: str) -> web.StreamResponse:
         try:
-            body = stats.render_html(await self._stats())
+            body = stats.render_html(await self._stats(), self.served)
         except StoreUnavailable as exc:
             return self._store_down(exc)
         return web.Response(
@@ -146,6 +156,11 @@ def announce_url(sock: socket.socket) -> str:
     return f"http://{host_port(sock)}/announce"
 
 
+def udp_url(sock: socket.socket) -> str:
+    """``udp://HOST:PORT/announce`` for a bound UDP socket."""
+    return f"udp://{host_port(sock)}/announce"
+
+
 async def serve(
     state: TrackerState | SwarmStore,
     sock: socket.socket,
@@ -153,8 +168,12 @@ async def serve(
     *,
     clock: Callable[[], float] | None = None,
     purge_every: float | None = None,
+    udp_sock: socket.socket | None = None,
+    udp_master: bytes | None = None,
 ) -> None:
-    """Serve the tracker on ``sock`` until ``stop`` is set; then close every connection.
+    """Serve the tracker on ``sock`` (and UDP on the bound ``udp_sock``, if given) until
+    ``stop`` is set; then close every connection. ``udp_master``: the connection-id secret
+    (worker processes share one; random when None).
 
     A background task purges expired peers every ``purge_every`` seconds (default: a tenth
     of the interval, at most 60 s); it lives in a task group this coroutine owns.
@@ -171,15 +190,23 @@ async def serve(
             log.debug("purged %d expired peers", dropped)
 
     every = purge_every if purge_every is not None else min(60.0, store.config.interval / 10)
-    await serve_http(
-        handler,
-        sock,
-        stop,
-        logger=http_log,
-        chore=purge,
-        every=every,
-        max_line_size=MAX_REQUEST_LINE,
-    )
+    udp = None
+    if udp_sock is not None:
+        udp = await start_udp(store, udp_sock, clock=now, master=udp_master)
+        handler.served["udp"] = udp.core.counters
+    try:
+        await serve_http(
+            handler,
+            sock,
+            stop,
+            logger=http_log,
+            chore=purge,
+            every=every,
+            max_line_size=MAX_REQUEST_LINE,
+        )
+    finally:
+        if udp is not None:
+            udp.close()
 
 
 class TrackerThread(ServiceThread):
@@ -191,10 +218,27 @@ class TrackerThread(ServiceThread):
     """
 
     def __init__(
-        self, state: TrackerState | SwarmStore, host: str = "127.0.0.1", port: int = 0
+        self,
+        state: TrackerState | SwarmStore,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        udp: bool = False,
     ) -> None:
         self.state = state
         sock = open_listen_socket(host, port)
         self.address = host_port(sock)
         self.announce_url = announce_url(sock)
-        super().__init__(sock, lambda s, stop: serve(state, s, stop), "tracker")
+        #: With ``udp``: a UDP socket on any free port, served on the same store (BEP 15).
+        self.udp_sock = open_udp_socket(host, 0) if udp else None
+        self.udp_url = udp_url(self.udp_sock) if self.udp_sock is not None else None
+        super().__init__(
+            sock, lambda s, stop: serve(state, s, stop, udp_sock=self.udp_sock), "tracker"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            super().__exit__(*exc_info)
+        finally:
+            if self.udp_sock is not None:
+                self.udp_sock.close()

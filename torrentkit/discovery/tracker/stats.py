@@ -10,9 +10,23 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from torrentkit.discovery.tracker.state import TrackerStats
+
+
+@dataclass(slots=True)
+class ServedCounts:
+    """Requests one protocol (HTTP or UDP) served since start. ``connects`` and ``dropped``
+    (short packets, wrong connection ids) are UDP's only; ``errors`` are failure replies."""
+
+    announces: int = 0
+    scrapes: int = 0
+    errors: int = 0
+    connects: int = 0
+    dropped: int = 0
 
 
 def printable(data: bytes) -> str:
@@ -37,9 +51,12 @@ def _addr(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def stats_dict(stats: TrackerStats) -> dict[str, Any]:
-    """The JSON shape of ``/stats``."""
+def stats_dict(
+    stats: TrackerStats, served: Mapping[str, ServedCounts] | None = None
+) -> dict[str, Any]:
+    """The JSON shape of ``/stats``; ``served``: counts per protocol (``http``, ``udp``)."""
     return {
+        "served": {name: asdict(c) for name, c in (served or {}).items()},
         "torrents": stats.torrents,
         "peers": stats.peers,
         "seeders": stats.seeders,
@@ -65,8 +82,8 @@ def stats_dict(stats: TrackerStats) -> dict[str, Any]:
     }
 
 
-def render_json(stats: TrackerStats) -> bytes:
-    return json.dumps(stats_dict(stats), separators=(",", ":")).encode()
+def render_json(stats: TrackerStats, served: Mapping[str, ServedCounts] | None = None) -> bytes:
+    return json.dumps(stats_dict(stats, served), separators=(",", ":")).encode()
 
 
 _PAGE = """<!DOCTYPE html>
@@ -77,6 +94,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}code{{font-size:90
 <h1>torrentkit tracker</h1>
 <p>{torrents} torrents &middot; {peers} peers &middot; {seeders} seeders &middot;
 {leechers} leechers &middot; {completed} completed</p>
+{served}
 <table><tr><th>info-hash</th><th>seeders</th><th>leechers</th><th>completed</th>
 <th>peers</th></tr>
 {rows}
@@ -84,9 +102,16 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}code{{font-size:90
 """
 
 
-def render_html(stats: TrackerStats) -> bytes:
+def render_html(stats: TrackerStats, served: Mapping[str, ServedCounts] | None = None) -> bytes:
     """A small HTML view; every string in it passes through :func:`html.escape`."""
     e = html.escape
+    served_lines = "".join(
+        f"<p>{e(name.upper())}: {c.announces} announces &middot; {c.scrapes} scrapes &middot; "
+        f"{c.errors} errors"
+        + (f" &middot; {c.connects} connects &middot; {c.dropped} dropped" if name == "udp" else "")
+        + "</p>\n"
+        for name, c in (served or {}).items()
+    )
     rows = []
     for s in stats.swarms:
         peers = "<br>".join(
@@ -104,5 +129,6 @@ def render_html(stats: TrackerStats) -> bytes:
         seeders=stats.seeders,
         leechers=stats.leechers,
         completed=stats.completed,
+        served=served_lines,
         rows="\n".join(rows),
     ).encode()
