@@ -1,7 +1,8 @@
-"""What a search costs in each design: Napster, Gnutella (TTL 3, 5, 7), KaZaA and Chord.
+"""What a search costs in each design: Napster, Gnutella (TTL 3, 5, 7), KaZaA, Chord and
+Kademlia.
 
 Run: ``.venv/bin/python tools/lookup_cost.py [--nodes N [N ...]] [--searches S]
-[--schemes napster gnutella kazaa chord] [--seed K] [--json] [--plot FILE.png]``
+[--schemes napster gnutella kazaa chord kademlia] [--seed K] [--json] [--plot FILE.png]``
 
 Every scheme runs the production node code under trio's virtual clock (MockClock: idle time
 is skipped, so minutes of network life take seconds of CPU), on the in-memory network
@@ -22,6 +23,10 @@ is skipped, so minutes of network life take seconds of CPU), on the in-memory ne
   iterative lookups), built in waves as tools/chord_sim.py does; a holder *announces* its
   info-hash and a searcher calls ``get_peers`` (Chord finds by key, not by name). Imported
   lazily: if the Chord package is not there, chord rows are left out with a note.
+- **kademlia**: N mainline DHT nodes (:class:`~torrentkit.dht.node.DhtNode`, k = 8,
+  alpha = 3) on :class:`~torrentkit.testing.dht_sim.DhtSim` (the same latency model without a
+  trio task per node), each joining through a random earlier node; a holder
+  announces its info-hash (``announce_peer``), a searcher runs ``get_peers``.
 
 Workload per N (seeded): 4 popular items, each held by 10% of the nodes, and S rare items,
 each held by one node; S searches of each kind from random nodes that do not hold the item
@@ -39,13 +44,15 @@ Columns (``--json``: a list of row objects with these keys):
   is one peer wire extension message). Chord: datagrams to and from the searcher during its
   lookup (lookups are iterative, so every message of one touches the searcher), minus the
   searcher's own maintenance traffic over the same time (measured beforehand per node).
+  Kademlia: the lookup's own queries and answers (the node counts them).
 - ``hops``: overlay distance to the answer, mean over successful searches. Napster: 1 (ask
   the index). Overlays: hops of the nearest holder's hit. Chord: arrows of the lookup path.
 - ``state_per_node``: entries held by the busiest node (the lecture's per-node state: index
   entries, neighbours, fingers); ``state_mean``: the mean over all nodes. Napster: the index
   holds every published entry and session (peers hold nothing). Gnutella: neighbours.
   KaZaA: a supernode's neighbours + indexed entries; a leaf's supernodes. Chord: distinct
-  fingers + successor list + stored peer entries.
+  fingers + successor list + stored peer entries. Kademlia: routing-table entries + stored
+  peer entries.
 - ``success_popular`` / ``success_rare``: share of searches that found a holder;
   ``success_after_failure``: the same for the rare items (with a live holder) after the
   failure.
@@ -93,7 +100,7 @@ POPULAR_SHARE = 0.10
 FAIL_SHARE = 0.20
 OVERLAY_WAIT = 3.0
 REPAIR_SECONDS = 30.0
-SCHEMES = ("napster", "gnutella", "kazaa", "chord")
+SCHEMES = ("napster", "gnutella", "kazaa", "chord", "kademlia")
 TTLS = (3, 5, 7)
 
 
@@ -576,6 +583,63 @@ async def run_chord(n: int, searches: int, rng: random.Random) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------- kademlia
+
+
+async def run_kademlia(n: int, searches: int, rng: random.Random) -> list[Row]:
+    from torrentkit.dht.node import DhtConfig, GetPeersDone
+    from torrentkit.testing.dht_sim import DhtSim
+
+    await trio.lowlevel.checkpoint()  # the simulation keeps its own virtual clock
+    items = make_items(n, searches, rng)
+    sim = DhtSim(
+        seed=rng.getrandbits(32),
+        latency=LATENCY,
+        jitter=LATENCY,
+        config=DhtConfig(rate_limit=1000),
+    )
+    addrs = sim.grow(n, join_gap=0.05, settle=10.0)
+    for it in items:
+        for h in it.holders:
+            sim.call(
+                addrs[h], lambda node, now, ih=it.info_hash: node.announce_peer(ih, BT_PORT, now)
+            )
+    sim.run_for(30.0)
+    for a in addrs:
+        sim.take_events(a)
+
+    def one(item: Item, origin: int, tally: Tally) -> None:
+        a = addrs[origin]
+        op = sim.call(a, lambda node, now: node.get_peers(item.info_hash, now))
+        sim.run_for(60.0)
+        (done,) = [e for e in sim.take_events(a) if isinstance(e, GetPeersDone) and e.op == op]
+        want = {PeerAddr(addrs[h].host, BT_PORT) for h in item.holders}
+        ok = done.ok and bool(want & set(done.peers))
+        tally.add(ok, done.queries + done.answers, done.hops if ok else None)
+
+    def state_of(a: PeerAddr) -> int:
+        node = sim.node(a)
+        stored = sum(len(node.store.peers(k, sim.now, 1000, rng)) for k in node.store)
+        return len(node.table) + stored
+
+    states = [state_of(a) for a in addrs]
+    alive = [True] * n
+    before = {True: Tally(), False: Tally()}
+    for item, origin in plan_searches(items, searches, alive, rng):
+        one(item, origin, before[item.popular])
+    for i in rng.sample(range(n), int(FAIL_SHARE * n)):
+        sim.kill(addrs[i])
+        alive[i] = False
+    sim.run_for(15.0)
+    after = {True: Tally(), False: Tally()}
+    for item, origin in plan_searches(items, searches, alive, rng, popular=False):
+        one(item, origin, after[item.popular])
+    row = _row(
+        "kademlia", n, None, before, after, max(states), sum(states) / n, "20% of nodes down"
+    )
+    return [row]
+
+
 # --------------------------------------------------------------------------- driver
 
 RUNNERS: dict[str, Callable[[int, int, random.Random], Any]] = {
@@ -583,6 +647,7 @@ RUNNERS: dict[str, Callable[[int, int, random.Random], Any]] = {
     "gnutella": run_gnutella,
     "kazaa": run_kazaa,
     "chord": run_chord,
+    "kademlia": run_kademlia,
 }
 
 

@@ -54,7 +54,7 @@ def test_lookup_cost_shape(tmp_path: Path) -> None:
     png = tmp_path / "cost.png"
     # Two runs side by side (two cores): the flooding one is the long one.
     flood = start("--nodes", "64", "256", "--schemes", "napster", "gnutella", "--searches", "8")
-    other = start("--nodes", "64", "--schemes", "kazaa", "chord", "--searches", "6",
+    other = start("--nodes", "64", "--schemes", "kazaa", "chord", "kademlia", "--searches", "6",
                   "--plot", str(png))  # fmt: skip
     try:
         rows, _ = rows_of(flood)
@@ -100,6 +100,11 @@ def test_lookup_cost_shape(tmp_path: Path) -> None:
     assert chord["messages_per_search"] < row("gnutella", 64, 3)["messages_per_search"]
     assert chord["success_rare"] == chord["success_popular"] == 1.0
     assert chord["hops"] >= 1
+    # Kademlia (the mainline DHT node) likewise, and after 20% of the nodes fail.
+    kad = row("kademlia", 64)
+    assert kad["messages_per_search"] < row("gnutella", 64, 3)["messages_per_search"]
+    assert kad["success_rare"] == kad["success_popular"] == kad["success_after_failure"] == 1.0
+    assert 1 <= kad["hops"] <= chord["hops"] + 1
     if importlib.util.find_spec("matplotlib") is not None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
