@@ -121,6 +121,9 @@ class Settings:
     trackers: bool = True
     #: Fetch pieces from the HTTP(S) servers a torrent's ``url-list`` names (BEP 19).
     web_seeds: bool = True
+    #: Local Service Discovery (BEP 14): announce public torrents to the LAN by multicast
+    #: and take the peers it announces. Off by default: multicast reaches every host.
+    lsd: bool = False
     chord: ChordSettings | None = None
     napster: NapsterSettings | None = None
     overlay: OverlaySettings | None = None

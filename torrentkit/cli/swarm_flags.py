@@ -38,6 +38,9 @@ def add_common_arguments(
     p.add_argument(
         "--no-web-seeds", action="store_true", help="do not fetch from the torrent's url-list"
     )
+    p.add_argument(
+        "--lsd", action="store_true", help="local service discovery: find peers on the LAN"
+    )
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--state-dir", metavar="DIR", help="resume state folder")
@@ -79,6 +82,7 @@ def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
             max_peers=args.max_peers,
             trackers=not args.no_tracker,
             web_seeds=not getattr(args, "no_web_seeds", False),
+            lsd=getattr(args, "lsd", False),
             **more,
         )
     except SettingsError as exc:

@@ -361,6 +361,10 @@ async def open_other_networks(session: Session, stack: AsyncExitStack) -> list[D
                     open_overlay_network(settings.overlay, session, join=False)
                 )
             )
+        if settings.lsd:
+            from torrentkit.discovery.lsd.driver import open_lsd
+
+            out.append(await stack.enter_async_context(open_lsd(session)))
     except NetworkError as exc:
         raise SessionError(str(exc)) from None
     return out

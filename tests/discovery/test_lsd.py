@@ -1,0 +1,157 @@
+"""Local Service Discovery (BEP 14), the sans-IO core: exact bytes, schedule, filtering."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from torrentkit.discovery.lsd.core import (
+    ANNOUNCE_INTERVAL,
+    MAX_DATAGRAM,
+    MAX_REMEMBERED,
+    REPORT_AGAIN,
+    Announce,
+    LsdCore,
+    encode_announce,
+    parse_announce,
+)
+from torrentkit.ids import PeerAddr
+
+H1 = bytes.fromhex("0123456789abcdef0123456789abcdef01234567")
+H2 = bytes(range(20))
+
+
+def test_announce_exact_bytes_v4_and_v6() -> None:
+    assert encode_announce("239.192.152.143:6771", 6881, [H1], "5f3a") == (
+        b"BT-SEARCH * HTTP/1.1\r\n"
+        b"Host: 239.192.152.143:6771\r\n"
+        b"Port: 6881\r\n"
+        b"Infohash: 0123456789abcdef0123456789abcdef01234567\r\n"
+        b"cookie: 5f3a\r\n"
+        b"\r\n"
+        b"\r\n"
+    )
+    assert encode_announce("[ff15::efc0:988f]:6771", 51413, [H1, H2], "c") == (
+        b"BT-SEARCH * HTTP/1.1\r\n"
+        b"Host: [ff15::efc0:988f]:6771\r\n"
+        b"Port: 51413\r\n"
+        b"Infohash: 0123456789abcdef0123456789abcdef01234567\r\n"
+        b"Infohash: 000102030405060708090a0b0c0d0e0f10111213\r\n"
+        b"cookie: c\r\n"
+        b"\r\n"
+        b"\r\n"
+    )
+
+
+# libtorrent's announce (its render_lsd_packet: the same lines, cookie as hex digits) and
+# Transmission's (no cookie), as they stand on the wire.
+LIBTORRENT = (
+    b"BT-SEARCH * HTTP/1.1\r\nHost: 239.192.152.143:6771\r\nPort: 6881\r\n"
+    b"Infohash: 0123456789ABCDEF0123456789ABCDEF01234567\r\ncookie: 2b7e151\r\n\r\n\r\n"
+)
+TRANSMISSION = (
+    b"BT-SEARCH * HTTP/1.1\r\nHost: 239.192.152.143:6771\r\nPort: 51413\r\n"
+    b"Infohash: 000102030405060708090a0b0c0d0e0f10111213\r\n\r\n\r\n"
+)
+
+
+def test_parse_other_clients() -> None:
+    assert parse_announce(LIBTORRENT) == Announce(6881, (H1,), "2b7e151")
+    assert parse_announce(TRANSMISSION) == Announce(51413, (H2,), None)
+    # header names in any case, extra headers ignored, dribbled whitespace
+    odd = b"bt-search * http/1.1\r\nPORT:  99 \r\nX-Other: 1\r\ninfohash:" + H1.hex().encode()
+    assert parse_announce(odd) == Announce(99, (H1,), None)
+
+
+def test_parse_round_trip() -> None:
+    data = encode_announce("239.192.152.143:6771", 7000, [H1, H2], "abc")
+    assert parse_announce(data) == Announce(7000, (H1, H2), "abc")
+
+
+def test_parse_refuses_bad_datagrams() -> None:
+    good = TRANSMISSION
+    bad = [
+        b"",
+        b"M-SEARCH * HTTP/1.1\r\nPort: 1\r\nInfohash: " + H1.hex().encode() + b"\r\n\r\n",
+        good.replace(b"Port: 51413", b"Port: 0"),
+        good.replace(b"Port: 51413", b"Port: 65536"),
+        good.replace(b"Port: 51413", b"Port: -1"),
+        good.replace(b"Port: 51413", b"Port: 99999999999999999999"),
+        good.replace(b"Port: 51413\r\n", b""),
+        good.replace(b"000102030405060708090a0b0c0d0e0f10111213", b"zz" * 20),
+        good.replace(b"000102030405060708090a0b0c0d0e0f10111213", b"00" * 19),
+        good + b"x" * 1500,  # over the datagram cap
+    ]
+    for data in bad:
+        assert parse_announce(data) is None, data
+
+
+@given(st.binary(max_size=2000))
+def test_parse_any_bytes_gives_an_announce_or_none(data: bytes) -> None:
+    # Invariant: any datagram parses or is refused with None; nothing raises.
+    result = parse_announce(data)
+    assert result is None or (0 < result.port < 65536 and result.info_hashes)
+
+
+def test_schedule_on_start_then_every_five_minutes() -> None:
+    core = LsdCore(port=6881, cookie="aa", families=["v4", "v6"])
+    assert core.next_due() is None and core.packets(0.0) == []
+    core.add(H1, 10.0)
+    assert core.next_due() == 10.0
+    sent = core.packets(10.0)
+    assert [f for f, _ in sent] == ["v4", "v6"]
+    assert sent[0][1] == encode_announce("239.192.152.143:6771", 6881, [H1], "aa")
+    assert sent[1][1] == encode_announce("[ff15::efc0:988f]:6771", 6881, [H1], "aa")
+    assert core.packets(10.0 + ANNOUNCE_INTERVAL - 0.1) == []  # at most once per 5 min
+    assert core.next_due() == 10.0 + ANNOUNCE_INTERVAL
+    assert len(core.packets(10.0 + ANNOUNCE_INTERVAL)) == 2
+    core.remove(H1)
+    assert core.next_due() is None
+
+
+def test_listen_only_torrent_is_never_announced_but_gets_peers() -> None:
+    core = LsdCore(port=1, cookie="aa", families=["v4"])
+    core.add(H2, 0.0, announce=False)  # e.g. a magnet: privacy unknown yet
+    assert core.packets(1000.0) == []
+    assert core.receive(TRANSMISSION, "10.0.0.9", 0.0) == [(H2, PeerAddr("10.0.0.9", 51413))]
+
+
+def test_many_torrents_are_batched_under_the_datagram_cap() -> None:
+    core = LsdCore(port=6881, cookie="aa", families=["v4"])
+    hashes = [bytes([i]) * 20 for i in range(60)]
+    for h in hashes:
+        core.add(h, 0.0)
+    sent = core.packets(0.0)
+    assert 2 <= len(sent) < 60
+    got: list[bytes] = []
+    for _, data in sent:
+        assert len(data) <= MAX_DATAGRAM
+        msg = parse_announce(data)
+        assert msg is not None
+        got += msg.info_hashes
+    assert sorted(got) == sorted(hashes)
+    # five or fewer due at once: one torrent per datagram (older clients read one hash)
+    small = LsdCore(port=6881, cookie="aa", families=["v4"])
+    for h in hashes[:5]:
+        small.add(h, 0.0)
+    assert len(small.packets(0.0)) == 5
+
+
+def test_receive_filters_own_cookie_unknown_torrents_and_repeats() -> None:
+    core = LsdCore(port=6881, cookie="2b7e151", families=["v4"])
+    core.add(H1, 0.0)
+    assert core.receive(LIBTORRENT, "10.0.0.2", 0.0) == []  # our own cookie
+    other = LIBTORRENT.replace(b"2b7e151", b"1234")
+    assert core.receive(other, "10.0.0.2", 0.0) == [(H1, PeerAddr("10.0.0.2", 6881))]
+    assert core.receive(other, "10.0.0.2", REPORT_AGAIN / 2) == []  # not again so soon
+    assert core.receive(other, "10.0.0.2", REPORT_AGAIN + 1) == [(H1, PeerAddr("10.0.0.2", 6881))]
+    assert core.receive(TRANSMISSION, "10.0.0.3", 0.0) == []  # a torrent we do not have
+
+
+def test_receive_memory_is_bounded() -> None:
+    core = LsdCore(port=6881, cookie="x", families=["v4"])
+    core.add(H2, 0.0)
+    for i in range(MAX_REMEMBERED * 3):
+        host = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+        assert core.receive(TRANSMISSION, host, 1.0) == [(H2, PeerAddr(host, 51413))]
+    assert len(core._reported) <= MAX_REMEMBERED
