@@ -211,6 +211,7 @@ class Session:
                 down_limit=settings.down_limit,
                 up_limit=settings.up_limit,
                 peer_id=self.peer_id,
+                encryption=settings.encryption,
             ),
             on_event=self._hub.publish,
         )
@@ -882,6 +883,7 @@ class _TorrentJob:
             network=session.network,
             peer_id=session.peer_id,
             listen_port=session.address.port,
+            encryption=session.settings.encryption,
         )
         fetcher.add_peers(list(magnet.peers), "magnet")
         fetcher.add_peers(self.peers, "api")
@@ -956,6 +958,7 @@ class _TorrentJob:
             max_peers=settings.max_peers,
             upload_slots=settings.upload_slots,
             rechoke_interval=settings.rechoke_interval,
+            encryption=settings.encryption,
             file_priorities=self.files,
             up_limit=self.limits[0],
             down_limit=self.limits[1],

@@ -21,6 +21,12 @@ class RemoteProtocolError(TorrentkitError):
     """Data from outside broke the protocol or a limit."""
 
 
+class HandshakeRefused(RemoteProtocolError):
+    """The peer closed (or reset) the connection before its handshake arrived: it refused
+    ours (e.g. an encrypted one it cannot read, or a plaintext one when it requires
+    encryption)."""
+
+
 class BencodeError(RemoteProtocolError):
     """Bytes that are not strict, bounded bencode."""
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import trio
 
-from torrentkit.errors import RemoteProtocolError
+from torrentkit.errors import HandshakeRefused, RemoteProtocolError
 from torrentkit.ids import PeerAddr
 from torrentkit.wire.connection import NEED_DATA, PeerConnection
 from torrentkit.wire.events import Handshake
@@ -173,9 +173,12 @@ async def read_handshake(stream: trio.abc.Stream, conn: PeerConnection) -> Hands
             if not isinstance(event, Handshake):
                 raise RemoteProtocolError("expected a handshake")
             return event
-        data = await stream.receive_some(65536)
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            data = b""
         if not data:
-            raise RemoteProtocolError("closed during the handshake")
+            raise HandshakeRefused("the peer closed the connection during the handshake")
         conn.receive_data(data)
 
 

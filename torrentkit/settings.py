@@ -127,6 +127,9 @@ class Settings:
     chord: ChordSettings | None = None
     napster: NapsterSettings | None = None
     overlay: OverlaySettings | None = None
+    #: MSE/PE (docs/cli.md ``--encryption``): ``prefer`` (encrypted handshakes first, plaintext
+    #: once per peer when refused), ``require`` (RC4 only, both ways) or ``disable``.
+    encryption: Literal["prefer", "require", "disable"] = "prefer"
     #: 20 bytes; None: a fresh ``-TK....-`` id.
     peer_id: bytes | None = None
     #: Advanced: the transport (simulations pass the in-memory network).
@@ -147,6 +150,8 @@ class Settings:
             raise SettingsError("rechoke_interval: must be 0.05-600 seconds")
         if not self.resume_interval > 0:
             raise SettingsError("resume_interval: must be positive")
+        if self.encryption not in ("prefer", "require", "disable"):
+            raise SettingsError(f"encryption: prefer, require or disable, got {self.encryption!r}")
         if self.peer_id is not None and len(self.peer_id) != 20:
             raise SettingsError("peer_id: must be 20 bytes")
 

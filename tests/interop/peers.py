@@ -390,9 +390,11 @@ def transmission_cli(
     port: int,
     settings: dict[str, Any] | None = None,
     finish_script: Path | None = None,
+    encryption: str = "t",
 ) -> Iterator[subprocess.Popen[bytes]]:
     """transmission-cli on ``torrent`` with a fresh config folder (see
-    :data:`TRANSMISSION_SETTINGS`, overridable with ``settings``). Output goes to
+    :data:`TRANSMISSION_SETTINGS`, overridable with ``settings``; ``encryption``: t, p or r,
+    its ``-e`` flag). Output goes to
     ``download_dir/../transmission-PORT.log``. Stopped by PID on exit (SIGINT, its clean
     stop, then SIGKILL)."""
     exe = require_binary("transmission-cli")
@@ -401,7 +403,8 @@ def transmission_cli(
     with tempfile.TemporaryDirectory(prefix="tk-transmission-") as cfg:
         conf = {**TRANSMISSION_SETTINGS, "peer-port": port, **(settings or {})}
         Path(cfg, "settings.json").write_text(json.dumps(conf, indent=1))
-        cmd = [exe, "-g", cfg, "-w", str(download_dir), "-p", str(port), "-M", "-et"]
+        # -et tolerated (plaintext preferred), -ep preferred, -er required.
+        cmd = [exe, "-g", cfg, "-w", str(download_dir), "-p", str(port), "-M", f"-e{encryption}"]
         if finish_script is not None:
             cmd += ["-f", str(finish_script)]
         cmd.append(str(torrent))

@@ -35,7 +35,13 @@ from torrentkit.api import Session
 from torrentkit.cli.common import JobFailed, UsageError
 from torrentkit.cli.p2p import add_discovery_arguments, network_settings, require_mode
 from torrentkit.cli.swarm import AddSpec, RunPlan, run_plan
-from torrentkit.cli.swarm_flags import check_save_dir, parse_peers, settings_from_args, want_ui
+from torrentkit.cli.swarm_flags import (
+    add_encryption_argument,
+    check_save_dir,
+    parse_peers,
+    settings_from_args,
+    want_ui,
+)
 from torrentkit.discovery.base import NetworkError
 from torrentkit.discovery.gnutella.messages import MAX_QUERY
 from torrentkit.discovery.gnutella.overlay import query_words
@@ -67,6 +73,7 @@ def register(sub: Any) -> None:
     p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
     p.add_argument("--down-limit", default="0", metavar="RATE", help="download limit")
     p.add_argument("--max-peers", type=int, default=50, metavar="N")
+    add_encryption_argument(p)
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--state-dir", metavar="DIR", help="resume state folder")

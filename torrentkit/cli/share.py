@@ -37,7 +37,7 @@ from torrentkit.cli.p2p import (
     require_mode,
 )
 from torrentkit.cli.swarm import AddSpec, RunPlan, run_plan
-from torrentkit.cli.swarm_flags import settings_from_args, want_ui
+from torrentkit.cli.swarm_flags import add_encryption_argument, settings_from_args, want_ui
 from torrentkit.discovery.gnutella.session_port import flood_links
 from torrentkit.discovery.networks import NapsterNetwork, OverlayNetwork
 from torrentkit.errors import MetainfoError, StorageError
@@ -59,6 +59,7 @@ def register(sub: Any) -> None:
     p.add_argument("--piece-size", metavar="SIZE", help="piece size (default: per file size)")
     p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
     p.add_argument("--max-peers", type=int, default=50, metavar="N")
+    add_encryption_argument(p)
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--state-dir", metavar="DIR", help="resume state folder")

@@ -41,6 +41,7 @@ def add_common_arguments(
     p.add_argument(
         "--lsd", action="store_true", help="local service discovery: find peers on the LAN"
     )
+    add_encryption_argument(p)
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--state-dir", metavar="DIR", help="resume state folder")
@@ -63,6 +64,17 @@ def add_common_arguments(
         p.add_argument("--down-limit", default="0", metavar="RATE", help="download limit")
 
 
+def add_encryption_argument(p: argparse.ArgumentParser) -> None:
+    """``--encryption`` (docs/cli.md), on every command that opens peer connections."""
+    p.add_argument(
+        "--encryption",
+        choices=["prefer", "require", "disable"],
+        default="prefer",
+        help="MSE/PE: prefer (encrypted handshake first, plaintext once if refused), "
+        "require (RC4 only), disable (plaintext only)",
+    )
+
+
 def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
     """Settings from the common flags (``--bind``, ``--port``, limits, ``--max-peers``,
     ``--no-tracker``, ``--state-dir``); ``more``: other fields (``chord=...``, ``napster=...``)."""
@@ -83,6 +95,7 @@ def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
             trackers=not args.no_tracker,
             web_seeds=not getattr(args, "no_web_seeds", False),
             lsd=getattr(args, "lsd", False),
+            encryption=args.encryption,
             **more,
         )
     except SettingsError as exc:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import trio
 
+from torrentkit.engine.encryption import Encryption, PeerEncryption, dial_peer
 from torrentkit.engine.torrent import (
     CONNECT_TIMEOUT,
     HANDSHAKE_TIMEOUT,
@@ -23,7 +24,7 @@ from torrentkit.engine.torrent import (
 )
 from torrentkit.errors import RemoteProtocolError
 from torrentkit.ids import PeerAddr
-from torrentkit.net import Network, close_quietly, read_handshake
+from torrentkit.net import Network, close_quietly
 from torrentkit.wire import metadata
 from torrentkit.wire.connection import NEED_DATA, PeerConnection
 from torrentkit.wire.events import Extended, ExtendedHandshake, Handshake
@@ -50,12 +51,14 @@ class MetadataFetcher:
         listen_port: int | None = None,
         max_connections: int = 8,
         rng: random.Random | None = None,
+        encryption: Encryption = "prefer",
     ) -> None:
         self.info_hash = info_hash
         self.network = network
         self.peer_id = peer_id
         self.listen_port = listen_port
         self.max_connections = max_connections
+        self.encryption = PeerEncryption(encryption)
         self.rng = rng or random.Random()
         self.known: dict[PeerAddr, str] = {}
         self.tried: set[PeerAddr] = set()
@@ -107,19 +110,26 @@ class MetadataFetcher:
         return self._result
 
     async def _from_peer(self, addr: PeerAddr) -> bytes | None:
-        with trio.fail_after(CONNECT_TIMEOUT):
-            stream = await self.network.connect_tcp(addr)
+        stream, conn, _ = await dial_peer(
+            self.network,
+            addr,
+            lambda: PeerConnection(
+                initiator=True, info_hash=self.info_hash, our_peer_id=self.peer_id
+            ),
+            Handshake(info_hash=self.info_hash, peer_id=self.peer_id),
+            self.encryption,
+            connect_timeout=CONNECT_TIMEOUT,
+            handshake_timeout=HANDSHAKE_TIMEOUT,
+        )
         try:
             with trio.fail_after(PER_PEER_TIMEOUT):
-                return await self._exchange(stream, addr)
+                return await self._exchange(stream, conn, addr)
         finally:
             await close_quietly(stream)
 
-    async def _exchange(self, stream: trio.abc.Stream, addr: PeerAddr) -> bytes | None:
-        conn = PeerConnection(initiator=True, info_hash=self.info_hash, our_peer_id=self.peer_id)
-        await stream.send_all(conn.send(Handshake(info_hash=self.info_hash, peer_id=self.peer_id)))
-        with trio.fail_after(HANDSHAKE_TIMEOUT):
-            await read_handshake(stream, conn)
+    async def _exchange(
+        self, stream: trio.abc.Stream, conn: PeerConnection, addr: PeerAddr
+    ) -> bytes | None:
         if not conn.extension_protocol:
             raise RemoteProtocolError("peer does not speak the extension protocol (BEP 10)")
         await stream.send_all(

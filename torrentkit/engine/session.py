@@ -1,7 +1,8 @@
 """The session: one listen socket and many torrents (docs/design.md layer 4).
 
 A :class:`Session` owns the listener, every :class:`Torrent` and the global rate limits.
-Incoming connections are read up to the peer's handshake (10 s at most), matched by
+Incoming connections, plaintext or encrypted (MSE/PE, engine/encryption.py), are read up
+to the peer's handshake (10 s at most for both handshakes), matched by
 info-hash to a torrent, and handed to it. Everything runs in the nursery of
 :meth:`Session.run`; cancelling it stops every torrent (their discovery sources send
 ``stopped`` on the way out).
@@ -15,12 +16,14 @@ seeding torrents leave the process asleep.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
 
+from torrentkit.engine.encryption import Encryption, ServedHashes, accept_incoming
 from torrentkit.engine.ratelimit import RateLimiter
 from torrentkit.engine.storage import PieceStorage
 from torrentkit.engine.tick import TickWheel
@@ -34,7 +37,7 @@ from torrentkit.engine.torrent import (
 from torrentkit.errors import RemoteProtocolError
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info
-from torrentkit.net import Listener, Network, close_quietly, read_handshake
+from torrentkit.net import Listener, Network, close_quietly
 from torrentkit.wire.connection import PeerConnection
 from torrentkit.wire.peer_id import generate_peer_id
 
@@ -49,6 +52,8 @@ class SessionOptions:
     down_limit: float = 0.0
     up_limit: float = 0.0
     max_incoming_handshakes: int = 64
+    #: MSE/PE for incoming connections: prefer (both kinds), require, disable.
+    encryption: Encryption = "prefer"
     peer_id: bytes = field(default_factory=generate_peer_id)
 
 
@@ -74,6 +79,7 @@ class Session:
         self._nursery: trio.Nursery | None = None
         self._handshakes = trio.Semaphore(self.options.max_incoming_handshakes)
         self._handlers: dict[bytes, ConnectionHandler] = {}
+        self._served = ServedHashes()
         #: drives every torrent of this session that has links (see the module docstring)
         self.ticker = TickWheel()
         #: the session's DHT node, for the PORT message (BEP 5); set before torrents are made
@@ -166,14 +172,14 @@ class Session:
             await close_quietly(stream)
             return
         async with self._handshakes:
-            conn = PeerConnection(
-                initiator=False,
-                info_hash=lambda ih: ih in self.torrents or ih in self._handlers,
-                our_peer_id=self.peer_id,
-            )
             try:
                 with trio.fail_after(HANDSHAKE_TIMEOUT):
-                    hs = await read_handshake(stream, conn)
+                    stream, conn, hs = await accept_incoming(
+                        stream,
+                        policy=self.options.encryption,
+                        find_skey=self._find_skey,
+                        make_conn=self._incoming_connection,
+                    )
             except (RemoteProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError):
                 await close_quietly(stream)
                 return
@@ -186,6 +192,21 @@ class Session:
             await close_quietly(stream)
             return
         await torrent.accept(stream, conn, addr, hs)
+
+    def _incoming_connection(self, info_hash: bytes | None) -> PeerConnection:
+        """Reads an incoming handshake: for ``info_hash`` (named by an encrypted handshake)
+        or for any torrent we serve."""
+        return PeerConnection(
+            initiator=False,
+            info_hash=info_hash
+            if info_hash is not None
+            else lambda ih: ih in self.torrents or ih in self._handlers,
+            our_peer_id=self.peer_id,
+        )
+
+    def _find_skey(self, req2: bytes) -> bytes | None:
+        """The info-hash we serve whose HASH('req2', ...) an encrypted handshake names."""
+        return self._served.find(req2, itertools.chain(self.torrents, self._handlers))
 
     def add_handler(self, info_hash: bytes, handler: ConnectionHandler) -> None:
         """Hand incoming connections for ``info_hash`` to ``handler`` (after the peer's

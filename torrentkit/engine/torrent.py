@@ -40,6 +40,7 @@ import trio
 from torrentkit.discovery.base import TorrentDiscovery, TransferTotals
 from torrentkit.engine.assembly import Assemblies, Assembly
 from torrentkit.engine.choker import Choker, PeerStats, RechokeResult
+from torrentkit.engine.encryption import Encryption, PeerEncryption, dial_peer
 from torrentkit.engine.peer import PeerLink
 from torrentkit.engine.peerbook import PeerBook, keep_new_connection
 from torrentkit.engine.picker import Picker
@@ -51,7 +52,7 @@ from torrentkit.engine.trust import Trust
 from torrentkit.engine.upload_cache import UploadCache
 from torrentkit.engine.webseed import WebSeedKey, usable_url
 from torrentkit.engine.webseed_link import WEB_SEED_CLIENT, WebSeedLink
-from torrentkit.errors import RemoteProtocolError, StorageError
+from torrentkit.errors import HandshakeRefused, RemoteProtocolError, StorageError
 from torrentkit.events import (
     Choked,
     HashFailed,
@@ -71,7 +72,7 @@ from torrentkit.events import Interested as InterestedEvent
 from torrentkit.events import NotInterested as NotInterestedEvent
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info
-from torrentkit.net import Network, close_quietly, read_handshake
+from torrentkit.net import Network, close_quietly
 from torrentkit.wire import metadata
 from torrentkit.wire.connection import (
     HandshakeRejected,
@@ -142,6 +143,8 @@ class TorrentOptions:
     #: Seconds between rechokes; the optimistic turn is three of them (BitTorrent: 10 / 30).
     #: Only the demo changes it, to show a minutes-long dynamic within a minute.
     rechoke_interval: float = RECHOKE_INTERVAL
+    #: MSE/PE for the peers we dial: prefer, require or disable (engine/encryption.py).
+    encryption: Encryption = "prefer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,7 @@ class Torrent:
         self.unchoke_totals: dict[bytes, list[float]] = {}
         #: known peers, backoff, bans, our own addresses, parted seeds (pure, see peerbook.py)
         self.peers = PeerBook(self.rng)
+        self.encryption = PeerEncryption(self.options.encryption)
         self.assemblies: Assemblies[SenderKey] = Assemblies(
             piece_length=info.piece_length, total_length=info.total_length
         )
@@ -486,42 +490,43 @@ class Torrent:
                 await self._connect_wakeup.wait()
 
     async def _dial(self, addr: PeerAddr) -> None:
-        stream: trio.abc.Stream | None = None
         try:
-            with trio.fail_after(CONNECT_TIMEOUT):
-                stream = await self.network.connect_tcp(addr)
-            conn = PeerConnection(
-                initiator=True,
-                info_hash=self.info_hash,
-                our_peer_id=self.peer_id,
-                geometry=self.geometry,
+            stream, conn, hs = await dial_peer(
+                self.network,
+                addr,
+                self._new_connection,
+                Handshake(info_hash=self.info_hash, peer_id=self.peer_id, reserved=self._reserved),
+                self.encryption,
+                connect_timeout=CONNECT_TIMEOUT,
+                handshake_timeout=HANDSHAKE_TIMEOUT,
             )
-            await stream.send_all(
-                conn.send(
-                    Handshake(
-                        info_hash=self.info_hash, peer_id=self.peer_id, reserved=self._reserved
-                    )
-                )
-            )
-            with trio.fail_after(HANDSHAKE_TIMEOUT):
-                hs = await read_handshake(stream, conn)
         except HandshakeRejected as exc:
             if exc.reason is RejectReason.SELF_CONNECTION:
                 self.peers.self_connection(addr)
             else:
                 self.peers.dial_failed(addr, trio.current_time())
             self._connect_wakeup.set()  # its slot is free, its backoff set
-            if stream is not None:
-                await close_quietly(stream)
             return
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, RemoteProtocolError):
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, RemoteProtocolError) as exc:
             self.peers.dial_failed(addr, trio.current_time())
             self._connect_wakeup.set()
-            if stream is not None:
-                await close_quietly(stream)
+            if isinstance(exc, HandshakeRefused) and not (
+                self._discoveries or self.links or self.web_seeds
+            ):  # --peer addresses are our only sources: stop once all refuse us
+                why = self.encryption.all_refused(self.peers)
+                if why is not None:
+                    self._fail(why)
             return
         self.peers.dial_succeeded(addr)
         await self._run_link(stream, conn, addr, hs, outgoing=True)
+
+    def _new_connection(self) -> PeerConnection:
+        return PeerConnection(
+            initiator=True,
+            info_hash=self.info_hash,
+            our_peer_id=self.peer_id,
+            geometry=self.geometry,
+        )
 
     async def accept(
         self, stream: trio.abc.Stream, conn: PeerConnection, addr: PeerAddr, hs: Handshake

@@ -188,7 +188,7 @@ class _Side:
     def done(self) -> bool:
         return self.result is not None
 
-    def _key_in(self, data: bytes) -> bool:
+    def _key_in(self, data: bytes | bytearray | memoryview) -> bool:
         """Buffer ``data``; True once the peer's public key is in (S computed, the key
         removed from the buffer, :meth:`_on_secret` called the first time)."""
         if self.result is not None:
@@ -281,7 +281,7 @@ class Initiator(_Side):
             + self._ia
         )
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes from B; raises MSEError when they break the handshake."""
         if not self._key_in(data) or not self._synchronised(self._enc_vc, VC_WINDOW):
             return
@@ -340,7 +340,7 @@ class Responder(_Side):
         self._out += self._pending_out
         self._req1 = sha1(b"req1", self._secret)
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes from A; raises MSEError when they break the handshake."""
         if not self._key_in(data) or not self._synchronised(self._req1, REQ1_WINDOW):
             return
