@@ -16,6 +16,7 @@ from torrentkit.dht.node import (
     AnnounceDone,
     DhtConfig,
     DhtNode,
+    ExternalAddress,
     GetPeersDone,
     LookupDone,
     PeerAnnounced,
@@ -432,3 +433,82 @@ def test_get_peers_and_announce_against_scripted_nodes() -> None:
     assert gp.ok and gp.peers == (PeerAddr("8.8.8.8", 1234),)
     (ad,) = [e for e in events if isinstance(e, AnnounceDone)]
     assert ad.op == op and ad.ok and ad.stored == 8 == len(announced)
+
+
+def test_external_ip_voting_gives_a_bep42_id() -> None:
+    node = DhtNode(rng=random.Random(3), now=0.0)  # external IP unknown: a random id
+    old_id = node.id
+    seen_as = PeerAddr("9.8.7.6", 6881)
+    rng = random.Random(4)
+    voters = [PeerAddr(f"7.0.0.{i}", 1) for i in range(1, 6)]
+    for a in voters:
+        node.ping(a, 0.0)
+    for i, (data, dst) in enumerate(node.datagrams_to_send()):
+        q = krpc.decode(data)
+        reply = krpc.encode_response(q.tid, {b"id": rng.randbytes(20)}, ip=seen_as)
+        node.receive_datagram(reply, dst, 0.1)
+        events = [e for e in node.events() if isinstance(e, ExternalAddress)]
+        if i < 4:
+            assert events == []  # one node's word is not enough
+    assert events == [ExternalAddress(ip="9.8.7.6", node_id=node.id)]
+    assert node.id != old_id and id_matches_ip(node.id, "9.8.7.6")
+    assert len(node.table) == 5  # the known nodes were kept under the new id
+    # Private and loopback voters do not count.
+    other = DhtNode(rng=random.Random(5), now=0.0)
+    for i in range(10):
+        other.ping(PeerAddr(f"192.168.0.{i + 1}", 1), 0.0)
+    for data, dst in other.datagrams_to_send():
+        q = krpc.decode(data)
+        reply = krpc.encode_response(q.tid, {b"id": rng.randbytes(20)}, ip=seen_as)
+        other.receive_datagram(reply, dst, 0.1)
+    assert not [e for e in other.events() if isinstance(e, ExternalAddress)]
+
+
+def test_maintenance_refreshes_buckets_and_pings_questionable_nodes() -> None:
+    node = make()
+    rng = random.Random(6)
+    peers = [PeerAddr(f"6.0.0.{i}", 1) for i in range(1, 21)]
+    ids = {a: rng.randbytes(20) for a in peers}
+    for a in peers:
+        node.ping(a, 0.0)
+    for data, dst in node.datagrams_to_send():
+        answer(node, data, dst, {b"id": ids[dst]}, 0.1)
+    node.events()
+    entries = list(node.table)
+    assert len(entries) >= 10  # (a full far bucket keeps the rest as replacements)
+    # Nothing to do for a while: only token rotation and idle maintenance ticks.
+    node.handle_timers(600.0)
+    assert node.datagrams_to_send() == []
+    # After 15 minutes of silence the nodes are questionable: pinged (8 per tick, oldest
+    # first), and stale buckets get a find_node for a random id in their range.
+    now = 0.0
+    while now <= 15 * 60.0:
+        now = node.next_deadline()
+        node.handle_timers(now)
+    sent = [krpc.decode(d) for d, _ in node.datagrams_to_send()]
+    methods = [q.method for q in sent if isinstance(q, Query)]
+    assert methods.count(b"ping") == 8
+    assert b"find_node" in methods
+    # Nobody answers: two maintenance ticks later, 8 of them failed two pings in a row and
+    # are bad, left out of what we tell others.
+    end = now + 2 * node.config.maintenance_interval + node.config.rpc_timeout
+    while now < end:
+        now = node.next_deadline()
+        node.handle_timers(now)
+        node.datagrams_to_send()
+    bad = [e for e in node.table if node.table.is_bad(e)]
+    assert len(bad) >= 8
+    assert not set(e.addr for e in bad) & {e.addr for e in node.table.closest(IH, 100)}
+
+
+def test_announced_peers_expire() -> None:
+    node = make()
+    token = ask(node, b"get_peers", {b"info_hash": IH}).values[b"token"]
+    ask(node, b"announce_peer", {b"info_hash": IH, b"port": 9, b"token": token})
+    assert node.store.peer_count() == 1
+    node.handle_timers(29 * 60.0)
+    assert node.store.peer_count() == 1
+    node.handle_timers(31 * 60.0 + 61.0)
+    assert node.store.peer_count() == 0 and len(node.store) == 0
+    r = ask(node, b"get_peers", {b"info_hash": IH}, src=PeerAddr("3.3.3.3", 1), now=2000.0)
+    assert isinstance(r, Response) and b"values" not in r.values
