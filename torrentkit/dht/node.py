@@ -407,6 +407,7 @@ class DhtNode:
         return self._timers[0][0] if self._timers else float("inf")
 
     def handle_timers(self, now: float) -> None:
+        self._now = now
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, arg = heapq.heappop(self._timers)
             self._on_timer(kind, arg, now)
@@ -539,23 +540,23 @@ class DhtNode:
     def _timer_live(self, timer: tuple[float, int, int, Any]) -> bool:
         _, _, kind, arg = timer
         if kind in (_T_SLOW, _T_RPC):
-            return arg in self._rpcs
+            return self._rpcs.get(arg.tid) is arg  # not answered (nor its tid reused)
         return True
 
     def _on_timer(self, kind: int, arg: Any, now: float) -> None:
         cfg = self.config
         if kind == _T_SLOW:
-            rpc = self._rpcs.get(arg)
-            if rpc is not None and rpc.kind == _LOOKUP:
+            rpc = self._rpcs.get(arg.tid)
+            if rpc is arg and rpc.kind == _LOOKUP:
                 o = self._ops.get(rpc.op)
                 if o is not None:
                     o.lookup.mark_slow(rpc.addr)
                     self._advance(o, now)
         elif kind == _T_RPC:
-            rpc = self._rpcs.pop(arg, None)
-            if rpc is not None:
+            if self._rpcs.get(arg.tid) is arg:
+                del self._rpcs[arg.tid]
                 self.stats.timeouts += 1
-                self._rpc_failed(rpc, now, timeout=True)
+                self._rpc_failed(arg, now, timeout=True)
         elif kind == _T_ROTATE:
             self.tokens.rotate(self.rng.randbytes(16))
             self._push_timer(now + cfg.token_rotation, _T_ROTATE)
@@ -610,10 +611,10 @@ class DhtNode:
                 break
         args = {b"id": self.id, **args}
         data = krpc.encode_query(tid, method, args, read_only=self.config.read_only)
-        self._rpcs[tid] = _Rpc(tid, addr, expect_id, kind, op, now + self.config.rpc_timeout)
+        rpc = self._rpcs[tid] = _Rpc(tid, addr, expect_id, kind, op, now + self.config.rpc_timeout)
         if kind == _LOOKUP:
-            self._push_timer(now + self.config.slow_after, _T_SLOW, tid)
-        self._push_timer(now + self.config.rpc_timeout, _T_RPC, tid)
+            self._push_timer(now + self.config.slow_after, _T_SLOW, rpc)
+        self._push_timer(now + self.config.rpc_timeout, _T_RPC, rpc)
         self._send(data, addr)
         return True
 
