@@ -545,18 +545,19 @@ class DhtNode:
 
     def _on_timer(self, kind: int, arg: Any, now: float) -> None:
         cfg = self.config
-        if kind == _T_SLOW:
-            rpc = self._rpcs.get(arg.tid)
-            if rpc is arg and rpc.kind == _LOOKUP:
+        if kind in (_T_SLOW, _T_RPC):
+            rpc: _Rpc = arg
+            if self._rpcs.get(rpc.tid) is not rpc:
+                return  # answered already
+            if kind == _T_RPC:
+                del self._rpcs[rpc.tid]
+                self.stats.timeouts += 1
+                self._rpc_failed(rpc, now, timeout=True)
+            elif rpc.kind == _LOOKUP:
                 o = self._ops.get(rpc.op)
                 if o is not None:
                     o.lookup.mark_slow(rpc.addr)
                     self._advance(o, now)
-        elif kind == _T_RPC:
-            if self._rpcs.get(arg.tid) is arg:
-                del self._rpcs[arg.tid]
-                self.stats.timeouts += 1
-                self._rpc_failed(arg, now, timeout=True)
         elif kind == _T_ROTATE:
             self.tokens.rotate(self.rng.randbytes(16))
             self._push_timer(now + cfg.token_rotation, _T_ROTATE)
