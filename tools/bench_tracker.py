@@ -1,7 +1,16 @@
 #!/usr/bin/env python3
-"""Announces per second: torrentkit's tracker against opentracker, same load, same run.
+"""Announces per second: torrentkit's tracker (memory, Redis) against opentracker, one run.
 
     .venv/bin/python tools/bench_tracker.py [--duration 10] [--connections 50]
+        [--store all|memory|redis] [--workers N]
+
+Configurations, in this order: our tracker with the in-memory store (one process); with the
+Redis store (a redis-server this tool starts on a unix socket, no persistence) and 1 worker,
+then 2 workers (``--workers N`` instead: N only); opentracker. ``--store memory`` / ``redis``
+runs only those (opentracker always runs: it is the reference). The Redis workers run the
+production supervisor (``torrentkit.cli.tracker.run_workers``: SO_REUSEPORT, one forked
+process per socket); the 2-worker run reuses the swarms the 1-worker run left in Redis (a
+restart keeps every swarm), after the check announce shows them full.
 
 Load: wrk (Debian package) with tools/bench_tracker.lua: 1,000 torrents x 50 peers,
 compact announces, numwant 50, over HTTP keep-alive connections, as real clients send them.
@@ -21,9 +30,11 @@ announce there; the tool reports those closes, and the figure is what opentracke
 
 What limits ours: one Python process on one core (the tool prints the tracker's CPU use; it
 sits at ~100 % of a core). Per announce roughly half the time is aiohttp's HTTP handling
-and the send() syscall, the rest our parse + swarm update + encode. More processes would
-not be honest: SO_REUSEPORT workers would each hold a private part of every swarm, so peers
-announcing to different workers would never meet; and on two cores wrk needs the other one.
+and the send() syscall, the rest our parse + swarm update + encode. More processes with the
+in-memory store would not be honest: SO_REUSEPORT workers would each hold a private part of
+every swarm. With Redis they share one swarm view; on this 2-core machine Redis, the workers
+and wrk then share two cores, so the Redis figures are a floor, not the scaling (the CPU
+columns say where the time went; docs/tracker.md: what a bigger machine changes).
 
 Prints both figures, the CPU each side used, and the ratio. A tool, not a test: nothing is
 asserted.
@@ -33,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -45,6 +57,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,13 +68,25 @@ LUA = Path(__file__).resolve().with_name("bench_tracker.lua")
 def _serve(args: argparse.Namespace) -> None:
     """Child process: our tracker with the benchmark's config; first line = the port."""
     sys.path.insert(0, str(ROOT))
-    from torrentkit.cli.tracker import load_whitelist
+    from torrentkit.cli.tracker import load_whitelist, run_workers
     from torrentkit.discovery.tracker.server import open_listen_socket, serve
     from torrentkit.discovery.tracker.state import TrackerConfig, TrackerState
 
-    state = TrackerState(
-        TrackerConfig(interval=1800, min_interval=0), whitelist=load_whitelist(args.whitelist)
-    )
+    config = TrackerConfig(interval=1800, min_interval=0)
+    if args.store_url:
+        socks = [open_listen_socket("127.0.0.1", 0, reuse_port=True)]
+        port = socks[0].getsockname()[1]
+        socks += [
+            open_listen_socket("127.0.0.1", port, reuse_port=True) for _ in range(args.workers - 1)
+        ]
+        print(port, flush=True)
+        worker_args = argparse.Namespace(store=args.store_url, whitelist=None)
+        with contextlib.redirect_stdout(open(os.devnull, "w")):  # the "listening on" line
+            run_workers(
+                worker_args, config, load_whitelist(args.whitelist), socks, [], os.urandom(32)
+            )
+        return
+    state = TrackerState(config, whitelist=load_whitelist(args.whitelist))
     sock = open_listen_socket("127.0.0.1", 0)
 
     async def main() -> None:
@@ -109,6 +135,21 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tracker_pids(pid: int) -> list[int]:
+    """The tracker process, or its workers when it supervises some (Linux /proc)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children] or [pid]
+
+
+@dataclass
+class Result:
+    rate: float  # announces/s
+    total: int  # announces
+    cpu: float  # the tracker's CPU (all its workers), fraction of one core
+    p99: str  # wrk's 99th percentile latency
+    redis_cpu: float | None = None  # redis-server's CPU, fraction of one core
+
+
 def _wrk(
     port: int,
     hashfile: Path,
@@ -117,8 +158,9 @@ def _wrk(
     *,
     pid: int,
     warmup_from: int | None = None,
-) -> tuple[float, int, float]:
-    """One wrk run: (announces/s, announces, the tracker's CPU as a fraction of one core).
+    redis_pid: int | None = None,
+) -> Result:
+    """One wrk run: announces/s, announces, the tracker's and Redis's CPU, p99 latency.
 
     ``warmup_from``: walk every (torrent, peer) pair in order from that pair on, instead of
     random announces.
@@ -138,12 +180,15 @@ def _wrk(
         str(args.peers),
         *(["seq", str(warmup_from)] if warmup else []),
     ]
-    cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+    pids = _tracker_pids(pid)
+    cpu0, t0 = sum(_cpu_seconds(p) for p in pids), time.monotonic()
+    redis0 = _cpu_seconds(redis_pid) if redis_pid else 0.0
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True)
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     elapsed = time.monotonic() - t0
-    cpu = (_cpu_seconds(pid) - cpu0) / elapsed
+    cpu = (sum(_cpu_seconds(p) for p in pids) - cpu0) / elapsed
+    redis_cpu = (_cpu_seconds(redis_pid) - redis0) / elapsed if redis_pid else None
     wrk_cpu = (kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime) / elapsed
     if done.returncode != 0:
         sys.exit(f"bench: wrk failed: {done.stderr.strip() or done.stdout.strip()}")
@@ -167,13 +212,14 @@ def _wrk(
     what = "warm-up " if warmup else "measured"
     p99 = latency.group(1) if latency else "?"
     rate = float(m.group(1))
+    redis_note = f", redis {redis_cpu:.0%}" if redis_cpu is not None else ""
     print(
         f"  {what}: {rate:>7,.0f} announces/s, p99 latency {p99}, "
-        f"CPU: tracker {cpu:.0%}, wrk {wrk_cpu:.0%} of one core"
+        f"CPU: tracker {cpu:.0%}{redis_note}, wrk {wrk_cpu:.0%} of one core"
     )
     for note in notes:
         print(f"            ({note})")
-    return rate, int(total.group(1)), cpu
+    return Result(rate, int(total.group(1)), cpu, p99, redis_cpu)
 
 
 def _warm_up(port: int, hashfile: Path, args: argparse.Namespace, pid: int) -> None:
@@ -181,7 +227,7 @@ def _warm_up(port: int, hashfile: Path, args: argparse.Namespace, pid: int) -> N
     need = args.torrents * args.peers
     done = 0
     for _ in range(10):
-        _, n, _ = _wrk(port, hashfile, args, args.warmup, pid=pid, warmup_from=done)
+        n = _wrk(port, hashfile, args, args.warmup, pid=pid, warmup_from=done).total
         done += n // args.threads  # each wrk thread walks the same sequence
         if done >= need:
             return
@@ -213,19 +259,30 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument("--torrents", type=int, default=1000)
     ap.add_argument("--peers", type=int, default=50)
+    ap.add_argument(
+        "--store", choices=("all", "memory", "redis"), default="all", help="stores measured"
+    )
+    ap.add_argument(
+        "--workers", type=int, help="Redis runs with this many workers only (default: 1, then 2)"
+    )
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--whitelist", help=argparse.SUPPRESS)
+    ap.add_argument("--store-url", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         _serve(args)
         return
-    for tool in ("wrk", "opentracker"):
+    for tool in ("wrk", "opentracker", "redis-server"):
         if shutil.which(tool) is None:
-            sys.exit(f"bench: {tool} is not installed (apt-get install -y wrk opentracker)")
+            sys.exit(
+                f"bench: {tool} is not installed (apt-get install -y wrk opentracker redis-server)"
+            )
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        sys.exit("bench: --workers must be 1-64")
 
     rng = random.Random(20240601)
     hashes = [rng.randbytes(20).hex() for _ in range(args.torrents)]
-    results: dict[str, tuple[float, int, float]] = {}
+    results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory(prefix="bench-tracker-") as tmp:
         work = Path(tmp)
         hashfile = work / "hashes.txt"
@@ -240,20 +297,41 @@ def main() -> None:
             f"{os.cpu_count()} CPUs"
         )
 
-        print("torrentkit tracker (one process, aiohttp):")
-        ours = subprocess.Popen(
-            [sys.executable, __file__, "--serve", "--whitelist", str(hashfile)],
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert ours.stdout is not None
-            port = int(ours.stdout.readline())
-            _wait_port(port, ours)
-            _warm_up(port, hashfile, args, ours.pid)
-            _check(port, hashes[0], args.peers)
-            results["torrentkit"] = _wrk(port, hashfile, args, args.duration, pid=ours.pid)
-        finally:
-            _stop(ours)
+        def ours(
+            label: str,
+            *,
+            store_url: str = "",
+            workers: int = 1,
+            warm: bool = True,
+            redis_pid: int | None = None,
+        ) -> None:
+            print(f"torrentkit tracker, {label}:")
+            cmd = [sys.executable, __file__, "--serve", "--whitelist", str(hashfile)]
+            if store_url:
+                cmd += ["--store-url", store_url, "--workers", str(workers)]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+            try:
+                assert proc.stdout is not None
+                port = int(proc.stdout.readline())
+                _wait_port(port, proc)
+                if warm:
+                    _warm_up(port, hashfile, args, proc.pid)
+                _check(port, hashes[0], args.peers)
+                results[label] = _wrk(
+                    port, hashfile, args, args.duration, pid=proc.pid, redis_pid=redis_pid
+                )
+            finally:
+                _stop(proc)
+
+        if args.store in ("all", "memory"):
+            ours("memory (one process)")
+        if args.store in ("all", "redis"):
+            with _redis_server(work) as (url, redis_pid):
+                counts = [args.workers] if args.workers else [1, 2]
+                for i, n in enumerate(counts):
+                    label = f"redis, {n} worker{'s' if n > 1 else ''}"
+                    # Later runs find the swarms the first one filled: a restart keeps them.
+                    ours(label, store_url=url, workers=n, warm=i == 0, redis_pid=redis_pid)
 
         print("opentracker:")
         port = _free_port()
@@ -282,17 +360,61 @@ def main() -> None:
         finally:
             _stop(ot)
 
-    ours_rate, _, ours_cpu = results["torrentkit"]
-    ot_rate, _, ot_cpu = results["opentracker"]
+    ot_rate = results["opentracker"].rate
+    memory = results.get("memory (one process)")
     print()
-    print("              announces/s   per CPU-second of the tracker process")
-    print(f"torrentkit   {ours_rate:>12,.0f}   {ours_rate / max(ours_cpu, 1e-9):>12,.0f}")
-    print(f"opentracker  {ot_rate:>12,.0f}   {ot_rate / max(ot_cpu, 1e-9):>12,.0f}")
-    print(f"ratio        {ours_rate / ot_rate:>12.2f}   (torrentkit / opentracker)")
     print(
-        "(per CPU-second: what one core would give; it matters when other work on the "
-        "machine keeps the tracker from a full core)"
+        f"{'':<22} {'announces/s':>11} {'p99':>9} {'CPU tracker':>11} {'CPU redis':>9} "
+        f"{'per CPU-s':>9} {'/ memory':>8} {'/ opentracker':>13}"
     )
+    for label, r in results.items():
+        used = r.cpu + (r.redis_cpu or 0.0)
+        redis_cpu = f"{r.redis_cpu:.0%}" if r.redis_cpu is not None else "-"
+        vs_memory = f"{r.rate / memory.rate:.2f}" if memory else "-"
+        print(
+            f"{label:<22} {r.rate:>11,.0f} {r.p99:>9} {r.cpu:>11.0%} {redis_cpu:>9} "
+            f"{r.rate / max(used, 1e-9):>9,.0f} {vs_memory:>8} {r.rate / ot_rate:>13.2f}"
+        )
+    print(
+        "(per CPU-s: announces per CPU-second of the tracker's processes plus redis-server: "
+        "what the cores they used would give; it matters when other work on the machine "
+        "keeps them from full cores. Redis, its workers and wrk share this machine's "
+        f"{os.cpu_count()} CPUs, so the Redis rows are a floor, not the scaling.)"
+    )
+
+
+@contextlib.contextmanager
+def _redis_server(work: Path) -> Iterator[tuple[str, int]]:
+    """A redis-server on a unix socket in ``work``, no persistence; (store URL, its pid)."""
+    sock = work / "redis.sock"
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--port",
+            "0",
+            "--dir",
+            str(work),
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit("bench: redis-server did not start")
+            time.sleep(0.05)
+        yield f"unix://{sock}?db=0", proc.pid
+    finally:
+        _stop(proc)
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             store = open_store(args.store, config, whitelist=whitelist)
             interrupted = asyncio.run(_main(store, socks[0], udp, args.whitelist, master=master))
         return EXIT_INTERRUPTED if interrupted else EXIT_OK
-    return _supervise(args, config, whitelist, socks, udps, master)
+    return run_workers(args, config, whitelist, socks, udps, master)
 
 
 def _open_sockets(args: argparse.Namespace) -> tuple[list[socket.socket], list[socket.socket]]:
@@ -202,7 +202,7 @@ def _say_store_problems() -> None:
     store_log.propagate = False
 
 
-def _supervise(
+def run_workers(
     args: argparse.Namespace,
     config: TrackerConfig,
     whitelist: frozenset[InfoHash] | None,
@@ -210,7 +210,12 @@ def _supervise(
     udps: list[socket.socket],
     master: bytes,
 ) -> int:
-    """Run one worker process per socket until SIGTERM / SIGINT; replace workers that die."""
+    """Run one worker process per socket until SIGTERM / SIGINT; replace workers that die.
+
+    ``args.store`` is the store's URL (each worker opens its own connection), and
+    ``args.whitelist`` the whitelist file each worker re-reads on SIGHUP (or None). Prints
+    the ``listening on`` line once every worker is forked. tools/bench_tracker.py uses it too.
+    """
     workers: dict[int, int] = {}  # pid -> index of its socket
     started: dict[int, float] = {}  # index -> start time
     quick: dict[int, int] = {}  # index -> quick deaths in a row

@@ -7,11 +7,14 @@ its time, and pick up to ``numwant`` random other peers -- and returns the count
 picked peers. Redis runs a script alone, so two tracker processes can never interleave inside
 one announce: no completion is counted twice, no peer lost. What does not depend on the swarm
 (whitelist, ``ip`` parameter, interval and jitter) is :class:`~.state.TrackerRules`, shared
-with the in-memory store.
+with the in-memory store. Announces that arrive while earlier ones are on their way to Redis
+travel together in the next write (each still its own script): under load one round trip
+carries many announces, which is what keeps the client's cost per announce low.
 
 Keys (``PREFIX`` defaults to ``tk:``; ``?prefix=`` in the URL changes it):
 
-- ``PREFIX s:<info-hash hex>`` -- a hash: ``s`` seeders, ``c`` completed downloads; per peer
+- ``PREFIX s:<info-hash hex>`` -- a hash: ``s`` seeders, ``c`` completed downloads, ``a``
+  last activity, ``t`` when the expiries were last refreshed; per peer
   ``<peer id (20 bytes)>`` -> its record (flags, compact address, key) and
   ``<compact address (6 or 18 bytes)>`` -> the peer id holding that address.
 - ``PREFIX z:<info-hash hex>`` -- a sorted set: ``<compact address><peer id>`` scored by the
@@ -19,8 +22,9 @@ Keys (``PREFIX`` defaults to ``tk:``; ``?prefix=`` in the URL changes it):
 - ``PREFIX swarms`` -- a sorted set of info-hashes (hex) scored by last activity: the cap on
   torrents, ``/stats`` and the periodic purge walk it.
 
-Every key gets an expiry of ``swarm_timeout`` (24 h by default) on each announce, and each
-announce drops its swarm's peers that missed two intervals, so nothing needs a sweeper to stay
+Every key carries an expiry of 1.1 x ``swarm_timeout`` (24 h by default), refreshed by the
+announces at most once per tenth of it, and each announce drops its swarm's peers that missed
+two intervals, so nothing needs a sweeper to stay
 correct: a swarm nobody announces to vanishes by itself. The periodic :meth:`RedisStore.purge`
 only makes scrape and ``/stats`` counts of quiet swarms exact sooner (as the in-memory purge
 does), and several tracker processes running it at once is harmless.
@@ -36,11 +40,14 @@ half (a script runs whole or not at all). See docs/tracker.md.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import heapq
 import ipaddress
 import logging
 import math
 import random
+import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -78,6 +85,7 @@ SOCKET_TIMEOUT = 2.0
 #: The failure reason announces get while the store is down.
 DOWN_REASON = "tracker storage is unavailable, try again later"
 DEFAULT_PREFIX = "tk:"
+_PREFIX = re.compile(r"[A-Za-z0-9:_.-]{1,64}")
 _BATCH = 500
 
 _EVENTS = {
@@ -87,12 +95,19 @@ _EVENTS = {
     AnnounceEvent.STOPPED: b"3",
     AnnounceEvent.PAUSED: b"4",
 }
+_BYTE = [bytes([i]) for i in range(256)]
+#: (has key, event, seeder) -> the script's flags argument.
+_FLAGS = {
+    (k, e, sd): (b"1" if k else b"0") + code + (b"1" if sd else b"0")
+    for k in (False, True)
+    for e, code in _EVENTS.items()
+    for sd in (False, True)
+}
 
 # A peer record: seeder, completed, has-key ('0'/'1' each), the compact address's length as
 # one byte, the compact address, the key. Failures come back as {-1, reason} (not a Redis
 # error) so that the caller tells a refused announce from a broken store.
 _COMMON_LUA = """
-local H, Z = KEYS[1], KEYS[2]
 local function parse(rec)
   local n = string.byte(rec, 4)
   return rec:sub(1, 1) == '1', rec:sub(2, 2) == '1', rec:sub(3, 3) == '1',
@@ -116,20 +131,31 @@ local function expire(before)
 end
 """
 
-#: KEYS: swarm hash, swarm zset, index. ARGV: info-hash hex, peer id, compact address, key,
-#: has key, event (0 none, 1 completed, 2 started, 3 stopped, 4 paused), seeder, numwant, now, peer
-#: timeout, min interval, max swarms, max peers per swarm, key expiry (s), swarm timeout.
-#: Returns {seeders, leechers, picked member...} or {-1, reason}.
+#: One argument, packed by :meth:`RedisStore.announce` (``EVALSHA sha 0 ARG``: few arguments
+#: keep the client's cost per call low): flags (has key '0'/'1'; event '0' none,
+#: '1' completed, '2' started, '3' stopped, '4' paused; seeder '0'/'1'), numwant (one byte),
+#: the info-hash in hex (40), the peer id (20), the compact address and the key (each after a
+#: length byte), then ``now`` as text. The key prefix and the config's numbers are written
+#: into the script's text (``@NAME@``: one script per prefix and config). Returns {seeders,
+#: leechers, picked IPv4 members, picked IPv6 members} (the members of each family
+#: concatenated, 26 or 38 bytes each) or {-1, reason}.
 ANNOUNCE_LUA = (
-    _COMMON_LUA
+    """
+local a = ARGV[1]
+local haskey, event, seeder = a:sub(1, 1) == '1', tonumber(a:sub(2, 2)), a:sub(3, 3) == '1'
+local want, ih, pid = string.byte(a, 4), a:sub(5, 44), a:sub(45, 64)
+local clen = string.byte(a, 65)
+local compact = a:sub(66, 65 + clen)
+local klen = string.byte(a, 66 + clen)
+local key = a:sub(67 + clen, 66 + clen + klen)
+local now = tonumber(a:sub(67 + clen + klen))
+local H, Z, IDX = '@PREFIX@s:' .. ih, '@PREFIX@z:' .. ih, '@PREFIX@swarms'
+local timeout, mininterval = @PEER_TIMEOUT@, @MIN_INTERVAL@
+local maxswarms, maxpeers = @MAX_SWARMS@, @MAX_PEERS@
+local ttl, refresh, swarmtimeout = @TTL@, @REFRESH@, @SWARM_TIMEOUT@
+"""
+    + _COMMON_LUA
     + """
-local IDX = KEYS[3]
-local ih, pid, compact, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local haskey, event, seeder = ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7] == '1'
-local want, now, timeout = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local mininterval, maxswarms, maxpeers = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-local ttl, swarmtimeout = tonumber(ARGV[14]), tonumber(ARGV[15])
-
 expire(now - timeout)
 local exists = redis.call('EXISTS', H) == 1
 local stopping = event == 3
@@ -156,11 +182,18 @@ if fresh and redis.call('ZCARD', Z) >= maxpeers then
 end
 
 -- No refusal below this line: every write is part of a whole announce.
+-- 'a': the swarm's last activity (exact). The keys' expiry and the index's score are
+-- refreshed once per `refresh` seconds only ('t': when last), which keeps them within
+-- `refresh` of the truth at a fraction of the cost.
 local function touch()
-  redis.call('ZADD', IDX, now, ih)
-  redis.call('EXPIRE', H, ttl)
-  redis.call('EXPIRE', Z, ttl)
-  redis.call('EXPIRE', IDX, ttl)
+  local t = tonumber(redis.call('HGET', H, 't') or '-1e300')
+  if now - t >= refresh or now < t then
+    redis.call('ZADD', IDX, now, ih)
+    redis.call('EXPIRE', H, ttl)
+    redis.call('EXPIRE', Z, ttl)
+    redis.call('EXPIRE', IDX, ttl)
+    redis.call('HSET', H, 't', now)
+  end
 end
 if not exists then redis.call('HSETNX', H, 'c', 0) end
 local holder = redis.call('HGET', H, compact)
@@ -174,6 +207,7 @@ if rec and not pdone and not pseed and seeder then
 end
 if stopping then
   if rec then drop(pid, rec) end
+  redis.call('HSET', H, 'a', now)
   touch()
   local s = tonumber(redis.call('HGET', H, 's') or '0')
   return {s, redis.call('ZCARD', Z) - s}
@@ -194,19 +228,24 @@ if event == 1 and not pdone then
   redis.call('HINCRBY', H, 'c', 1)
 end
 local flags = (seeder and '1' or '0') .. (pdone and '1' or '0') .. (haskey and '1' or '0')
-redis.call('HSET', H, pid, flags .. string.char(#compact) .. compact .. key, compact, pid)
+redis.call('HSET', H, pid, flags .. string.char(#compact) .. compact .. key, compact, pid,
+           'a', now)
 local me = compact .. pid
 redis.call('ZADD', Z, now, me)
 touch()
 local s = tonumber(redis.call('HGET', H, 's') or '0')
-local out = {s, redis.call('ZCARD', Z) - s}
+local n = redis.call('ZCARD', Z)
 if (not fresh and event == 0 and previous and now - previous < mininterval) or want <= 0 then
-  return out
+  return {s, n - s, '', ''}
 end
+local v4, v6, picked = {}, {}, 0
 for _, m in ipairs(redis.call('ZRANDMEMBER', Z, want + 1)) do
-  if m ~= me and #out < want + 2 then out[#out + 1] = m end
+  if m ~= me and picked < want then
+    picked = picked + 1
+    if #m == 26 then v4[#v4 + 1] = m else v6[#v6 + 1] = m end
+  end
 end
-return out
+return {s, n - s, table.concat(v4), table.concat(v6)}
 """
 )
 
@@ -214,11 +253,14 @@ return out
 #: timeout. Drops the swarm's silent peers, and the swarm itself once it stayed empty for
 #: the swarm timeout. Returns the number of peers dropped.
 PURGE_LUA = (
-    _COMMON_LUA
+    """
+local H, Z = KEYS[1], KEYS[2]
+"""
+    + _COMMON_LUA
     + """
 local IDX, ih, now = KEYS[3], ARGV[1], tonumber(ARGV[2])
 local dropped = expire(now - tonumber(ARGV[3]))
-local last = tonumber(redis.call('ZSCORE', IDX, ih) or '0')
+local last = tonumber(redis.call('HGET', H, 'a') or redis.call('ZSCORE', IDX, ih) or '0')
 if redis.call('ZCARD', Z) == 0 and last < now - tonumber(ARGV[4]) then
   redis.call('DEL', H, Z)
   redis.call('ZREM', IDX, ih)
@@ -272,27 +314,38 @@ class RedisStore(TrackerRules):
         clock: Callable[[], float] = time.time,
         name: str = "redis",
     ) -> None:
+        if _PREFIX.fullmatch(prefix) is None:  # it is written into the script's text
+            raise ValueError("prefix= must be 1-64 of A-Z a-z 0-9 : _ . -")
         super().__init__(config, rng=rng, whitelist=whitelist)
         self.clock = clock
         self.name = name
         self._redis = client
         self._prefix = prefix
         self._index = prefix + "swarms"
-        self._announce = client.register_script(ANNOUNCE_LUA)
         self._purge = client.register_script(PURGE_LUA)
         #: Why the store is down (None: it answered the last call).
         self.down: str | None = None
         self._retry_at = 0.0
         config = self.config
-        self._ttl = math.ceil(max(config.swarm_timeout, config.peer_timeout)) + 1
-        self._fixed = (
-            str(config.peer_timeout).encode(),
-            str(config.announce_min_interval).encode(),
-            str(config.max_swarms).encode(),
-            str(config.max_peers_per_swarm).encode(),
-            str(self._ttl).encode(),
-            str(config.swarm_timeout).encode(),
-        )
+        lifetime = max(config.swarm_timeout, config.peer_timeout)
+        refresh = lifetime / 10
+        numbers = {
+            "@PREFIX@": prefix,
+            "@REFRESH@": repr(float(refresh)),
+            "@PEER_TIMEOUT@": repr(float(config.peer_timeout)),
+            "@MIN_INTERVAL@": str(config.announce_min_interval),
+            "@MAX_SWARMS@": str(config.max_swarms),
+            "@MAX_PEERS@": str(config.max_peers_per_swarm),
+            "@TTL@": str(math.ceil(lifetime + refresh) + 1),
+            "@SWARM_TIMEOUT@": repr(float(config.swarm_timeout)),
+        }
+        script = ANNOUNCE_LUA
+        for name, value in numbers.items():
+            script = script.replace(name, value)
+        self._announce_script = script.encode()
+        self._announce_sha = hashlib.sha1(self._announce_script).hexdigest()
+        self._batch: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(
@@ -312,8 +365,6 @@ class RedisStore(TrackerRules):
             )
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
         prefix = query.pop("prefix", [DEFAULT_PREFIX])[-1]
-        if not prefix:
-            raise ValueError("prefix= must not be empty")
         try:
             port = parts.port
         except ValueError:
@@ -342,7 +393,12 @@ class RedisStore(TrackerRules):
             )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{_redact(url)}: {exc}") from None
-        return cls(client, config, prefix=prefix, whitelist=whitelist, rng=rng, name=_redact(url))
+        try:
+            return cls(
+                client, config, prefix=prefix, whitelist=whitelist, rng=rng, name=_redact(url)
+            )
+        except ValueError as exc:
+            raise ValueError(f"{_redact(url)}: {exc}") from None
 
     def _keys(self, info_hash_hex: str) -> list[str]:
         p = self._prefix
@@ -372,25 +428,103 @@ class RedisStore(TrackerRules):
 
     async def announce(self, req: AnnounceRequest, *, remote_ip: str, now: float) -> AnnounceReply:
         info_hash, _, compact = self.admit(req, remote_ip)
-        h = info_hash.hex()
-        key = req.key
-        args = (
-            h,
-            req.peer_id,
-            compact,
-            key if key is not None else b"",
-            b"0" if key is None else b"1",
-            _EVENTS[req.event],
-            b"1" if req.left == 0 else b"0",
-            effective_numwant(req.numwant),
-            repr(now),
-            *self._fixed,
+        key = req.key if req.key is not None else b""
+        arg = b"".join(
+            (
+                _FLAGS[req.key is not None, req.event, req.left == 0],
+                _BYTE[max(0, effective_numwant(req.numwant))],
+                info_hash.hex().encode(),
+                req.peer_id,
+                _BYTE[len(compact)],
+                compact,
+                _BYTE[len(key)],
+                key,
+                repr(now).encode(),
+            )
         )
-        keys = self._keys(h)
-        out: list[Any] = await self._call(lambda: self._announce(keys=keys, args=args))
+        out = await self._call(lambda: self._queue(arg))
         if out[0] == -1:
             raise TrackerRequestError(out[1].decode())
-        return self.reply(out[0], out[1], [_Listed(m) for m in out[2:]])
+        peers = []
+        if len(out) == 4:
+            v4, v6 = out[2], out[3]
+            peers = [_Listed(v4[i : i + 26]) for i in range(0, len(v4), 26)]
+            if v6:
+                peers += [_Listed(v6[i : i + 38]) for i in range(0, len(v6), 38)]
+        return self.reply(out[0], out[1], peers)
+
+    def _queue(self, call: bytes) -> asyncio.Future[Any]:
+        """Queue one announce script call; its future gets the script's reply.
+
+        Announces that arrive while a batch is on its way to Redis go together in the next
+        one: one pipeline, one round trip, each announce still its own atomic script. Under
+        load this saves most of the client's per-command cost; alone, an announce goes at
+        once.
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batch.append((call, future))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return future
+
+    async def _flush(self) -> None:
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, []
+                try:
+                    replies = await self._run_batch([call for call, _ in batch])
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), reply in zip(batch, replies, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        finally:
+            self._flusher = None
+
+    async def _run_batch(self, calls: list[bytes]) -> list[Any]:
+        """EVALSHA each call, all written at once on one pooled connection, then read the
+        replies in order (the pipeline's protocol without its per-command bookkeeping, which
+        costs more than the rest of an announce). Redis without the script (it forgets them
+        on restart): load it and run again only the calls it refused for that."""
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            replies = await self._evalsha(conn, calls)
+            missing = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError)]
+            if missing:
+                await conn.send_command("SCRIPT", "LOAD", self._announce_script)
+                await conn.read_response()
+                again = await self._evalsha(conn, [calls[i] for i in missing])
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+            return replies
+        except BaseException:
+            await conn.disconnect()  # the stream may be out of step: never reuse it
+            raise
+        finally:
+            await pool.release(conn)
+
+    async def _evalsha(self, conn: Any, calls: list[bytes]) -> list[Any]:
+        sha = self._announce_sha
+        await conn.send_packed_command(
+            conn.pack_commands([(b"EVALSHA", sha, 0, call) for call in calls]), check_health=False
+        )
+        replies: list[Any] = []
+        for _ in calls:
+            try:
+                replies.append(await conn.read_response())
+            except rexc.ResponseError as exc:  # an error reply: read whole, the stream is fine
+                replies.append(exc)
+        return replies
 
     async def scrape(self, info_hashes: Iterable[InfoHash]) -> dict[InfoHash, ScrapeStats]:
         served = [h for h in info_hashes if self.allowed(bytes(h))]
