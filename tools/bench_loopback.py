@@ -24,12 +24,17 @@ Children run with their bytecode cached in the temporary folder (PYTHONPYCACHEPR
 where PYTHONDONTWRITEBYTECODE is set), after one untimed ``--help`` run has filled it, as
 an installed package would have its .pyc files: start-up is then imports, not compiling.
 
-Encryption is disabled on both libtorrent sessions (we do not speak MSE, and libtorrent's
-leecher would otherwise try an encrypted handshake first). The seeder checks its data in
-full before the first run rather than using ``seed_mode``: seed_mode hashes each piece on
-its first request, which would slow only the first run. libtorrent dials peers on its
-session tick (``tick_interval``, 500 ms by default), so its leecher's first byte comes about
-half a second after it starts; ``--lt-tick-ms 100`` shortens that for a stricter reference.
+Encryption (MSE/PE) is off by default on every side: both libtorrent sessions disable it and
+ours runs with ``--encryption disable``, so the figures are the plain peer wire's. With
+``--encryption require`` every side talks RC4 only: the seeder and libtorrent's leecher
+with ``pe_forced`` both ways and ``allowed_enc_level = pe_rc4``, ours with ``--encryption
+require`` -- the cost of encryption, ours against libtorrent's, from the same seeder.
+
+The seeder checks its data in full before the first run rather than using ``seed_mode``:
+seed_mode hashes each piece on its first request, which would slow only the first run.
+libtorrent dials peers on its session tick (``tick_interval``, 500 ms by default), so its
+leecher's first byte comes about half a second after it starts; ``--lt-tick-ms 100``
+shortens that for a stricter reference.
 
 Memory. ``torrentkit seed`` serves the same torrent; once it has checked its data, its
 VmRSS is read from /proc (baseline) and its peak-RSS counter reset (/proc/PID/clear_refs).
@@ -38,7 +43,7 @@ completing a BitTorrent handshake (extension bit set) and sending an empty bitfi
 the seeder's handshake and bitfield, and stays idle. A few seconds later: VmHWM (the peak)
 and VmRSS. Per peer: (peak - baseline) / peers (target <= 64 KiB).
 
-    .venv/bin/python tools/bench_loopback.py [--size 1G] [--runs 3] [--json]
+    .venv/bin/python tools/bench_loopback.py [--size 1G] [--runs 3] [--encryption require] [--json]
 
 Only processes this script started are stopped (by their PID); temporary folders are
 removed on the way out, also after an error or Ctrl-C.
@@ -91,14 +96,19 @@ LT_SETTINGS: dict[str, Any] = {
 # --------------------------------------------------------------------------- libtorrent
 
 
-def lt_session(tick_ms: int | None = None) -> Any:
+def lt_session(tick_ms: int | None = None, encryption: str = "disable") -> Any:
     import libtorrent as lt
 
     settings = dict(LT_SETTINGS)
     if tick_ms is not None:
         settings["tick_interval"] = tick_ms
-    settings["out_enc_policy"] = int(lt.enc_policy.pe_disabled)
-    settings["in_enc_policy"] = int(lt.enc_policy.pe_disabled)
+    if encryption == "require":  # RC4 only, both ways
+        settings["out_enc_policy"] = int(lt.enc_policy.pe_forced)
+        settings["in_enc_policy"] = int(lt.enc_policy.pe_forced)
+        settings["allowed_enc_level"] = int(lt.enc_level.pe_rc4)
+    else:
+        settings["out_enc_policy"] = int(lt.enc_policy.pe_disabled)
+        settings["in_enc_policy"] = int(lt.enc_policy.pe_disabled)
     # flags=0: no default plugins (ut_pex, ut_metadata, smart_ban) and no default features.
     # (The bindings take a plain dict as the settings pack; their stubs do not say so.)
     return lt.session(settings, 0)  # type: ignore[call-overload]
@@ -130,10 +140,10 @@ def wait_until_seeding(handle: Any, timeout: float, poll: float) -> None:
 
 
 def lt_leech_main(argv: list[str]) -> int:
-    """``_lt_leech TORRENT SAVE_DIR PORT TIMEOUT [TICK_MS]``: download from 127.0.0.1:PORT,
-    exit 0 once every piece is verified (1 on failure)."""
+    """``_lt_leech TORRENT SAVE_DIR PORT TIMEOUT ENCRYPTION [TICK_MS]``: download from
+    127.0.0.1:PORT, exit 0 once every piece is verified (1 on failure)."""
     torrent, save, port, timeout = Path(argv[0]), Path(argv[1]), int(argv[2]), float(argv[3])
-    ses = lt_session(int(argv[4]) if len(argv) > 4 else None)
+    ses = lt_session(int(argv[5]) if len(argv) > 5 else None, argv[4])
     try:
         handle = lt_add(ses, torrent, save)
         handle.connect_peer((LOOPBACK, port))
@@ -150,8 +160,8 @@ def lt_leech_main(argv: list[str]) -> int:
 class LtSeeder:
     """A libtorrent session in this process seeding ``torrent`` from ``save_path``."""
 
-    def __init__(self, torrent: Path, save_path: Path) -> None:
-        self.ses = lt_session()
+    def __init__(self, torrent: Path, save_path: Path, encryption: str = "disable") -> None:
+        self.ses = lt_session(encryption=encryption)
         self.handle = lt_add(self.ses, torrent, save_path)
         wait_until_seeding(self.handle, 600, 0.05)  # a full check of the data
         deadline = time.monotonic() + 10
@@ -481,6 +491,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument(
+        "--encryption",
+        choices=["disable", "require"],
+        default="disable",
+        help="MSE/PE on every side: disable (default, the plain peer wire) or require (RC4)",
+    )
+    p.add_argument(
         "--lt-tick-ms",
         type=int,
         metavar="MS",
@@ -512,6 +528,7 @@ def main(argv: list[str]) -> int:
         "size": size,
         "piece_length": PIECE_LENGTH,
         "lt_tick_ms": args.lt_tick_ms,
+        "encryption": args.encryption,
     }
     seeder: LtSeeder | None = None
     with workspace(args.dir, args.keep) as work:
@@ -528,8 +545,9 @@ def main(argv: list[str]) -> int:
             digest = file_sha1(payload)
             say(f"payload: {size / 2**20:.0f} MiB, {meta.info.num_pieces} pieces of 1 MiB")
             if not args.no_speed:
-                seeder = LtSeeder(torrent, seed_dir)
-                say(f"seeder: libtorrent on {LOOPBACK}:{seeder.port}, encryption off")
+                seeder = LtSeeder(torrent, seed_dir, args.encryption)
+                enc = "RC4 required" if args.encryption == "require" else "encryption off"
+                say(f"seeder: libtorrent on {LOOPBACK}:{seeder.port}, {enc}")
                 runs = speed_runs(args, children, work, torrent, seeder.port, size, digest, say)
                 seeder.close()
                 seeder = None
@@ -595,6 +613,8 @@ def speed_runs(
                     str(args.timeout),
                     "--state-dir",
                     str(work / "state"),
+                    "--encryption",
+                    args.encryption,
                 ]
             else:
                 cmd = [
@@ -605,6 +625,7 @@ def speed_runs(
                     str(dest),
                     str(port),
                     str(args.timeout),
+                    args.encryption,
                     *([str(args.lt_tick_ms)] if args.lt_tick_ms else []),
                 ]
             run = timed_run(
