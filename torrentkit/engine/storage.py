@@ -230,13 +230,15 @@ class PieceStorage:
         ``data`` until this returns."""
         return await self._call(functools.partial(self._write_piece_sync, index, data))
 
-    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+    async def read_block(self, index: int, begin: int, length: int) -> bytes | bytearray:
         """``length`` bytes at ``begin`` in piece ``index`` (an upload). Out-of-range
-        requests raise LocalProtocolError: the caller must have checked them."""
+        requests raise LocalProtocolError: the caller must have checked them. The result may
+        be a ``bytearray`` (read straight into, not copied again); it belongs to the caller,
+        and nothing here changes it afterwards."""
         self.layout.piece_spans(index, begin, length)  # bounds check before any thread
         return await self._call(functools.partial(self._read_sync, index, begin, length))
 
-    async def read_piece(self, index: int) -> bytes:
+    async def read_piece(self, index: int) -> bytes | bytearray:
         return await self.read_block(index, 0, self.layout.piece_size(index))
 
     async def recheck(
@@ -356,7 +358,7 @@ class PieceStorage:
                 pos += s.length
         return True
 
-    def _read_sync(self, index: int, begin: int, length: int) -> bytes:
+    def _read_sync(self, index: int, begin: int, length: int) -> bytes | bytearray:
         out = bytearray(length)
         view = memoryview(out)
         pos = 0
@@ -366,7 +368,7 @@ class PieceStorage:
                 if n < s.length:
                     raise StorageError(f"{self._describe(s.file_index)}: shorter than expected")
             pos += s.length
-        return bytes(out)
+        return out  # not copied into bytes: a piece read for the upload cache is 1 MiB
 
     def _describe(self, file_index: int) -> str:
         return self.info.files[file_index].path_str
@@ -792,7 +794,7 @@ class FileStorage(PieceStorage):
             raise LocalProtocolError("storage used after close()")
         return await trio.to_thread.run_sync(fn)
 
-    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+    async def read_block(self, index: int, begin: int, length: int) -> bytes | bytearray:
         """As for every storage, but data already in the page cache is read at once, on the
         event loop, without a thread (``preadv2`` with ``RWF_NOWAIT``: never waits on the
         disk, fails instead); anything else goes to a worker thread as before. A thread round
@@ -806,7 +808,7 @@ class FileStorage(PieceStorage):
         await trio.lowlevel.checkpoint()
         return data
 
-    def _read_cached(self, index: int, begin: int, length: int) -> bytes | None:
+    def _read_cached(self, index: int, begin: int, length: int) -> bytearray | None:
         """The bytes, if every file is open already and every byte is in the page cache;
         else None (nothing is opened and nothing waits here)."""
         global _NOWAIT
@@ -833,7 +835,7 @@ class FileStorage(PieceStorage):
                 if n < s.length:
                     return None
             pos += s.length
-        return bytes(out)
+        return out
 
     def _describe(self, file_index: int) -> str:
         return str(self.root.joinpath(*self.info.files[file_index].path))

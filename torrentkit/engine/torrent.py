@@ -869,8 +869,8 @@ class Torrent:
     # ------------------------------------------------------------------ uploads
 
     async def read_block(self, index: int, begin: int, length: int) -> memoryview:
-        """A view into the cached piece (immutable ``bytes``, so the view stays valid after
-        the piece leaves the cache): the block is copied once, into the send buffer."""
+        """A view into the cached piece (never changed once read, so the view stays valid
+        after the piece leaves the cache): the block is copied once, into the socket."""
         piece = self.upload_cache.get(index)
         if piece is None:
             piece = await self.storage.read_piece(index)

@@ -23,17 +23,17 @@ class UploadCache:
         if max_bytes < 0:
             raise LocalProtocolError("max_bytes must be >= 0")
         self.max_bytes = max_bytes
-        self._pieces: OrderedDict[int, bytes] = OrderedDict()  # oldest use first
+        self._pieces: OrderedDict[int, bytes | bytearray] = OrderedDict()  # oldest use first
         self._bytes = 0
 
-    def get(self, index: int) -> bytes | None:
+    def get(self, index: int) -> bytes | bytearray | None:
         """The cached piece ``index`` (now the most recently used), or None."""
         piece = self._pieces.get(index)
         if piece is not None:
             self._pieces.move_to_end(index)
         return piece
 
-    def put(self, index: int, data: bytes) -> None:
+    def put(self, index: int, data: bytes | bytearray) -> None:
         """Cache piece ``index`` as the most recently used, evicting the least recently used
         past ``max_bytes`` (but never the piece just put)."""
         old = self._pieces.pop(index, None)
