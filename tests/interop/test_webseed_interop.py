@@ -34,12 +34,19 @@ async def test_web_seed_and_libtorrent_seeder_together(tmp_path: Path) -> None:
                 listen="127.0.0.1:0", state_dir=tmp_path / "state", down_limit=4_000_000
             )
             seen: list[events.Event] = []
+            snaps = []
+
+            def on_event(event: events.Event) -> None:
+                seen.append(event)
+                if isinstance(event, events.TorrentCompleted):
+                    snaps.append(handle.snapshot())  # web seeds leave right after this
+
             with trio.fail_after(60):
                 async with torrentkit.open_session(settings) as session:
-                    session.subscribe(seen.append)
+                    session.subscribe(on_event)
                     handle = await session.add(raw, tmp_path / "dl", peers=[peer])
                     await handle.wait_complete()
-                    snap = handle.snapshot()
+            (snap,) = snaps
         assert server.hits["ok"] >= 2
     assert (tmp_path / "dl" / "mix.bin").read_bytes() == data.read_bytes()
     assert snap is not None

@@ -245,6 +245,8 @@ class Torrent:
         self._discoveries: list[TorrentDiscovery] = []
         #: web seeds (BEP 19): the second kind of link, fetching runs of pieces over HTTP
         self.web_seeds: dict[WebSeedLink, None] = {}
+        self._web_urls: list[str] = []  # every usable url-list URL
+        self._web_http: httpx.AsyncClient | None = None
         #: URLs of web seeds dropped for good (bad data or replies) this run
         self.dropped_web_seeds: set[str] = set()
         self._web_work = trio.Event()  # set when web seeds may find new work
@@ -382,6 +384,7 @@ class Torrent:
             self.completed_at = None
             self.peers.want_again()
             self._connect_wakeup.set()
+            self._start_web_seeds()
         for link in list(self.links):
             if link.conn.our_handshake is not None:
                 self._update_interest(link)
@@ -422,8 +425,7 @@ class Torrent:
                     nursery.start_soon(self._ticker.run)
                 for source in self._discoveries:
                     nursery.start_soon(source.run)
-                for seed in self.web_seeds:
-                    nursery.start_soon(self._run_web_seed, seed)
+                self._start_web_seeds()
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -611,7 +613,7 @@ class Torrent:
     def _link_gone(self, link: PeerLink) -> None:
         if link in self.links:
             del self.links[link]
-            if not self.links:
+            if not self.links and not self.web_seeds:
                 self._became_idle()
         self._account_unchoke(link, trio.current_time())
         # Its outstanding requests go back to the picker; blocks it already sent stay in
@@ -820,6 +822,7 @@ class Torrent:
     def _mark_complete(self, now: float) -> None:
         self.completed_at = now
         self.complete.set()
+        self._web_work.set()  # web seeds leave
         self.emit(TorrentCompleted, seconds=round(now - self.started_at, 3))
         for source in self._discoveries:
             source.completed()
@@ -1064,31 +1067,45 @@ class Torrent:
 
     def add_web_seeds(self, urls: Sequence[str], http: httpx.AsyncClient) -> None:
         """Fetch from these ``url-list`` URLs too (``http``/``https`` ones; others are
-        ignored, as BEP 19 allows); each runs as a :class:`WebSeedLink` in our nursery."""
-        known = {seed.url for seed in self.web_seeds} | self.dropped_web_seeds
+        ignored, as BEP 19 allows). Each runs as a :class:`WebSeedLink` in our nursery
+        while pieces are wanted: it leaves once the download is complete (as libtorrent's
+        do) and comes back if more is wanted (file priorities)."""
+        self._web_http = http
         for url in urls:
-            if url in known or not usable_url(url):
+            if url not in self._web_urls and usable_url(url):
+                self._web_urls.append(url)
+        self._start_web_seeds()
+
+    def _start_web_seeds(self) -> None:
+        nursery, http = self._nursery, self._web_http
+        if nursery is None or http is None or self.picker.is_finished():
+            return
+        running = {seed.url for seed in self.web_seeds}
+        for url in self._web_urls:
+            if url in running or url in self.dropped_web_seeds:
                 continue
-            known.add(url)
             seed = WebSeedLink(self, self.info, url, http, now=trio.current_time())
             self.web_seeds[seed] = None
-            if self._nursery is not None:
-                self._nursery.start_soon(self._run_web_seed, seed)
+            nursery.start_soon(self._run_web_seed, seed)
 
     async def _run_web_seed(self, seed: WebSeedLink) -> None:
+        """One web seed's life; it counts as a link for the torrent's activity (the
+        resume saver and the tick wheel wake for it)."""
         self.picker.peer_have_all(seed)
+        if self.idle_since is not None:
+            self._became_active()
         self.emit(PeerConnected, peer=seed.url, client=WEB_SEED_CLIENT)
-        fatal = False
         try:
             with seed.scope:
                 await seed.run()
-                fatal = True  # run returns only on a fatal error
         finally:
             self.web_seeds.pop(seed, None)
-            if fatal or seed.dropped:
+            if seed.fatal or seed.dropped:
                 self.dropped_web_seeds.add(seed.url)
             released = self.picker.remove_peer(seed)
             self.emit(PeerDisconnected, peer=seed.url, reason=seed.close_reason)
+            if not self.links and not self.web_seeds:
+                self._became_idle()
             if released and self._nursery is not None:
                 self._rerequest_all()
 
@@ -1104,7 +1121,9 @@ class Torrent:
                 self.emit(PeerBanned, peer=seed.url, reason=reason)
                 seed.close("banned: " + reason)
 
-    def pick_web_run(self, seed: WebSeedLink, max_pieces: int) -> list[tuple[int, int, int]]:
+    def pick_web_run(self, seed: WebSeedLink, max_pieces: int) -> list[tuple[int, int, int]] | None:
+        if self.picker.is_finished():
+            return None
         if self.failed.is_set():
             return []
         return self.picker.pick_run(seed, max_pieces)

@@ -5,8 +5,8 @@ A :class:`WebSeedLink` is the second kind of link a torrent owns, beside
 and never chokes. Its one task loops:
 
 1. ask the owner for a run of whole pieces (``Picker.pick_run``); with nothing to fetch,
-   wait until the owner wakes it (requests were given back, a piece failed) or a second
-   passes;
+   wait until the owner wakes it (requests were given back, a piece failed, the download
+   completed) or a second passes; once every wanted piece is in, the link ends;
 2. fetch the run: one ``GET`` with a ``Range`` header per file the run touches, in payload
    order, each reply checked by :func:`~torrentkit.engine.webseed.check_reply` before its
    body is read, the body streamed and cut into 16 KiB blocks that go to the owner as they
@@ -64,8 +64,9 @@ class WebSeedOwner(Protocol):
     @property
     def receive_gate(self) -> trio.Event: ...
 
-    def pick_web_run(self, seed: WebSeedLink, max_pieces: int) -> list[tuple[int, int, int]]:
-        """A run of blocks to fetch, recorded as the seed's requests."""
+    def pick_web_run(self, seed: WebSeedLink, max_pieces: int) -> list[tuple[int, int, int]] | None:
+        """A run of blocks to fetch, recorded as the seed's requests; None once every
+        wanted piece is in (the seed leaves)."""
         ...
 
     def on_web_blocks(
@@ -104,6 +105,7 @@ class WebSeedLink:
         self.fetching = False
         self.close_reason = "closed"
         self.dropped = False  # closed by the owner for bad data: never used again
+        self.fatal = False  # ended by a fatal error: never used again
         self.scope = trio.CancelScope()
 
     def __repr__(self) -> str:
@@ -117,10 +119,14 @@ class WebSeedLink:
         self.scope.cancel()
 
     async def run(self) -> None:
-        """Fetch until cancelled or a fatal error (its message in ``close_reason``)."""
+        """Fetch until the download is complete, a fatal error (``fatal`` set) or
+        cancellation; the reason is in ``close_reason``."""
         owner = self.owner
         while True:
             blocks = owner.pick_web_run(self, self.max_pieces)
+            if blocks is None:
+                self.close_reason = "download complete"
+                return
             if not blocks:
                 with trio.move_on_after(1.0):
                     await owner.wait_web_work()
@@ -135,6 +141,7 @@ class WebSeedLink:
                 owner.release_web_requests(self)
                 self.close_reason = str(exc)
                 if exc.fatal:
+                    self.fatal = True
                     return
                 self.failures += 1
                 await trio.sleep(retry_delay(self.failures))
