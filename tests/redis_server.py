@@ -26,6 +26,7 @@ class RedisServer:
 
     def __init__(self, workdir: Path, *, unix: bool = False) -> None:
         self.binary = require_binary("redis-server")
+        workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port = 0 if unix else _free_port()
         self.socket_path = workdir / "redis.sock" if unix else None
@@ -87,3 +88,8 @@ def redis_server(workdir: Path, *, unix: bool = False) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def tracker_workers(parent: int) -> list[int]:
+    """The worker processes of ``torrentkit tracker --workers N`` (its children, Linux)."""
+    return [int(p) for p in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.peers import TrackerProcess, run_tracker, wait_until
-from tests.redis_server import RedisServer, redis_server
+from tests.redis_server import RedisServer, redis_server, tracker_workers
 from torrentkit import bencoding
 from torrentkit.discovery.tracker import protocol
 from torrentkit.discovery.tracker.protocol import AnnounceEvent, AnnounceRequest
@@ -207,22 +207,18 @@ def test_kill_9_mid_load_and_restart_loses_no_swarm(store: str) -> None:
     assert load.failures == []
 
 
-def _workers(parent: int) -> list[int]:
-    path = Path(f"/proc/{parent}/task/{parent}/children")
-    return [int(p) for p in path.read_text().split()]
-
-
 def test_workers_share_one_port_and_a_dead_worker_is_replaced(store: str) -> None:
     with run_tracker("--store", store, "--workers", "2") as tracker:
-        wait_until(lambda: len(_workers(tracker.proc.pid)) == 2, 10, "two workers")
+        wait_until(lambda: len(tracker_workers(tracker.proc.pid)) == 2, 10, "two workers")
         for n in range(40):  # new connections each: the kernel spreads them over both
             reply = announce(tracker.announce_url, n, event="started")
             assert len(ports(reply)) == min(n, 50)
-        victim = _workers(tracker.proc.pid)[0]
+        victim = tracker_workers(tracker.proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
         wait_until(
             lambda: (
-                victim not in _workers(tracker.proc.pid) and len(_workers(tracker.proc.pid)) == 2
+                victim not in tracker_workers(tracker.proc.pid)
+                and len(tracker_workers(tracker.proc.pid)) == 2
             ),
             10,
             "a new worker",
@@ -230,7 +226,7 @@ def test_workers_share_one_port_and_a_dead_worker_is_replaced(store: str) -> Non
         for n in range(40, 60):
             assert len(ports(announce(tracker.announce_url, n, event="started"))) == min(n, 50)
         assert tracker.scrape(bytes(IH))[b"incomplete"] == 60
-        children = _workers(tracker.proc.pid)
+        children = tracker_workers(tracker.proc.pid)
         tracker.proc.send_signal(signal.SIGTERM)
         assert tracker.proc.wait(15) == 0
         for child in children:
