@@ -142,6 +142,24 @@ async def test_busy_web_seed_is_retried_with_backoff(
     assert delays == [1, 2, 3]  # three 503s in a row, each waited longer; then success
 
 
+async def test_stalled_web_seed_times_out_and_is_retried_not_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webseed_link, "REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr(webseed_link, "MIN_RATE", 1e12)
+    monkeypatch.setattr(webseed_link, "retry_delay", lambda failures: 0.05)
+    src = payload(tmp_path / "src", {"pack/a.bin": 400 * KIB, "pack/b.bin": 100 * KIB})
+    with web_seed_server(src) as server:
+        stall, good = server.url("stall"), server.url("ok")
+        raw = make_torrent(src / "pack", piece_length=16 * KIB, url_list=[stall, good])
+        # A download limit stretches the download over a few of the stalled seed's tries.
+        events = await fetch(raw, tmp_path / "dest", tmp_path / "state", down_limit=250_000)
+        assert server.hits["stall"] >= 2  # asked again after its time-out
+    assert same_files(src / "pack", tmp_path / "dest" / "pack")
+    left = [e for e in events if isinstance(e, PeerDisconnected) and e.peer == stall]
+    assert [e.reason for e in left] == ["download complete"]  # slow is not dropped
+
+
 async def test_web_seeds_off(tmp_path: Path) -> None:
     src = payload(tmp_path / "src", {"f.bin": 64 * KIB})
     with web_seed_server(src) as server:

@@ -9,13 +9,15 @@ misbehave in one way each (docs/limits.md item 16):
 - ``/loop/``: redirects to itself forever;
 - ``/longer/``: the asked bytes and more, chunked (no length to check up front);
 - ``/corrupt/``: the asked range with every byte flipped;
-- ``/busy/``: 503 for the first ``busy`` requests, then like ``/ok/``.
+- ``/busy/``: 503 for the first ``busy`` requests, then like ``/ok/``;
+- ``/stall/``: a correct 206 header and the first byte, then nothing for 3 s.
 
 ``hits`` counts requests per prefix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -68,6 +70,15 @@ class WebSeedServer:
             content_range = f"bytes {start + 1}-{stop}/{len(data)}"
         elif mode == "corrupt":
             part = bytes(b ^ 0xFF for b in part)
+        elif mode == "stall":
+            resp = web.StreamResponse(
+                status=206,
+                headers={"Content-Range": content_range, "Content-Length": str(len(part))},
+            )
+            await resp.prepare(request)
+            await resp.write(part[:1])
+            await asyncio.sleep(3)
+            return resp
         elif mode == "longer":
             resp = web.StreamResponse(status=206, headers={"Content-Range": content_range})
             resp.enable_chunked_encoding()
