@@ -151,6 +151,9 @@ class PeerConnected(PeerEvent):
 
     kind: ClassVar[str] = "peer_connected"
     client: str
+    #: MSE/PE: ``rc4`` (encrypted stream), ``handshake`` (encrypted handshake, plaintext
+    #: after it), ``none`` (plaintext handshake; web seeds too).
+    encryption: str = "none"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,8 @@ from torrentkit.engine.encryption import RC4Stream
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
 from torrentkit.engine.torrent import HANDSHAKE_TIMEOUT, Torrent, TorrentOptions
+from torrentkit.events import Event as EngineEvent
+from torrentkit.events import PeerConnected
 from torrentkit.ids import PeerAddr
 from torrentkit.testing.network import SimNetwork
 from torrentkit.testing.swarm import make_torrent
@@ -28,29 +30,36 @@ SEED_HOST, LEECH_HOST, EVIL_HOST = "127.5.0.1", "127.5.0.2", "127.5.0.3"
 INFO, PAYLOAD = make_torrent(random.Random(3), 96 * 1024, 16 * 1024)
 
 
-async def session(nursery: trio.Nursery, net: SimNetwork, host: str, policy: str) -> Session:
+async def session(
+    nursery: trio.Nursery,
+    net: SimNetwork,
+    host: str,
+    policy: str,
+    seen: list[EngineEvent] | None = None,
+) -> Session:
     s = Session(
         net.view(host),
         SessionOptions(bind=host, port=6881, encryption=policy),  # type: ignore[arg-type]
         rng=random.Random(host),
+        on_event=None if seen is None else seen.append,
     )
     await nursery.start(s.run)
     return s
 
 
 async def swarm(
-    seed_policy: str, leech_policy: str, *, limit: float = 60
+    seed_policy: str, leech_policy: str, *, limit: float = 60, seen: list[EngineEvent] | None = None
 ) -> tuple[Torrent, list[type], float]:
     """A seeder and a leecher dialling it; the leecher's torrent (complete or failed), the
-    stream types its links used, and when it ended."""
+    stream types its links used, and when it ended. ``seen``: both sides' events."""
     net = SimNetwork(random.Random(4), latency=0.01)
     streams: list[type] = []
     with trio.fail_after(limit):
         async with trio.open_nursery() as nursery:
             await nursery.start(net.run)
             net.set_upload_rate(SEED_HOST, 64 * 1024)  # a second or so: links to look at
-            seeder = await session(nursery, net, SEED_HOST, seed_policy)
-            leecher = await session(nursery, net, LEECH_HOST, leech_policy)
+            seeder = await session(nursery, net, SEED_HOST, seed_policy, seen)
+            leecher = await session(nursery, net, LEECH_HOST, leech_policy, seen)
             await seeder.add_torrent(INFO, MemoryStorage(INFO, PAYLOAD))
             opts = TorrentOptions(encryption=leech_policy)  # type: ignore[arg-type]
             torrent = await leecher.add_torrent(INFO, MemoryStorage(INFO), opts)
@@ -64,23 +73,27 @@ async def swarm(
 
 
 @pytest.mark.parametrize(
-    ("seed", "leech", "rc4"),
+    ("seed", "leech", "kind"),
     [
-        ("prefer", "prefer", False),  # encrypted handshake, plaintext after it
-        ("require", "prefer", True),
-        ("prefer", "require", True),
-        ("require", "require", True),
-        ("disable", "prefer", False),  # refused encrypted, fell back to plaintext
-        ("prefer", "disable", False),
-        ("disable", "disable", False),
+        ("prefer", "prefer", "handshake"),  # encrypted handshake, plaintext after it
+        ("require", "prefer", "rc4"),
+        ("prefer", "require", "rc4"),
+        ("require", "require", "rc4"),
+        ("disable", "prefer", "none"),  # refused encrypted, fell back to plaintext
+        ("prefer", "disable", "none"),
+        ("disable", "disable", "none"),
     ],
 )
 async def test_policy_matrix_completes(
-    autojump_clock: trio.testing.MockClock, seed: str, leech: str, rc4: bool
+    autojump_clock: trio.testing.MockClock, seed: str, leech: str, kind: str
 ) -> None:
-    torrent, streams, _ = await swarm(seed, leech)
+    seen: list[EngineEvent] = []
+    torrent, streams, _ = await swarm(seed, leech, seen=seen)
     assert torrent.is_complete, torrent.error
-    assert streams and all((s is RC4Stream) == rc4 for s in streams)
+    assert streams and all((s is RC4Stream) == (kind == "rc4") for s in streams)
+    connected = [e for e in seen if isinstance(e, PeerConnected)]
+    assert len(connected) >= 2  # each side's view of the link
+    assert {e.encryption for e in connected} == {kind}
 
 
 async def test_fallback_is_remembered(autojump_clock: trio.testing.MockClock) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import libtorrent as lt
 import pytest
 
-from tests.interop.ours import our_download, our_seed
+from tests.interop.ours import OurPeer, our_download, our_seed
 from tests.interop.peers import (
     LOOPBACK,
     MiB,
@@ -63,6 +63,11 @@ def payload_and_torrent(tmp_path: Path, size: int, announce: str = NO_TRACKER) -
     return payload, torrent
 
 
+def encryption_seen(peer: OurPeer) -> set[str]:
+    """How our links were encrypted (``peer_connected``'s ``encryption``)."""
+    return {e["encryption"] for e in peer.events() if e["event"] == "peer_connected"}
+
+
 # --------------------------------------------------------------------------- libtorrent
 
 
@@ -79,6 +84,22 @@ def test_ours_downloads_from_a_forced_libtorrent_seeder(tmp_path: Path, policy: 
             _finished_ok(ours, 45)
     assert (tmp_path / "dl" / "payload.bin").read_bytes() == payload.read_bytes()
     assert any(c.startswith("libtorrent") for c in _connected_clients(ours)), ours.logs()
+    assert encryption_seen(ours) == {"rc4"}
+
+
+def test_default_libtorrent_settles_on_plaintext_after_the_handshake(tmp_path: Path) -> None:
+    """Both defaults: our encrypted handshake offers RC4 and plaintext, libtorrent
+    (``prefer_rc4`` off) picks plaintext -- the data path costs nothing extra."""
+    payload, torrent = payload_and_torrent(tmp_path, 1 * MiB)
+    with libtorrent_session() as seeder:
+        lt_add(seeder, torrent, payload.parent, seed=True)
+        port = lt_port(seeder)
+        with our_download(torrent, tmp_path / "dl", logs=tmp_path / "logs",
+                          state_dir=tmp_path / "state", peers=[f"{LOOPBACK}:{port}"],
+                          no_tracker=True, timeout=40) as ours:  # fmt: skip
+            _finished_ok(ours, 45)
+    assert (tmp_path / "dl" / "payload.bin").read_bytes() == payload.read_bytes()
+    assert encryption_seen(ours) == {"handshake"}
 
 
 @pytest.mark.parametrize("policy", ["require", "prefer"])
@@ -94,6 +115,7 @@ def test_forced_libtorrent_downloads_from_our_seeder(tmp_path: Path, policy: str
         lt_wait_finished(handle, 40)
         wait_written(tmp_path / "dl" / "payload.bin", payload.read_bytes())
     assert ours.summary()["uploaded"] >= 2 * MiB, ours.logs()
+    assert encryption_seen(ours) == {"rc4"}
 
 
 # --------------------------------------------------------------------------- aria2c
@@ -111,6 +133,7 @@ def test_ours_downloads_from_an_aria2c_seeder_requiring_crypto(tmp_path: Path) -
             _finished_ok(ours, 45)
     assert (tmp_path / "dl" / "payload.bin").read_bytes() == payload.read_bytes()
     assert any(c.startswith("aria2") for c in _connected_clients(ours)), ours.logs()
+    assert encryption_seen(ours) == {"rc4"}
 
 
 def test_aria2c_requiring_crypto_downloads_from_our_seeder(tmp_path: Path) -> None:
@@ -131,6 +154,7 @@ def test_aria2c_requiring_crypto_downloads_from_our_seeder(tmp_path: Path) -> No
             assert code == 0, f"aria2c: {code}\n{logs}\n{ours.logs()}"
             assert (tmp_path / "dl" / "payload.bin").read_bytes() == payload.read_bytes()
         assert ours.summary()["uploaded"] >= 2 * MiB
+        assert encryption_seen(ours) == {"rc4"}
 
 
 # --------------------------------------------------------------------------- transmission
@@ -152,6 +176,7 @@ def test_ours_downloads_from_a_transmission_seeder_requiring_encryption(tmp_path
                 _finished_ok(ours, 55)
     assert (tmp_path / "dl" / "payload.bin").read_bytes() == payload.read_bytes()
     assert any(c.startswith("Transmission") for c in _connected_clients(ours)), ours.logs()
+    assert encryption_seen(ours) == {"rc4"}  # our default (prefer) met a peer requiring RC4
 
 
 # --------------------------------------------------------------------------- mismatches

@@ -50,6 +50,9 @@ from torrentkit.wire.mse import (
 
 Encryption = Literal["prefer", "require", "disable"]
 ENCRYPTION_POLICIES: Final[tuple[str, ...]] = get_args(Encryption)
+#: What a connection ended up with (``peer_connected``'s ``encryption``): RC4 after an
+#: encrypted handshake, plaintext after an encrypted handshake, or a plaintext handshake.
+Kind = Literal["rc4", "handshake", "none"]
 #: Remember at most this many peers that want plaintext first, per torrent.
 PLAIN_PEERS_MAX: Final = 4096
 #: A --peer-only download stops once every address refused our handshake this many times
@@ -81,10 +84,10 @@ class RC4Stream(trio.abc.Stream):
         await self.inner.aclose()
 
 
-def _wrap(stream: trio.abc.Stream, result: MSEResult) -> trio.abc.Stream:
+def _wrap(stream: trio.abc.Stream, result: MSEResult) -> tuple[trio.abc.Stream, Kind]:
     if result.encrypt is None or result.decrypt is None:
-        return stream  # plaintext after the handshake
-    return RC4Stream(stream, result.encrypt, result.decrypt)
+        return stream, "handshake"  # plaintext after the handshake
+    return RC4Stream(stream, result.encrypt, result.decrypt), "rc4"
 
 
 async def _exchange(
@@ -134,13 +137,15 @@ async def accept_incoming(
     policy: Encryption,
     find_skey: Callable[[bytes], bytes | None],
     make_conn: Callable[[bytes | None], PeerConnection],
-) -> tuple[trio.abc.Stream, PeerConnection, Handshake]:
+) -> tuple[trio.abc.Stream, PeerConnection, Handshake, Kind]:
     """Read an incoming connection's handshake, plaintext or encrypted. ``find_skey``: the
     info-hash served under a req2 hash, if any; ``make_conn(info_hash)``: the connection
     that reads the peer's BitTorrent handshake (None: any torrent we serve). Returns the
-    stream to use from now on (wrapped when RC4 was chosen). Raises RemoteProtocolError
-    (MSEError, HandshakeRefused, ...) for anything else; bound it with a time-out."""
+    stream to use from now on (wrapped when RC4 was chosen) and what was chosen. Raises
+    RemoteProtocolError (MSEError, HandshakeRefused, ...) for anything else; bound it with a
+    time-out."""
     head = await _sniff(stream)
+    kind: Kind = "none"
     if head.startswith(HANDSHAKE_PREFIX):
         if policy == "require":
             raise RemoteProtocolError("a plaintext handshake, but encryption is required")
@@ -150,11 +155,11 @@ async def accept_incoming(
             raise RemoteProtocolError("an encrypted handshake, but encryption is disabled")
         select = _select_rc4 if policy == "require" else _select_any
         result = await _exchange(stream, Responder(find_skey, select), head)
-        stream = _wrap(stream, result)
+        stream, kind = _wrap(stream, result)
         conn = make_conn(result.skey)
         head = result.payload
     conn.receive_data(head)
-    return stream, conn, await read_handshake(stream, conn)
+    return stream, conn, await read_handshake(stream, conn), kind
 
 
 class ServedHashes:
@@ -241,7 +246,7 @@ async def _attempt(
     provide: int,
     connect_timeout: float,
     handshake_timeout: float,
-) -> tuple[trio.abc.Stream, Handshake]:
+) -> tuple[trio.abc.Stream, Handshake, Kind]:
     """One connection: connect (errors as they come), then both handshakes (a refusal --
     the peer closed, reset, stalled or broke the encryption exchange -- is HandshakeRefused
     naming the kind; anything else, e.g. HandshakeRejected, as it comes)."""
@@ -255,14 +260,15 @@ async def _attempt(
                 initiator = Initiator(handshake.info_hash, provide=provide, initial_payload=ours)
                 result = await _exchange(stream, initiator)
                 conn.receive_data(result.payload)
-                stream = _wrap(stream, result)
+                stream, kind = _wrap(stream, result)
             else:
                 await stream.send_all(ours)
-            return stream, await read_handshake(stream, conn)
+                kind = "none"
+            return stream, await read_handshake(stream, conn), kind
     except (HandshakeRefused, MSEError, trio.TooSlowError, trio.BrokenResourceError) as exc:
         await close_quietly(stream)
-        kind = "encrypted" if encrypt else "plaintext"
-        raise HandshakeRefused(f"{addr} refused our {kind} handshake: {_why(exc)}") from exc
+        what = "encrypted" if encrypt else "plaintext"
+        raise HandshakeRefused(f"{addr} refused our {what} handshake: {_why(exc)}") from exc
     except BaseException:
         await close_quietly(stream)
         raise
@@ -287,7 +293,7 @@ async def dial_peer(
     *,
     connect_timeout: float,
     handshake_timeout: float,
-) -> tuple[trio.abc.Stream, PeerConnection, Handshake]:
+) -> tuple[trio.abc.Stream, PeerConnection, Handshake, Kind]:
     """Connect to ``addr`` and exchange handshakes under the torrent's encryption policy
     (see the module docstring). Raises what the connect raised (OSError, TooSlowError),
     HandshakeRejected, or HandshakeRefused when the peer refused every attempt (counted for
@@ -297,7 +303,7 @@ async def dial_peer(
     while True:
         conn = make_conn()
         try:
-            stream, hs = await _attempt(
+            stream, hs, kind = await _attempt(
                 network,
                 addr,
                 conn,
@@ -317,4 +323,4 @@ async def dial_peer(
             encrypt = not encrypt
             continue
         encryption.connected(addr)
-        return stream, conn, hs
+        return stream, conn, hs, kind

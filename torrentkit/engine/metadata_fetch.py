@@ -110,7 +110,7 @@ class MetadataFetcher:
         return self._result
 
     async def _from_peer(self, addr: PeerAddr) -> bytes | None:
-        stream, conn, _ = await dial_peer(
+        stream, conn, _, _ = await dial_peer(
             self.network,
             addr,
             lambda: PeerConnection(

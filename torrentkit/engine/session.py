@@ -174,7 +174,7 @@ class Session:
         async with self._handshakes:
             try:
                 with trio.fail_after(HANDSHAKE_TIMEOUT):
-                    stream, conn, hs = await accept_incoming(
+                    stream, conn, hs, kind = await accept_incoming(
                         stream,
                         policy=self.options.encryption,
                         find_skey=self._find_skey,
@@ -191,7 +191,7 @@ class Session:
         if torrent is None:
             await close_quietly(stream)
             return
-        await torrent.accept(stream, conn, addr, hs)
+        await torrent.accept(stream, conn, addr, hs, encryption=kind)
 
     def _incoming_connection(self, info_hash: bytes | None) -> PeerConnection:
         """Reads an incoming handshake: for ``info_hash`` (named by an encrypted handshake)

@@ -40,7 +40,7 @@ import trio
 from torrentkit.discovery.base import TorrentDiscovery, TransferTotals
 from torrentkit.engine.assembly import Assemblies, Assembly
 from torrentkit.engine.choker import Choker, PeerStats, RechokeResult
-from torrentkit.engine.encryption import Encryption, PeerEncryption, dial_peer
+from torrentkit.engine.encryption import Encryption, Kind, PeerEncryption, dial_peer
 from torrentkit.engine.peer import PeerLink
 from torrentkit.engine.peerbook import PeerBook, keep_new_connection
 from torrentkit.engine.picker import Picker
@@ -493,7 +493,7 @@ class Torrent:
 
     async def _dial(self, addr: PeerAddr) -> None:
         try:
-            stream, conn, hs = await dial_peer(
+            stream, conn, hs, kind = await dial_peer(
                 self.network,
                 addr,
                 self._new_connection,
@@ -520,7 +520,7 @@ class Torrent:
                     self._fail(why)
             return
         self.peers.dial_succeeded(addr)
-        await self._run_link(stream, conn, addr, hs, outgoing=True)
+        await self._run_link(stream, conn, addr, hs, outgoing=True, encryption=kind)
 
     def _new_connection(self) -> PeerConnection:
         return PeerConnection(
@@ -531,7 +531,13 @@ class Torrent:
         )
 
     async def accept(
-        self, stream: trio.abc.Stream, conn: PeerConnection, addr: PeerAddr, hs: Handshake
+        self,
+        stream: trio.abc.Stream,
+        conn: PeerConnection,
+        addr: PeerAddr,
+        hs: Handshake,
+        *,
+        encryption: Kind = "none",
     ) -> None:
         """A peer dialled us and sent a handshake for this torrent (the session checked it).
         The link runs in this torrent's nursery, like the ones we dial: stopping or pausing
@@ -540,10 +546,15 @@ class Torrent:
         if nursery is None or len(self.links) >= self.options.max_peers or self.failed.is_set():
             await close_quietly(stream)
             return
-        nursery.start_soon(self._accepted, stream, conn, addr, hs)
+        nursery.start_soon(self._accepted, stream, conn, addr, hs, encryption)
 
     async def _accepted(
-        self, stream: trio.abc.Stream, conn: PeerConnection, addr: PeerAddr, hs: Handshake
+        self,
+        stream: trio.abc.Stream,
+        conn: PeerConnection,
+        addr: PeerAddr,
+        hs: Handshake,
+        encryption: Kind,
     ) -> None:
         conn.set_geometry(self.geometry)
         try:
@@ -557,7 +568,7 @@ class Torrent:
         except (trio.BrokenResourceError, OSError):
             await close_quietly(stream)
             return
-        await self._run_link(stream, conn, addr, hs, outgoing=False)
+        await self._run_link(stream, conn, addr, hs, outgoing=False, encryption=encryption)
 
     async def _run_link(
         self,
@@ -567,6 +578,7 @@ class Torrent:
         hs: Handshake,
         *,
         outgoing: bool,
+        encryption: Kind = "none",
     ) -> None:
         now = trio.current_time()
         link = PeerLink(self, stream, conn, addr, outgoing=outgoing, now=now)
@@ -589,7 +601,7 @@ class Torrent:
         self.links[link] = None
         if len(self.links) == 1:
             self._became_active()
-        self.emit(PeerConnected, peer=str(addr), client=link.client)
+        self.emit(PeerConnected, peer=str(addr), client=link.client, encryption=encryption)
         # Our opening: extension handshake, then what we have.
         if supports_extension_protocol(hs.reserved) and conn.extension_protocol:
             link.send(
