@@ -4,10 +4,13 @@ docs/limits.md item 15 (degenerate keys, long pads, no synchronisation, unknown 
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import pytest
 from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
 from cryptography.hazmat.primitives.ciphers import Cipher
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from torrentkit.errors import LocalProtocolError
 from torrentkit.wire import mse
@@ -277,3 +280,46 @@ def test_responder_refuses_methods_its_policy_does_not_allow(provide: int) -> No
     with pytest.raises(MSEError) as exc:
         b.receive_data(step3(secret, SKEY, provide=provide))
     assert exc.value.reason is MSEFailure.NO_COMMON_METHOD
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.binary(max_size=2048),
+    cuts=st.lists(st.integers(min_value=0, max_value=2048), max_size=8),
+    initiator=st.booleans(),
+)
+def test_any_bytes_only_ever_raise_mse_error(data: bytes, cuts: list[int], initiator: bool) -> None:
+    """Whatever a peer sends, in whatever pieces, a side needs more, finishes, or raises
+    MSEError -- nothing else -- and never holds more than the search window plus a read."""
+    side: Initiator | Responder = (
+        Initiator(SKEY, private=XA) if initiator else Responder(find, prefer_rc4, private=XB)
+    )
+    side.data_to_send()
+    bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    try:
+        for a, b in itertools.pairwise(bounds):
+            side.receive_data(data[a:b])
+            assert len(side._buf) <= KEY_BYTES + max(REQ1_WINDOW, VC_WINDOW) + (b - a)
+    except MSEError:
+        pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pads=st.tuples(st.integers(0, MAX_PAD), st.integers(0, MAX_PAD)),
+    chunk=st.integers(1, 700),
+    plain=st.booleans(),
+)
+def test_any_pads_and_chunking_agree(pads: tuple[int, int], chunk: int, plain: bool) -> None:
+    """Two honest sides always finish with the same method and matching keystreams."""
+    a = Initiator(SKEY, initial_payload=IA, pad_length=pads[0])
+    b = Responder(find, prefer_plain if plain else prefer_rc4, pad_length=pads[1])
+    run(a, b, chunk=chunk)
+    assert a.result is not None and b.result is not None
+    assert a.result.method == b.result.method
+    assert b.result.payload == IA
+    if a.result.encrypt is not None and b.result.decrypt is not None:
+        assert b.result.decrypt.crypt(a.result.encrypt.crypt(b"x" * 99)) == b"x" * 99
