@@ -3,6 +3,7 @@ one and Redis (a real redis-server, see conftest.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 
@@ -61,6 +62,10 @@ def test_peers_on_one_loopback_ip_all_see_each_other_but_never_themselves(
         reply = state.announce(req(n, event=AnnounceEvent.STARTED), remote_ip=LOOP, now=1)
         assert addrs(reply) == {(LOOP, 6000 + m) for m in range(5) if m != n}
         assert all(p.peer_id != pid(n) for p in reply.peers)
+        plain = dataclasses.replace(reply, peers=list(reply.peers))
+        for compact in (True, False):
+            body = protocol.encode_announce_response(reply, compact=compact)
+            assert body == protocol.encode_announce_response(plain, compact=compact)
 
 
 def test_same_address_new_peer_id_replaces_the_stale_entry(new_state: NewState) -> None:
@@ -192,6 +197,9 @@ def test_ipv6_and_ipv4_mapped_addresses(new_state: NewState) -> None:
     body = protocol.encode_announce_response(reply)
     parsed = protocol.parse_announce_response(body)
     assert {str(p) for p in parsed.peers} == {"127.0.0.1:6001", "[::1]:6002"}
+    # A store's packed peers (Redis) encode as the same peers one by one would.
+    plain = dataclasses.replace(reply, peers=list(reply.peers))
+    assert body == protocol.encode_announce_response(plain)
 
 
 def test_peer_id_cannot_be_taken_over_from_another_ip_without_its_key(new_state: NewState) -> None:

@@ -352,12 +352,21 @@ def encode_announce_response(
     """Bencode an announce reply: compact ``peers``/``peers6`` or a list of dictionaries."""
     peers = reply.peers
     if compact:
+        # A store may hand its peers over with their addresses already packed (the Redis
+        # store's PackedPeers): IPv4 and IPv6 compact addresses, each family concatenated.
+        packed: tuple[bytes, bytes] | None = getattr(peers, "packed_compact", None)
+        if packed is not None:
+            if not packed[1]:
+                return _compact_v4_reply(reply, packed[0])
+            body = _reply_head(reply)
+            body[b"peers"], body[b"peers6"] = packed
+            return bencoding.encode(body)
         joined = b"".join([p.compact for p in peers])
         if len(joined) == 6 * len(peers):
             return _compact_v4_reply(reply, joined)
         v4 = b"".join([p.compact for p in peers if len(p.compact) == 6])
         v6 = b"".join([p.compact for p in peers if len(p.compact) == 18])
-        body: dict[bytes, Any] = _reply_head(reply)
+        body = _reply_head(reply)
         body[b"peers"] = v4
         body[b"peers6"] = v6
         return bencoding.encode(body)

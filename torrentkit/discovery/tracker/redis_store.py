@@ -51,7 +51,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, overload
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -104,21 +104,24 @@ _FLAGS = {
     for sd in (False, True)
 }
 
-# A peer record: seeder, completed, has-key ('0'/'1' each), the compact address's length as
-# one byte, the compact address, the key. Failures come back as {-1, reason} (not a Redis
-# error) so that the caller tells a refused announce from a broken store.
+# A peer record: seeder, completed, has-key ('0'/'1' each), the compact address after its
+# length (one byte), the key after its length, then the time of its last announce as text.
+# Failures come back as {-1, reason} (not a Redis error) so that the caller tells a refused
+# announce from a broken store.
 _COMMON_LUA = """
 local function parse(rec)
   local n = string.byte(rec, 4)
+  local k = string.byte(rec, 5 + n)
   return rec:sub(1, 1) == '1', rec:sub(2, 2) == '1', rec:sub(3, 3) == '1',
-         rec:sub(5, 4 + n), rec:sub(5 + n)
+         rec:sub(5, 4 + n), rec:sub(6 + n, 5 + n + k), tonumber(rec:sub(6 + n + k))
 end
-local function drop(id, rec)
+local function drop(id, rec)  -- returns whether it was a seeder
   local seed, _, _, addr = parse(rec)
   redis.call('HDEL', H, id)
   if redis.call('HGET', H, addr) == id then redis.call('HDEL', H, addr) end
   redis.call('ZREM', Z, addr .. id)
   if seed then redis.call('HINCRBY', H, 's', -1) end
+  return seed
 end
 local function expire(before)
   local stale = redis.call('ZRANGEBYSCORE', Z, '-inf', '(' .. before)
@@ -137,8 +140,9 @@ end
 #: the info-hash in hex (40), the peer id (20), the compact address and the key (each after a
 #: length byte), then ``now`` as text. The key prefix and the config's numbers are written
 #: into the script's text (``@NAME@``: one script per prefix and config). Returns {seeders,
-#: leechers, picked IPv4 members, picked IPv6 members} (the members of each family
-#: concatenated, 26 or 38 bytes each) or {-1, reason}.
+#: leechers, IPv4 addresses, their peer ids, IPv6 addresses, their peer ids} (each
+#: concatenated: compact addresses of 6 / 18 bytes, peer ids of 20), {seeders, leechers}
+#: (no peers), or {-1, reason}.
 ANNOUNCE_LUA = (
     """
 local a = ARGV[1]
@@ -157,7 +161,9 @@ local ttl, refresh, swarmtimeout = @TTL@, @REFRESH@, @SWARM_TIMEOUT@
     + _COMMON_LUA
     + """
 expire(now - timeout)
-local exists = redis.call('EXISTS', H) == 1
+local got = redis.call('HMGET', H, pid, 't', 's', 'c')
+local rec, t, s = got[1], tonumber(got[2]), tonumber(got[3]) or 0
+local exists = got[4] ~= false  -- every swarm has its 'c'
 local stopping = event == 3
 if not exists then
   if stopping then return {0, 0} end
@@ -169,15 +175,14 @@ if not exists then
   end
 end
 
-local rec = redis.call('HGET', H, pid)
-local pseed, pdone, phaskey, paddr, pkey = false, false, false, nil, ''
-if rec then pseed, pdone, phaskey, paddr, pkey = parse(rec) end
+local pseed, pdone, phaskey, paddr, pkey, pseen = false, false, false, nil, '', nil
+if rec then pseed, pdone, phaskey, paddr, pkey, pseen = parse(rec) end
 if rec and paddr:sub(1, -3) ~= compact:sub(1, -3)
    and not (phaskey and haskey and pkey == key) then
   return {-1, 'peer_id is in use from another address'}
 end
-local fresh = not rec
-if fresh and redis.call('ZCARD', Z) >= maxpeers then
+local n = redis.call('ZCARD', Z)
+if not rec and n >= maxpeers then
   return {-1, 'tracker is full: too many peers on this torrent'}
 end
 
@@ -186,8 +191,7 @@ end
 -- refreshed once per `refresh` seconds only ('t': when last), which keeps them within
 -- `refresh` of the truth at a fraction of the cost.
 local function touch()
-  local t = tonumber(redis.call('HGET', H, 't') or '-1e300')
-  if now - t >= refresh or now < t then
+  if not t or now - t >= refresh or now < t then
     redis.call('ZADD', IDX, now, ih)
     redis.call('EXPIRE', H, ttl)
     redis.call('EXPIRE', Z, ttl)
@@ -195,57 +199,71 @@ local function touch()
     redis.call('HSET', H, 't', now)
   end
 end
-if not exists then redis.call('HSETNX', H, 'c', 0) end
-local holder = redis.call('HGET', H, compact)
-if holder and holder ~= pid then
-  local hrec = redis.call('HGET', H, holder)
-  if hrec then drop(holder, hrec) else redis.call('HDEL', H, compact) end
+if not exists then redis.call('HSET', H, 'c', 0) end
+if not rec or paddr ~= compact then
+  local holder = redis.call('HGET', H, compact)
+  if holder and holder ~= pid then
+    local hrec = redis.call('HGET', H, holder)
+    if hrec then
+      if drop(holder, hrec) then s = s - 1 end
+      n = n - 1
+    else
+      redis.call('HDEL', H, compact)
+    end
+  end
 end
 if rec and not pdone and not pseed and seeder then
   pdone = true
   redis.call('HINCRBY', H, 'c', 1)
 end
 if stopping then
-  if rec then drop(pid, rec) end
+  if rec then
+    if drop(pid, rec) then s = s - 1 end
+    n = n - 1
+  end
   redis.call('HSET', H, 'a', now)
   touch()
-  local s = tonumber(redis.call('HGET', H, 's') or '0')
-  return {s, redis.call('ZCARD', Z) - s}
+  return {s, n - s}
 end
 
-local previous = nil
 if rec then
-  previous = tonumber(redis.call('ZSCORE', Z, paddr .. pid))
   if paddr ~= compact then
     redis.call('ZREM', Z, paddr .. pid)
     if redis.call('HGET', H, paddr) == pid then redis.call('HDEL', H, paddr) end
   end
   if not haskey then haskey, key = phaskey, pkey end
+else
+  n = n + 1
 end
-if seeder ~= pseed then redis.call('HINCRBY', H, 's', seeder and 1 or -1) end
+if seeder ~= pseed then
+  redis.call('HINCRBY', H, 's', seeder and 1 or -1)
+  s = s + (seeder and 1 or -1)
+end
 if event == 1 and not pdone then
   pdone = true
   redis.call('HINCRBY', H, 'c', 1)
 end
 local flags = (seeder and '1' or '0') .. (pdone and '1' or '0') .. (haskey and '1' or '0')
-redis.call('HSET', H, pid, flags .. string.char(#compact) .. compact .. key, compact, pid,
-           'a', now)
+local record = flags .. string.char(#compact) .. compact .. string.char(#key) .. key .. now
+redis.call('HSET', H, pid, record, compact, pid, 'a', now)
 local me = compact .. pid
 redis.call('ZADD', Z, now, me)
 touch()
-local s = tonumber(redis.call('HGET', H, 's') or '0')
-local n = redis.call('ZCARD', Z)
-if (not fresh and event == 0 and previous and now - previous < mininterval) or want <= 0 then
-  return {s, n - s, '', ''}
+if (rec and event == 0 and now - pseen < mininterval) or want <= 0 then
+  return {s, n - s}
 end
-local v4, v6, picked = {}, {}, 0
+local c4, i4, c6, i6, picked = {}, {}, {}, {}, 0
 for _, m in ipairs(redis.call('ZRANDMEMBER', Z, want + 1)) do
   if m ~= me and picked < want then
     picked = picked + 1
-    if #m == 26 then v4[#v4 + 1] = m else v6[#v6 + 1] = m end
+    if #m == 26 then
+      c4[#c4 + 1], i4[#i4 + 1] = m:sub(1, 6), m:sub(7)
+    else
+      c6[#c6 + 1], i6[#i6 + 1] = m:sub(1, 18), m:sub(19)
+    end
   end
 end
-return {s, n - s, table.concat(v4), table.concat(v6)}
+return {s, n - s, table.concat(c4), table.concat(i4), table.concat(c6), table.concat(i6)}
 """
 )
 
@@ -273,13 +291,13 @@ return dropped
 
 
 class _Listed:
-    """A peer handed out (``protocol.PeerInfo``), from its ``<compact><peer id>`` member."""
+    """A peer handed out (``protocol.PeerInfo``)."""
 
     __slots__ = ("compact", "peer_id")
 
-    def __init__(self, member: bytes) -> None:
-        self.compact = member[:-20]
-        self.peer_id = member[-20:]
+    def __init__(self, compact: bytes, peer_id: bytes) -> None:
+        self.compact = compact
+        self.peer_id = peer_id
 
     @property
     def ip(self) -> str:
@@ -288,6 +306,40 @@ class _Listed:
     @property
     def port(self) -> int:
         return int.from_bytes(self.compact[-2:], "big")
+
+
+class PackedPeers(Sequence[_Listed]):
+    """The peers of one reply as the script returns them: compact addresses and peer ids,
+    each family concatenated. :attr:`packed_compact` lets the compact encoder
+    (``protocol.encode_announce_response``) use the addresses as they are, without a Python
+    object per peer; anything else sees a sequence of ``PeerInfo``."""
+
+    __slots__ = ("_ids4", "_ids6", "_n4", "packed_compact")
+
+    def __init__(self, v4: bytes, ids4: bytes, v6: bytes, ids6: bytes) -> None:
+        self.packed_compact = (v4, v6)
+        self._ids4, self._ids6 = ids4, ids6
+        self._n4 = len(v4) // 6
+
+    def __len__(self) -> int:
+        return self._n4 + len(self.packed_compact[1]) // 18
+
+    @overload
+    def __getitem__(self, index: int) -> _Listed: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[_Listed]: ...
+    def __getitem__(self, index: int | slice) -> _Listed | Sequence[_Listed]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        v4, v6 = self.packed_compact
+        if index < self._n4:
+            return _Listed(v4[6 * index : 6 * index + 6], self._ids4[20 * index : 20 * index + 20])
+        j = index - self._n4
+        return _Listed(v6[18 * j : 18 * j + 18], self._ids6[20 * j : 20 * j + 20])
 
 
 def _redact(url: str) -> str:
@@ -445,13 +497,9 @@ class RedisStore(TrackerRules):
         out = await self._call(lambda: self._queue(arg))
         if out[0] == -1:
             raise TrackerRequestError(out[1].decode())
-        peers = []
-        if len(out) == 4:
-            v4, v6 = out[2], out[3]
-            peers = [_Listed(v4[i : i + 26]) for i in range(0, len(v4), 26)]
-            if v6:
-                peers += [_Listed(v6[i : i + 38]) for i in range(0, len(v6), 38)]
-        return self.reply(out[0], out[1], peers)
+        if len(out) == 6:
+            return self.reply(out[0], out[1], PackedPeers(out[2], out[3], out[4], out[5]))
+        return self.reply(out[0], out[1], ())
 
     def _queue(self, call: bytes) -> asyncio.Future[Any]:
         """Queue one announce script call; its future gets the script's reply.
@@ -621,7 +669,7 @@ class RedisStore(TrackerRules):
         members: list[bytes] = await self._call(lambda: self._redis.zrange(zkey, 0, max_peers - 1))
         if not members:
             return ()
-        listed = [_Listed(m) for m in members]
+        listed = [_Listed(m[:-20], m[-20:]) for m in members]
         records: list[bytes | None] = await self._call(
             lambda: self._redis.hmget(hkey, [p.peer_id for p in listed])
         )
