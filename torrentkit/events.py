@@ -218,6 +218,28 @@ class PeerBanned(PeerEvent):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FastMessage(PeerEvent):
+    """A BEP 6 fast extension message sent (``direction`` ``ours``) or received (``theirs``):
+    ``message`` is ``have_all``, ``have_none``, ``reject``, ``allowed_fast`` or ``suggest``;
+    ``index`` the piece (None for have_all / have_none)."""
+
+    kind: ClassVar[str] = "fast"
+    direction: Direction
+    message: str
+    index: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PexReceived(PeerEvent):
+    """A peer's PEX message: ``added`` addresses new to the peer book, ``ignored`` the ones
+    not believed (ourselves, private ranges from a public peer, over a cap, malformed)."""
+
+    kind: ClassVar[str] = "pex"
+    added: int
+    ignored: int
+
+
 # ---------------------------------------------------------------------------- pieces
 
 
@@ -259,6 +281,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ResumeSaved,
         TrackerError,
         PeersFound,
+        FastMessage,
+        PexReceived,
         PeerConnected,
         PeerDisconnected,
         Choked,
@@ -279,6 +303,7 @@ __all__ = [
     "Choked",
     "Direction",
     "Event",
+    "FastMessage",
     "HashFailed",
     "Interested",
     "MetadataReceived",
@@ -289,6 +314,7 @@ __all__ = [
     "PeerDisconnected",
     "PeerEvent",
     "PeersFound",
+    "PexReceived",
     "PieceVerified",
     "ResumeSaved",
     "Snubbed",

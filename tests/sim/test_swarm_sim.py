@@ -55,7 +55,8 @@ async def test_the_real_tracker_client_announces_through_memory(
             nursery.cancel_scope.cancel()
     for node in nodes[1:]:
         assert payload_of(node.storage, info) == payload, node.name
-        assert set(node.torrent.peers.sources().values()) == {"tracker"}
+        # The tracker found them; peer exchange may have told of some first.
+        assert "tracker" in set(node.torrent.peers.sources().values()) <= {"tracker", "pex"}
     assert (counts.complete, counts.incomplete, counts.downloaded) == (3, 0, 2)
     # Every node told the tracker it stopped on the way out.
     assert tracker.state.scrape([key])[key].complete == 0

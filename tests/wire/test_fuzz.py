@@ -217,7 +217,9 @@ class RequestTraffic(RuleBasedStateMachine):
     @initialize()
     def setup(self) -> None:
         self.geometry = PieceGeometry(piece_length=4 * 16384, total_length=4 * 4 * 16384 - 100)
-        self.pair = ConnectionPair(geometry=self.geometry)
+        # BEP 3 semantics (a choke voids requests); tests/wire/test_fast.py has BEP 6's.
+        bep3 = bytes([0, 0, 0, 0, 0, 0x10, 0, 0])
+        self.pair = ConnectionPair(geometry=self.geometry, reserved_a=bep3, reserved_b=bep3)
         full = Bitfield.from_indices(4, range(4))
         assert self.pair.send("b", full) == [full]
 

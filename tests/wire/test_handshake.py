@@ -32,11 +32,12 @@ def test_handshake_exact_bytes() -> None:
     conn = dialer()
     wire = conn.send(Handshake(info_hash=INFO_HASH, peer_id=ID_A))
     assert wire == (
-        b"\x13BitTorrent protocol" + b"\x00\x00\x00\x00\x00\x10\x00\x00" + INFO_HASH + ID_A
+        b"\x13BitTorrent protocol" + b"\x00\x00\x00\x00\x00\x10\x00\x04" + INFO_HASH + ID_A
     )
     assert len(wire) == 68
-    # The extension protocol bit: reserved[5] & 0x10.
+    # The extension protocol bit: reserved[5] & 0x10; the fast extension: reserved[7] & 0x04.
     assert DEFAULT_RESERVED[5] & 0x10
+    assert DEFAULT_RESERVED[7] & 0x04
 
 
 @pytest.mark.parametrize("way", ["whole", "bytewise", "trailing"])

@@ -126,10 +126,10 @@ def test_have_out_of_range() -> None:
 
 def test_unknown_messages_are_skipped_not_fatal() -> None:
     conn = open_connection()
-    conn.receive_data(b"\x00\x00\x00\x02\x63\x01" + b"\x00\x00\x00\x01\x0d" + encode(Have(index=2)))
+    conn.receive_data(b"\x00\x00\x00\x02\x63\x01" + b"\x00\x00\x00\x01\x15" + encode(Have(index=2)))
     assert drain(conn) == [
         UnknownMessage(message_id=0x63, payload=b"\x01"),
-        UnknownMessage(message_id=13, payload=b""),
+        UnknownMessage(message_id=21, payload=b""),
         Have(index=2),
     ]
 

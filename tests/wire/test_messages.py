@@ -118,9 +118,9 @@ CASES = {
         b"\x00\x00\x00\x1b\x14\x03d8:msg_typei0e5:piecei0ee",
         before_receive=we_offered_ut_metadata,
     ),
-    # BEP 6 "reject request" (id 16): we do not negotiate the fast extension, so it is skipped.
-    "unknown id 16": Case(
-        UnknownMessage(message_id=16, payload=bytes(12)), b"\x00\x00\x00\x0d\x10" + bytes(12)
+    # Id 18 (BEP 52's hash request) is not one we interpret: skipped.
+    "unknown id 18": Case(
+        UnknownMessage(message_id=18, payload=bytes(12)), b"\x00\x00\x00\x0d\x12" + bytes(12)
     ),
     "unknown id 0xfe, empty": Case(
         UnknownMessage(message_id=0xFE, payload=b""), b"\x00\x00\x00\x01\xfe"
@@ -174,7 +174,7 @@ def test_every_message_in_one_stream() -> None:
         "port",
         "have",
         "keep-alive",
-        "unknown id 16",
+        "unknown id 18",
         "interested",
         "not interested",
         "unchoke",

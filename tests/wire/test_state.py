@@ -43,9 +43,13 @@ def flags(conn: object) -> tuple[bool, bool, bool, bool]:
     )
 
 
+#: Reserved bytes without the fast extension: BEP 3 choke semantics (test_fast.py has BEP 6's).
+BEP3 = bytes([0, 0, 0, 0, 0, 0x10, 0, 0])
+
+
 def seeding_pair() -> ConnectionPair:
-    """b has every piece and unchokes a; a is interested."""
-    pair = ConnectionPair(geometry=GEOMETRY)
+    """b has every piece and unchokes a; a is interested (BEP 3 only)."""
+    pair = ConnectionPair(geometry=GEOMETRY, reserved_a=BEP3, reserved_b=BEP3)
     pair.send("b", FULL, Unchoke())
     pair.send("a", Interested())
     return pair

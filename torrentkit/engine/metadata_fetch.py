@@ -27,7 +27,12 @@ from torrentkit.ids import PeerAddr
 from torrentkit.net import Network, close_quietly
 from torrentkit.wire import metadata
 from torrentkit.wire.connection import NEED_DATA, PeerConnection
-from torrentkit.wire.events import Extended, ExtendedHandshake, Handshake
+from torrentkit.wire.events import (
+    EXTENSION_ONLY_RESERVED,
+    Extended,
+    ExtendedHandshake,
+    Handshake,
+)
 from torrentkit.wire.extensions import UT_METADATA
 from torrentkit.wire.peer_id import CLIENT_VERSION
 
@@ -116,7 +121,10 @@ class MetadataFetcher:
             lambda: PeerConnection(
                 initiator=True, info_hash=self.info_hash, our_peer_id=self.peer_id
             ),
-            Handshake(info_hash=self.info_hash, peer_id=self.peer_id),
+            # Metadata only: no fast extension (it would oblige us to send a have-set).
+            Handshake(
+                info_hash=self.info_hash, peer_id=self.peer_id, reserved=EXTENSION_ONLY_RESERVED
+            ),
             self.encryption,
             connect_timeout=CONNECT_TIMEOUT,
             handshake_timeout=HANDSHAKE_TIMEOUT,

@@ -135,6 +135,8 @@ class PeerLink:
         self.downloaded = 0
         self.uploaded = 0
         self.close_reason = "closed"
+        #: the peer prefers encrypted connections (the PEX flag 0x01 we pass on)
+        self.prefers_encryption = False
         self._outbox: list[bytes | memoryview] = []
         # A real socket takes the outbox as one gather write (sendmsg); other streams
         # (the in-memory network of the simulations) get the chunks joined.
@@ -371,8 +373,8 @@ class PeerLink:
                 blocks.append((req.index, req.begin, data))
             if limits:
                 await acquire_all(limits, sum(r.length for r in batch))
-            if conn.am_choking or self._closed:
-                continue
+            if self._closed:
+                continue  # (choked: the pending check below drops what the choke voided)
             # The peer may have cancelled some while we read or waited.
             blocks = [b for b in blocks if pending(b[0], b[1], len(b[2]))]
             if not blocks:

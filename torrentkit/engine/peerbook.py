@@ -78,12 +78,18 @@ class PeerBook:
 
     # ------------------------------------------------------------------ known peers
 
-    def add(self, addrs: Iterable[PeerAddr], source: str, now: float) -> int:
+    def add(
+        self, addrs: Iterable[PeerAddr], source: str, now: float, *, limit: int | None = None
+    ) -> int:
         """A discovery source found these addresses; the new ones may be dialled from ``now``.
-        Returns how many were new."""
+        ``limit``: at most this many known addresses may come from ``source`` (PEX: a peer
+        must not fill the book with its claims). Returns how many were new."""
         added = 0
+        room = self._max_known
+        if limit is not None:
+            room = min(room, len(self._known) + limit - self.count_from(source))
         for addr in addrs:
-            if len(self._known) >= self._max_known:
+            if len(self._known) >= room:
                 break
             if (
                 addr.port == 0
@@ -98,6 +104,10 @@ class PeerBook:
 
     def __len__(self) -> int:
         return len(self._known)
+
+    def count_from(self, source: str) -> int:
+        """How many known addresses came first from ``source``; O(known peers)."""
+        return sum(1 for known in self._known.values() if known.source == source)
 
     def __contains__(self, addr: object) -> bool:
         return addr in self._known

@@ -291,6 +291,10 @@ class Picker(Generic[P]):
         self._check_piece(piece)
         return self._avail[piece] + self._seeds
 
+    def min_availability(self) -> int:
+        """The fewest connected peers having any one piece; O(pieces)."""
+        return (min(self._avail) if self._avail else 0) + self._seeds
+
     def priority(self, piece: int) -> int:
         self._check_piece(piece)
         return self._prio[piece]
@@ -884,6 +888,26 @@ class Picker(Generic[P]):
         for piece in range(lo, hi + 1):
             part = self._start(piece)
             self._take_free(peer, ps, piece, part, len(picked) + part.n_free, picked)
+        return self._as_blocks(picked)
+
+    def pick_blocks_in(self, peer: P, n: int, pieces: Iterable[int]) -> list[tuple[int, int, int]]:
+        """Like :meth:`pick_blocks`, but only from ``pieces``, in the order given (BEP 6:
+        the allowed-fast pieces of a peer that chokes us, or the pieces it suggested). Pieces
+        the peer lacks, we have or do not want, and out-of-range ones are skipped."""
+        ps = self._peers.get(peer)
+        if ps is None or n <= 0 or not ps.count:
+            return []
+        picked: list[tuple[int, int]] = []
+        state, prio, num = self._state, self._prio, self.num_pieces
+        for piece in pieces:
+            if len(picked) >= n:
+                break
+            if not 0 <= piece < num or not ps.have[piece] or not prio[piece]:
+                continue
+            if state[piece] == _FRESH:
+                self._take_free(peer, ps, piece, self._start(piece), n, picked)
+            elif state[piece] == _PARTIAL and piece in self._open:
+                self._take_free(peer, ps, piece, self._partials[piece], n, picked)
         return self._as_blocks(picked)
 
     def _as_blocks(self, picked: list[tuple[int, int]]) -> list[tuple[int, int, int]]:

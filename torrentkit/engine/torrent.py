@@ -26,6 +26,7 @@ Engine events (``peer_connected``, ``unchoke``, ``piece``, ``banned``, ...) go t
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import math
 import random
@@ -33,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -43,6 +44,7 @@ from torrentkit.engine.choker import Choker, PeerStats, RechokeResult
 from torrentkit.engine.encryption import Encryption, Kind, PeerEncryption, dial_peer
 from torrentkit.engine.peer import PeerLink
 from torrentkit.engine.peerbook import PeerBook, keep_new_connection
+from torrentkit.engine.pex import MAX_FROM_PEX, PexIn, PexOut, flags_for
 from torrentkit.engine.picker import Picker
 from torrentkit.engine.ratelimit import RateLimiter
 from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
@@ -55,11 +57,13 @@ from torrentkit.engine.webseed_link import WEB_SEED_CLIENT, WebSeedLink
 from torrentkit.errors import HandshakeRefused, RemoteProtocolError, StorageError
 from torrentkit.events import (
     Choked,
+    FastMessage,
     HashFailed,
     OptimisticUnchoke,
     PeerBanned,
     PeerConnected,
     PeerDisconnected,
+    PexReceived,
     PieceVerified,
     Snubbed,
     TorrentChecked,
@@ -74,6 +78,7 @@ from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info
 from torrentkit.net import Network, close_quietly
 from torrentkit.wire import metadata
+from torrentkit.wire import pex as pex_wire
 from torrentkit.wire.connection import (
     HandshakeRejected,
     PeerConnection,
@@ -82,6 +87,7 @@ from torrentkit.wire.connection import (
 )
 from torrentkit.wire.events import (
     DEFAULT_RESERVED,
+    AllowedFast,
     Bitfield,
     Cancel,
     Choke,
@@ -90,20 +96,27 @@ from torrentkit.wire.events import (
     ExtendedHandshake,
     Handshake,
     Have,
+    HaveAll,
+    HaveNone,
     Interested,
     InvalidRequest,
     NotInterested,
     Piece,
     Port,
+    RejectRequest,
     Request,
+    RequestProblem,
+    SuggestPiece,
     Unchoke,
 )
 from torrentkit.wire.extensions import (
     UT_METADATA,
+    UT_PEX,
     supports_dht,
     supports_extension_protocol,
     with_dht_bit,
 )
+from torrentkit.wire.fast import ALLOWED_FAST_K, allowed_fast_set
 from torrentkit.wire.peer_id import CLIENT_VERSION
 
 if TYPE_CHECKING:
@@ -120,6 +133,15 @@ SEED_TURN_PIECES = 20
 PIECE_CACHE_BYTES = 32 * 1024 * 1024
 #: The id we ask peers to send ut_metadata messages with (BEP 10 ids are per direction).
 OUR_UT_METADATA_ID = 2
+#: The id we ask peers to send ut_pex messages with (not offered for private torrents).
+OUR_UT_PEX_ID = 1
+#: BEP 6: a fast peer that choked us answers our requests with blocks or rejects; if some
+#: are still unanswered this long after its choke, they are withdrawn and asked elsewhere.
+FAST_CHOKE_GRACE = 20.0
+#: At most this many of a peer's SUGGEST PIECE hints are kept (newest), and at most this
+#: many suggestions sent to one peer (docs/limits.md).
+MAX_SUGGESTS_KEPT = 16
+MAX_SUGGESTS_SENT = 64
 #: Why two peers that both have what they want close their connection.
 PARTING = "both have what they want"
 
@@ -130,6 +152,16 @@ _OPEN_GATE.set()
 EventSink = Callable[[EngineEvent], None]
 #: Who sent a block: a peer (address and listen port) or a web seed (its URL).
 SenderKey = PeerAddr | WebSeedKey
+
+#: BEP 6 events -> their name in ``fast`` engine events (docs/cli.md).
+_FAST_NAMES: dict[type, str] = {
+    HaveAll: "have_all",
+    HaveNone: "have_none",
+    RejectRequest: "reject",
+    AllowedFast: "allowed_fast",
+    SuggestPiece: "suggest",
+}
+_FAST_EVENTS = frozenset(_FAST_NAMES)
 DiscoveryFactory = Callable[["Torrent"], TorrentDiscovery]
 
 
@@ -222,6 +254,16 @@ class Torrent:
             piece_length=info.piece_length, total_length=info.total_length
         )
         self.upload_cache = UploadCache(PIECE_CACHE_BYTES)
+        # BEP 6 / BEP 11 state per link (engine/pex.py; the suggestions each peer made us
+        # and those we made it); dropped with the link.
+        self._pex_out: dict[PeerLink, PexOut] = {}
+        self._pex_in: dict[PeerLink, PexIn] = {}
+        self._suggested_in: dict[PeerLink, deque[int]] = {}
+        self._suggested_out: dict[PeerLink, set[int]] = {}
+        self._fast_choked_at: dict[PeerLink, float] = {}
+        self._fast_given: dict[int, PeerLink] = {}  # allowed-fast piece -> the peer served
+        #: hosts that are us (peers' ``yourip``), for ignoring our own address in PEX
+        self._own_hosts: set[str] = set()
         self.uploaded = 0
         self.downloaded = 0  # verified payload bytes received this session
         #: payload bytes received that were not needed (an endgame duplicate, a block that
@@ -604,9 +646,12 @@ class Torrent:
         self.emit(PeerConnected, peer=str(addr), client=link.client, encryption=encryption)
         # Our opening: extension handshake, then what we have.
         if supports_extension_protocol(hs.reserved) and conn.extension_protocol:
+            m = {UT_METADATA: OUR_UT_METADATA_ID}
+            if not self.info.private:
+                m[UT_PEX] = OUR_UT_PEX_ID
             link.send(
                 ExtendedHandshake(
-                    m={UT_METADATA: OUR_UT_METADATA_ID},
+                    m=m,
                     v=CLIENT_VERSION,
                     reqq=conn.max_pending_requests,
                     p=self.listen_port or None,
@@ -615,14 +660,49 @@ class Torrent:
             )
         if self.dht is not None and supports_dht(hs.reserved):
             link.send(Port(port=self.dht.port))
-        if self.picker.num_have:
-            link.send(Bitfield(bitfield=self.picker.have_bitfield()))
+        self._send_have_set(link)
         try:
             await link.run()
         finally:
             self._link_gone(link)
 
+    def _send_have_set(self, link: PeerLink) -> None:
+        """Our bitfield; to a fast peer (BEP 6) HAVE ALL / HAVE NONE where they fit, always
+        one of the three, then our allowed-fast set (k = 10) if we have pieces to give."""
+        conn, picker = link.conn, self.picker
+        fast = conn.fast
+        if fast and picker.num_have == self.info.num_pieces:
+            self._send_fast(link, HaveAll())
+        elif fast and not picker.num_have:
+            self._send_fast(link, HaveNone())
+        elif picker.num_have:
+            link.send(Bitfield(bitfield=picker.have_bitfield()))
+        if fast and picker.num_have:
+            for index in allowed_fast_set(link.addr.host, self.info_hash, self.info.num_pieces):
+                self._send_fast(link, AllowedFast(index=index))
+
+    def _send_fast(
+        self, link: PeerLink, event: HaveAll | HaveNone | AllowedFast | SuggestPiece | RejectRequest
+    ) -> None:
+        link.send(event)
+        self._emit_fast(link, event, "ours")
+
+    def _emit_fast(
+        self, link: PeerLink, event: Event, direction: Literal["ours", "theirs"]
+    ) -> None:
+        name = _FAST_NAMES[type(event)]
+        index = getattr(event, "index", None)
+        self.emit(FastMessage, peer=str(link.addr), direction=direction, message=name, index=index)
+
     def _link_gone(self, link: PeerLink) -> None:
+        for table in (
+            self._pex_out,
+            self._pex_in,
+            self._suggested_in,
+            self._suggested_out,
+            self._fast_choked_at,
+        ):
+            table.pop(link, None)
         if link in self.links:
             del self.links[link]
             if not self.links and not self.web_seeds:
@@ -650,7 +730,17 @@ class Torrent:
             self._on_piece(link, event, now)
         elif kind is Request:
             assert isinstance(event, Request)
-            link.queue_upload(event)
+            if self.picker.have(event.index) and (
+                not link.conn.am_choking or self._give_fast(link, event.index)
+            ):
+                link.queue_upload(event)
+            elif link.conn.fast:  # BEP 6: every request is answered, a piece we lack too
+                self._send_fast(
+                    link,
+                    RejectRequest(index=event.index, begin=event.begin, length=event.length),
+                )
+            else:
+                link.conn.drop_peer_request(event.index, event.begin, event.length)
         elif kind is Have:
             assert isinstance(event, Have)
             self.picker.peer_have(link, event.index)
@@ -671,9 +761,13 @@ class Torrent:
         elif kind is Unchoke:
             link.unchoked_us_at = now
             link.last_block = now
+            self._fast_choked_at.pop(link, None)
         elif kind is Choke:
             link.unchoked_us_at = None
-            if self.picker.release_requests(link):
+            if link.conn.fast:
+                # BEP 6: our requests stand; the peer serves or rejects each one.
+                self._fast_choked_at[link] = now
+            elif self.picker.release_requests(link):
                 self._rerequest(link, now)
         elif kind is Interested:
             self.emit(InterestedEvent, peer=str(link.addr), direction="theirs")
@@ -686,6 +780,8 @@ class Torrent:
             assert isinstance(event, ExtendedHandshake)
             if event.p is not None and not link.outgoing:
                 link.listen_port = event.p
+            if event.yourip is not None and len(self._own_hosts) < 16:
+                self._own_hosts.add(str(ipaddress.ip_address(event.yourip)))
         elif kind is Extended:
             assert isinstance(event, Extended)
             self._on_extension(link, event)
@@ -694,12 +790,143 @@ class Torrent:
             if self.dht is not None and event.port:
                 self.dht.add_node(PeerAddr(link.addr.host, event.port))
         elif kind is InvalidRequest:
-            pass  # the connection counts these and errors out past its limit
+            # The connection counts these and errors out past its limit. BEP 6: a fast peer
+            # hears "no" (a duplicate's first copy is still queued and will be answered).
+            assert isinstance(event, InvalidRequest)
+            if link.conn.fast and event.problem is not RequestProblem.DUPLICATE:
+                self._send_fast(
+                    link,
+                    RejectRequest(index=event.index, begin=event.begin, length=event.length),
+                )
+        elif kind in _FAST_EVENTS:
+            self._on_fast(link, event, now)
         elif kind is Handshake:
             raise RemoteProtocolError("second handshake")
 
+    def _on_fast(self, link: PeerLink, event: Event, now: float) -> None:
+        """A BEP 6 message from a fast peer (the connection checked it)."""
+        self._emit_fast(link, event, "theirs")
+        if isinstance(event, HaveAll | HaveNone):
+            if isinstance(event, HaveAll):
+                self.picker.peer_have_all(link)
+            else:
+                self.picker.peer_have_none(link)
+            self._update_interest(link)
+            self._close_if_both_done(link)
+        elif isinstance(event, RejectRequest):
+            # Asked elsewhere at once (not of this peer again, or it would loop).
+            if self.picker.request_released(link, event.index, event.begin):
+                self._rerequest(link, now)
+        elif isinstance(event, AllowedFast):
+            if link.conn.peer_choking:
+                self.fill_requests(link, now)
+        elif isinstance(event, SuggestPiece):
+            hints = self._suggested_in.setdefault(link, deque(maxlen=MAX_SUGGESTS_KEPT))
+            if event.index not in hints and not self.picker.have(event.index):
+                hints.append(event.index)
+
+    def _give_fast(self, link: PeerLink, index: int) -> bool:
+        """A choked peer asks for a piece of its allowed-fast set: serve it? Only to a
+        starting peer (fewer than k pieces, the BEP's own rule), only while no connected peer
+        has the piece, and to one choked peer at a time. Peers on one /24 share one set, so
+        without the last two rules a seed would upload the same ten pieces once per choked
+        peer instead of new pieces (docs/design.md)."""
+        giver = self._fast_given.get(index)
+        if (
+            link.conn.peer_have_count < ALLOWED_FAST_K
+            and self.picker.availability(index) == 0
+            and (giver is None or giver is link or giver not in self.links)
+        ):
+            self._fast_given[index] = link
+            return True
+        return False
+
+    def _suggest_cached(self, index: int) -> None:
+        """Seeding, piece ``index`` was just read into the upload cache: suggest it (BEP 6)
+        to fast peers that lack it and want data, so they fetch what is cheap for us -- only
+        while it is among the rarest pieces and every piece has a copy besides ours (else
+        every peer would chase the same piece, and a seed's upload would go to duplicates
+        instead of new pieces; docs/design.md)."""
+        picker = self.picker
+        if not picker.is_finished():
+            return
+        least = picker.min_availability()
+        if least == 0 or picker.availability(index) > least:
+            return
+        for link in self.links:
+            conn = link.conn
+            if not conn.fast or not conn.peer_interested or conn.peer_has(index):
+                continue
+            sent = self._suggested_out.setdefault(link, set())
+            if index in sent or len(sent) >= MAX_SUGGESTS_SENT:
+                continue
+            sent.add(index)
+            self._send_fast(link, SuggestPiece(index=index))
+
+    # ------------------------------------------------------------------ peer exchange
+
+    def _on_pex(self, link: PeerLink, payload: bytes, now: float) -> None:
+        """A peer's PEX message (engine/pex.py): the believable new addresses go into the
+        peer book under the source ``pex``, within the caps."""
+        msg = pex_wire.parse(payload)
+        state = self._pex_in.setdefault(link, PexIn())
+        addrs, ignored = state.receive(now, msg, sender=link.key, is_self=self._is_own_address)
+        added = self.peers.add(addrs, "pex", now, limit=MAX_FROM_PEX)
+        ignored += len(addrs) - added
+        self.emit(PexReceived, peer=str(link.addr), added=added, ignored=ignored)
+        if added:
+            self._connect_wakeup.set()
+
+    def _is_own_address(self, addr: PeerAddr) -> bool:
+        if self.peers.is_self(addr):
+            return True
+        if addr.port != self.listen_port:
+            return False
+        host = addr.host
+        return host in self._own_hosts or host in ("127.0.0.1", "::1", "0.0.0.0", "::")
+
+    def _pex_tick(self, now: float) -> None:
+        """Send each ut_pex peer what changed in our peer set, at most once a minute."""
+        if self.info.private:
+            return
+        current: dict[PeerAddr, int] | None = None
+        for link in self.links:
+            ext_id = link.conn.peer_extension_id(UT_PEX) if link.conn.extension_protocol else None
+            if ext_id is None:
+                continue
+            out = self._pex_out.setdefault(link, PexOut())
+            if not out.due(now):
+                continue
+            if current is None:
+                current = self._pex_peers()
+            mine = dict(current)
+            mine.pop(link.key, None)
+            payload = out.message(now, mine)
+            if payload is not None:
+                link.send(Extended(ext_id=ext_id, payload=payload))
+
+    def _pex_peers(self) -> dict[PeerAddr, int]:
+        """Our connected peers that others could dial (we dialled them, or they told us
+        their listen port), with their PEX flags."""
+        out: dict[PeerAddr, int] = {}
+        for link in self.links:
+            if link.conn.peer_handshake is None or not (
+                link.outgoing or link.listen_port is not None
+            ):
+                continue
+            out[link.key] = flags_for(
+                seed=self.picker.peer_is_seed(link),
+                reachable=link.outgoing,
+                encryption=link.prefers_encryption,
+            )
+        return out
+
     def _on_extension(self, link: PeerLink, event: Extended) -> None:
-        if link.conn.extension_name(event.ext_id) != UT_METADATA:
+        name = link.conn.extension_name(event.ext_id)
+        if name == UT_PEX and not self.info.private:
+            self._on_pex(link, event.payload, trio.current_time())
+            return
+        if name != UT_METADATA:
             return  # an extension we offered no id for: ignore
         msg = metadata.parse(event.payload)
         if isinstance(msg, metadata.MetadataRequest):
@@ -872,12 +1099,26 @@ class Torrent:
 
     def fill_requests(self, link: PeerLink, now: float) -> None:
         conn = link.conn
-        if conn.peer_choking or not conn.am_interested:
+        if not conn.am_interested:
+            return
+        if conn.peer_choking:
+            # BEP 6: a peer that chokes us still serves its allowed-fast pieces.
+            if conn.fast and conn.allowed_fast_in and conn.outstanding_requests < 4:
+                pieces = sorted(conn.allowed_fast_in)
+                room = 4 - conn.outstanding_requests
+                link.send_requests(self.picker.pick_blocks_in(link, room, pieces))
             return
         # A snubbed peer keeps one request, so that a block can still clear its name.
         depth = 1 if link.snubbed else link.request_depth(now)
         room = depth - conn.outstanding_requests
         if room <= 0:
+            return
+        hints = self._suggested_in.get(link)
+        if hints:  # BEP 6 suggestions first (pieces that are cheap for the peer to send)
+            blocks = self.picker.pick_blocks_in(link, room, hints)
+            if len(blocks) < room:
+                blocks += self.picker.pick_blocks(link, room - len(blocks))
+            link.send_requests(blocks)
             return
         link.send_requests(self.picker.pick_blocks(link, room))
 
@@ -890,6 +1131,7 @@ class Torrent:
         if piece is None:
             piece = await self.storage.read_piece(index)
             self.upload_cache.put(index, piece)
+            self._suggest_cached(index)
         return memoryview(piece)[begin : begin + length]
 
     def count_upload(self, nbytes: int) -> None:
@@ -1064,7 +1306,26 @@ class Torrent:
                 self.emit(Snubbed, peer=str(link.addr))
             elif link.snubbed and not snubbed:
                 link.snubbed = False
+            choked_at = self._fast_choked_at.get(link)
+            if choked_at is not None and now - choked_at >= FAST_CHOKE_GRACE:
+                del self._fast_choked_at[link]
+                self._withdraw_unanswered(link, now)
             self.fill_requests(link, now)
+        self._pex_tick(now)
+
+    def _withdraw_unanswered(self, link: PeerLink, now: float) -> None:
+        """A fast peer choked us and left requests unanswered past the grace: cancel them
+        (a late block or reject is still accepted) and ask others."""
+        allowed = link.conn.allowed_fast_in
+        released = False
+        for block in self.picker.requests_of(link):
+            if block.piece in allowed:
+                continue
+            released |= self.picker.request_released(link, block.piece, block.begin)
+            if link.conn.is_outstanding(block.piece, block.begin, block.length):
+                link.send(Cancel(index=block.piece, begin=block.begin, length=block.length))
+        if released:
+            self._rerequest(link, now)
 
     @staticmethod
     def _snubbed(link: PeerLink, now: float) -> bool:

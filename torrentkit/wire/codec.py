@@ -16,6 +16,7 @@ from torrentkit.errors import LocalProtocolError
 from torrentkit.wire import extensions
 from torrentkit.wire.events import (
     BLOCK_SIZE,
+    AllowedFast,
     Bitfield,
     Cancel,
     Choke,
@@ -24,13 +25,17 @@ from torrentkit.wire.events import (
     ExtendedHandshake,
     Handshake,
     Have,
+    HaveAll,
+    HaveNone,
     Interested,
     InvalidRequest,
     KeepAlive,
     NotInterested,
     Piece,
     Port,
+    RejectRequest,
     Request,
+    SuggestPiece,
     Unchoke,
     UnknownMessage,
 )
@@ -50,6 +55,13 @@ REQUEST: Final = 6
 PIECE: Final = 7
 CANCEL: Final = 8
 PORT: Final = 9
+# BEP 6, the fast extension: interpreted only when both handshakes carry its bit.
+SUGGEST_PIECE: Final = 13
+HAVE_ALL: Final = 14
+HAVE_NONE: Final = 15
+REJECT_REQUEST: Final = 16
+ALLOWED_FAST: Final = 17
+FAST_IDS: Final = frozenset({SUGGEST_PIECE, HAVE_ALL, HAVE_NONE, REJECT_REQUEST, ALLOWED_FAST})
 EXTENDED: Final = 20
 
 #: The ids this module gives meaning to; any other id is an UnknownMessage (skipped).
@@ -67,6 +79,7 @@ KNOWN_IDS: Final = frozenset(
         PORT,
         EXTENDED,
     }
+    | FAST_IDS
 )
 
 #: Messages whose payload has exactly this many bytes; any other length is a protocol error.
@@ -79,6 +92,11 @@ FIXED_PAYLOAD: Final[dict[int, int]] = {
     REQUEST: 12,
     CANCEL: 12,
     PORT: 2,
+    SUGGEST_PIECE: 4,
+    HAVE_ALL: 0,
+    HAVE_NONE: 0,
+    REJECT_REQUEST: 12,
+    ALLOWED_FAST: 4,
 }
 #: A PIECE payload is index + begin + 1..16 KiB of data.
 PIECE_HEADER: Final = 8
@@ -103,7 +121,11 @@ _NO_PAYLOAD: Final[dict[type, bytes]] = {
     Interested: HEADER.pack(1, INTERESTED),
     NotInterested: HEADER.pack(1, NOT_INTERESTED),
     KeepAlive: KEEPALIVE_BYTES,
+    HaveAll: HEADER.pack(1, HAVE_ALL),
+    HaveNone: HEADER.pack(1, HAVE_NONE),
 }
+#: One-index messages: class -> id (HAVE's layout).
+_INDEX_ONLY: Final[dict[type, int]] = {SuggestPiece: SUGGEST_PIECE, AllowedFast: ALLOWED_FAST}
 
 
 def encode_handshake(event: Handshake) -> bytes:
@@ -135,6 +157,13 @@ def encode(event: Event) -> bytes:
     if cls is Bitfield:
         assert isinstance(event, Bitfield)
         return HEADER.pack(1 + len(event.bitfield), BITFIELD) + event.bitfield
+    index_id = _INDEX_ONLY.get(cls)
+    if index_id is not None:
+        assert isinstance(event, SuggestPiece | AllowedFast)
+        return HAVE_MSG.pack(5, index_id, event.index)
+    if cls is RejectRequest:
+        assert isinstance(event, RejectRequest)
+        return REQUEST_MSG.pack(13, REJECT_REQUEST, event.index, event.begin, event.length)
     if cls is Port:
         assert isinstance(event, Port)
         return PORT_MSG.pack(3, PORT, event.port)

@@ -61,6 +61,22 @@ Requests, both directions, keyed by (index, begin, length):
   :meth:`peer_request_pending` after a disk read), a received CANCEL removes it, sending a CHOKE
   empties the queue. The engine may drop one without answering: :meth:`drop_peer_request`.
 
+Fast extension (BEP 6), when both handshakes carry its bit (reserved[7] & 0x04; on receipt:
+when the peer's does and ours does or is not sent yet). Its messages (13-17) from a peer
+that did not negotiate it are a RemoteProtocolError (the BEP: close the connection).
+
+- HAVE ALL / HAVE NONE stand for a bitfield, both ways (ours only in the bitfield window).
+- A received CHOKE leaves our requests outstanding: the peer answers each with its block or a
+  REJECT REQUEST. A REJECT for a block we did not request (or cancel) is a RemoteProtocolError.
+- Sending CHOKE rejects the peer's queued requests at once (the CHOKE's bytes are followed by
+  a REJECT for each), except those for pieces in the allowed-fast set we sent it; a REQUEST
+  received while we choke is queued when its piece is in that set, else refused (CHOKED) and
+  the engine rejects it. ``send(RejectRequest)`` drops the request from the queue if queued.
+- ALLOWED FAST received: the piece joins ``allowed_fast_in`` (at most
+  :data:`MAX_ALLOWED_FAST_IN`; more are ignored), and while the peer chokes us we may still
+  request blocks of those pieces. ALLOWED FAST and SUGGEST PIECE for a piece out of range are
+  ignored and counted with the invalid requests (docs/limits.md).
+
 Piece geometry (``PieceGeometry``: piece length and total length) may be unknown at first
 (magnet links); :meth:`set_geometry` supplies it later. Until then a peer's BITFIELD and HAVEs
 are kept unchecked (HAVE indexes below 2**21) and checked when the geometry arrives.
@@ -94,14 +110,18 @@ from typing import Final, Literal, NoReturn
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError
 from torrentkit.wire import codec, extensions
 from torrentkit.wire.codec import (
+    ALLOWED_FAST,
     BITFIELD,
     CANCEL,
     CHOKE,
     EXTENDED,
+    FAST_IDS,
     FIXED_PAYLOAD,
     HANDSHAKE_LENGTH,
     HANDSHAKE_PREFIX,
     HAVE,
+    HAVE_ALL,
+    HAVE_NONE,
     INTERESTED,
     MAX_MESSAGE_LENGTH,
     MAX_PIECE_PAYLOAD,
@@ -109,11 +129,14 @@ from torrentkit.wire.codec import (
     PIECE,
     PIECE_HEADER,
     PORT,
+    REJECT_REQUEST,
     REQUEST,
+    SUGGEST_PIECE,
     UNCHOKE,
 )
 from torrentkit.wire.events import (
     BLOCK_SIZE,
+    AllowedFast,
     Bitfield,
     Cancel,
     Choke,
@@ -122,14 +145,18 @@ from torrentkit.wire.events import (
     ExtendedHandshake,
     Handshake,
     Have,
+    HaveAll,
+    HaveNone,
     Interested,
     InvalidRequest,
     KeepAlive,
     NotInterested,
     Piece,
     Port,
+    RejectRequest,
     Request,
     RequestProblem,
+    SuggestPiece,
     Unchoke,
     UnknownMessage,
 )
@@ -146,9 +173,24 @@ NEED_DATA: Final = NeedData.NEED_DATA
 #: docs/limits.md: at most 2**21 pieces per torrent; bounds an unchecked have-set too.
 MAX_PIECES: Final = 2**21
 
-#: BEP 3 messages that close our bitfield window (see the module docstring).
+#: At most this many pieces of a peer's allowed-fast set are kept (docs/limits.md).
+MAX_ALLOWED_FAST_IN: Final = 64
+
+#: Messages that close our bitfield window (see the module docstring).
 _CLOSES_WINDOW_EVENTS: Final = frozenset(
-    {Choke, Unchoke, Interested, NotInterested, Have, Bitfield, Request, Piece, Cancel}
+    {
+        Choke,
+        Unchoke,
+        Interested,
+        NotInterested,
+        Have,
+        Bitfield,
+        Request,
+        Piece,
+        Cancel,
+        HaveAll,
+        HaveNone,
+    }
 )
 
 #: Event type -> (flag, value). Sent: the flag on our side; received: the peer's.
@@ -215,6 +257,7 @@ _EVENT_FOR_ID: Final[dict[int, Event]] = {
     NOT_INTERESTED: NotInterested(),
 }
 _MAX_CANCELLED: Final = 4096
+_FAST_EVENTS: Final = frozenset({SuggestPiece, HaveAll, HaveNone, RejectRequest, AllowedFast})
 #: A receive buffer above this size is given back once the connection is quiet again.
 _BIG_BUFFER: Final = 64 * 1024
 
@@ -284,6 +327,7 @@ class PeerConnection:
         self._peer_have = bytearray()
         self.peer_have_count = 0
         self._peer_sent_bitfield = False
+        self._peer_have_all = False  # HAVE ALL before the geometry was known
         # Requests.
         self._requested: dict[BlockKey, None] = {}
         # How many copies of each withdrawn request may still arrive (a block requested,
@@ -292,6 +336,9 @@ class PeerConnection:
         self._peer_requests: dict[BlockKey, None] = {}
         self.choked_requests = 0
         self.invalid_requests = 0
+        # Fast extension: pieces we said we serve while choking, and the peer said it does.
+        self._allowed_fast_out: set[int] = set()
+        self._allowed_fast_in: dict[int, None] = {}
         # Extension protocol.
         self.extensions = extensions.ExtensionIds()
         self.peer_extended_handshake: ExtendedHandshake | None = None
@@ -314,6 +361,26 @@ class PeerConnection:
             and self.our_handshake.extension_protocol
             and self.peer_handshake.extension_protocol
         )
+
+    @property
+    def fast(self) -> bool:
+        """Both handshakes carry the BEP 6 fast extension bit (False until both are known)."""
+        return (
+            self.our_handshake is not None
+            and self.peer_handshake is not None
+            and self.our_handshake.fast_extension
+            and self.peer_handshake.fast_extension
+        )
+
+    @property
+    def allowed_fast_in(self) -> frozenset[int]:
+        """Pieces the peer lets us request while it chokes us (its ALLOWED FAST messages)."""
+        return frozenset(self._allowed_fast_in)
+
+    @property
+    def allowed_fast_out(self) -> frozenset[int]:
+        """Pieces we told the peer it may request while we choke it."""
+        return frozenset(self._allowed_fast_out)
 
     @property
     def peer_reqq(self) -> int | None:
@@ -386,6 +453,10 @@ class PeerConnection:
             self._fail("the peer announced pieces beyond the torrent's end")
         have.extend(bytes(n - len(have)))
         self.geometry = geometry
+        if self._peer_have_all:
+            self._set_peer_have_all(geometry)
+        for index in [i for i in self._allowed_fast_in if i >= geometry.num_pieces]:
+            del self._allowed_fast_in[index]
 
     # ------------------------------------------------------------------ receiving
 
@@ -584,7 +655,7 @@ class PeerConnection:
             flag, value = FLAG_CHANGES[type(simple)]
             if flag == "choking":
                 self.peer_choking = value
-                if value:
+                if value and not self.fast:  # BEP 6: a fast peer answers each request
                     cancelled = self._cancelled
                     for key in self._requested:
                         cancelled[key] = cancelled.get(key, 0) + 1
@@ -623,7 +694,64 @@ class PeerConnection:
                 self.peer_extended_handshake = hs
                 return hs
             return Extended(ext_id=ext_id, payload=payload[1:])
+        if msg_id in FAST_IDS:
+            return self._handle_fast(msg_id, payload)
         return UnknownMessage(message_id=msg_id, payload=payload)
+
+    def _handle_fast(self, msg_id: int, payload: bytes) -> Event | None:
+        """A BEP 6 message (its payload size already checked)."""
+        ours, theirs = self.our_handshake, self.peer_handshake
+        if not (
+            theirs is not None and theirs.fast_extension and (ours is None or ours.fast_extension)
+        ):
+            self._fail(f"fast extension message {msg_id} without the fast extension")
+        if msg_id == REJECT_REQUEST:
+            index, begin, length = codec.THREE_U32.unpack(payload)
+            key = (index, begin, length)
+            if key in self._requested:
+                del self._requested[key]
+            elif key in self._cancelled:
+                late = self._cancelled[key]
+                if late > 1:
+                    self._cancelled[key] = late - 1
+                else:
+                    del self._cancelled[key]
+            else:
+                self._fail(f"REJECT REQUEST {index}:{begin}+{length} was never requested")
+            return RejectRequest(index=index, begin=begin, length=length)
+        if msg_id == HAVE_ALL:
+            self._peer_sent_bitfield = False  # (no size to check against the geometry)
+            if self.geometry is None:
+                self._peer_have_all = True
+            else:
+                self._set_peer_have_all(self.geometry)
+            return HaveAll()
+        if msg_id == HAVE_NONE:
+            self._peer_sent_bitfield = False  # (no size to check against the geometry)
+            self._peer_have_all = False
+            self._peer_have[:] = bytes(len(self._peer_have))
+            self.peer_have_count = 0
+            return HaveNone()
+        index = codec.U32.unpack(payload)[0]
+        g = self.geometry
+        if index >= (g.num_pieces if g is not None else MAX_PIECES):
+            self._count_invalid()  # ignored: no piece to serve or fetch
+            return None
+        if msg_id == SUGGEST_PIECE:
+            return SuggestPiece(index=index)
+        assert msg_id == ALLOWED_FAST
+        allowed = self._allowed_fast_in
+        if index in allowed or len(allowed) >= MAX_ALLOWED_FAST_IN:
+            return None
+        allowed[index] = None
+        return AllowedFast(index=index)
+
+    def _set_peer_have_all(self, g: PieceGeometry) -> None:
+        have = self._peer_have
+        have[:] = b"\xff" * g.bitfield_length
+        if g.num_pieces & 7:
+            have[-1] = 0xFF ^ _spare_mask(g)
+        self.peer_have_count = g.num_pieces
 
     def _receive_extensions(self) -> bool:
         """Interpret message 20? The peer advertised BEP 10 and we do, or have not answered
@@ -683,7 +811,7 @@ class PeerConnection:
             problem = RequestProblem.NO_METADATA
         elif index >= g.num_pieces or begin + length > g.piece_size(index):
             problem = RequestProblem.OUT_OF_RANGE
-        elif self.am_choking:
+        elif self.am_choking and index not in self._allowed_fast_out:
             self.choked_requests += 1
             if self.choked_requests > self.max_choked_requests:
                 self._fail(f"more than {self.max_choked_requests} requests while choked")
@@ -772,8 +900,11 @@ class PeerConnection:
             if flag == "choking":
                 self.am_choking = value
                 if value:
-                    self._peer_requests.clear()
                     self.choked_requests = 0
+                    if self.fast:
+                        self._our_bitfield_window = False
+                        return codec.encode(event) + self._reject_on_choke()
+                    self._peer_requests.clear()
             else:
                 self.am_interested = value
         elif cls is Bitfield:
@@ -783,6 +914,8 @@ class PeerConnection:
             assert isinstance(event, Have)
             if self.geometry is None or event.index >= self.geometry.num_pieces:
                 raise LocalProtocolError(f"HAVE {event.index} out of range")
+        elif cls in _FAST_EVENTS:
+            self._check_fast(event)
         elif cls is ExtendedHandshake:
             assert isinstance(event, ExtendedHandshake)
             self._check_extensions("an extended handshake")
@@ -809,8 +942,8 @@ class PeerConnection:
         g = self.geometry
         if g is None:
             raise LocalProtocolError("REQUEST before the piece geometry is known")
-        if self.peer_choking:
-            raise LocalProtocolError("REQUEST while the peer chokes us")
+        if self.peer_choking and not all(b[0] in self._allowed_fast_in for b in blocks):
+            raise LocalProtocolError("REQUEST while the peer chokes us (not allowed fast)")
         requested, have = self._requested, self._peer_have
         num, plen, last = g.num_pieces, g.piece_length, g.num_pieces - 1
         last_size = g.total_length - last * plen
@@ -888,8 +1021,8 @@ class PeerConnection:
             raise LocalProtocolError("REQUEST before the piece geometry is known")
         if event.index >= g.num_pieces or event.begin + event.length > g.piece_size(event.index):
             raise LocalProtocolError(f"REQUEST {event} is outside the torrent")
-        if self.peer_choking:
-            raise LocalProtocolError("REQUEST while the peer chokes us")
+        if self.peer_choking and event.index not in self._allowed_fast_in:
+            raise LocalProtocolError("REQUEST while the peer chokes us (not allowed fast)")
         if not self.peer_has(event.index):
             raise LocalProtocolError(f"REQUEST for piece {event.index}, which the peer lacks")
         if (event.index, event.begin, event.length) in self._requested:
@@ -903,6 +1036,34 @@ class PeerConnection:
             raise LocalProtocolError("BITFIELD before the piece geometry is known")
         if len(event.bitfield) != g.bitfield_length or event.bitfield[-1] & _spare_mask(g):
             raise LocalProtocolError(f"BITFIELD does not fit {g.num_pieces} pieces")
+
+    def _reject_on_choke(self) -> bytes:
+        """BEP 6: a CHOKE to a fast peer rejects its queued requests, except those for
+        allowed-fast pieces (still served); returns the REJECT messages."""
+        keep, out = self._allowed_fast_out, []
+        pack = codec.REQUEST_MSG.pack
+        for key in [k for k in self._peer_requests if k[0] not in keep]:
+            del self._peer_requests[key]
+            out.append(pack(13, REJECT_REQUEST, *key))
+        return b"".join(out)
+
+    def _check_fast(self, event: Event) -> None:
+        """Checks and state for sending a BEP 6 message."""
+        if not self.fast:
+            raise LocalProtocolError(
+                f"{type(event).__name__}, but the fast extension was not negotiated"
+            )
+        g = self.geometry
+        if isinstance(event, HaveAll | HaveNone):
+            if not self._our_bitfield_window:
+                raise LocalProtocolError(f"{type(event).__name__} may only be the first message")
+        elif isinstance(event, RejectRequest):
+            self._peer_requests.pop((event.index, event.begin, event.length), None)
+        elif isinstance(event, AllowedFast | SuggestPiece):
+            if g is None or event.index >= g.num_pieces:
+                raise LocalProtocolError(f"{type(event).__name__} {event.index} out of range")
+            if isinstance(event, AllowedFast):
+                self._allowed_fast_out.add(event.index)
 
     def _check_extensions(self, what: str) -> None:
         if self.peer_handshake is None:

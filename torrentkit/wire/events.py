@@ -29,8 +29,14 @@ _U32 = 2**32
 #: reserved[5] & 0x10: the BEP 10 extension protocol.
 EXTENSION_BYTE = 5
 EXTENSION_MASK = 0x10
-#: What we send: the extension protocol bit and nothing else (no DHT bit, no fast extension).
-DEFAULT_RESERVED = bytes([0, 0, 0, 0, 0, EXTENSION_MASK, 0, 0])
+#: reserved[7] & 0x04: the BEP 6 fast extension.
+FAST_BYTE = 7
+FAST_MASK = 0x04
+#: What we send: the extension protocol bit and the fast extension bit (no DHT bit).
+DEFAULT_RESERVED = bytes([0, 0, 0, 0, 0, EXTENSION_MASK, 0, FAST_MASK])
+#: The extension protocol bit only: for connections that fetch metadata and nothing else
+#: (the fast extension would oblige us to send a have-set and answer requests).
+EXTENSION_ONLY_RESERVED = bytes([0, 0, 0, 0, 0, EXTENSION_MASK, 0, 0])
 
 
 def _u32(name: str, value: int) -> None:
@@ -67,6 +73,11 @@ class Handshake:
     def extension_protocol(self) -> bool:
         """Whether this side supports the BEP 10 extension protocol."""
         return bool(self.reserved[EXTENSION_BYTE] & EXTENSION_MASK)
+
+    @property
+    def fast_extension(self) -> bool:
+        """Whether this side supports the BEP 6 fast extension."""
+        return bool(self.reserved[FAST_BYTE] & FAST_MASK)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,6 +202,50 @@ class Port:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SuggestPiece:
+    """Message 13 (BEP 6): "you might like to download piece ``index``" (advisory)."""
+
+    index: int
+
+    def __post_init__(self) -> None:
+        _u32("index", self.index)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaveAll:
+    """Message 14 (BEP 6): the sender has every piece (in place of a bitfield)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaveNone:
+    """Message 15 (BEP 6): the sender has no piece (in place of a bitfield)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RejectRequest:
+    """Message 16 (BEP 6): the request for this block will not be served."""
+
+    index: int
+    begin: int
+    length: int
+
+    def __post_init__(self) -> None:
+        _u32("index", self.index)
+        _u32("begin", self.begin)
+        _u32("length", self.length)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllowedFast:
+    """Message 17 (BEP 6): the sender serves piece ``index`` even while choking us."""
+
+    index: int
+
+    def __post_init__(self) -> None:
+        _u32("index", self.index)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExtendedHandshake:
     """Message 20, extension id 0 (BEP 10): the extension handshake, parsed.
 
@@ -282,8 +337,10 @@ class RequestProblem(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InvalidRequest:
-    """Receive-only: a REQUEST the core refused. Nothing to send back (without the fast
-    extension a refused request is simply ignored); the counts live on the connection."""
+    """Receive-only: a REQUEST the core refused; the counts live on the connection. Without
+    the fast extension a refused request is simply ignored; with it (BEP 6) the engine
+    answers with a :class:`RejectRequest` (``PeerConnection.send`` accepts one for a refused
+    request as well as for a queued one)."""
 
     index: int
     begin: int
@@ -304,6 +361,11 @@ Event = (
     | Piece
     | Cancel
     | Port
+    | SuggestPiece
+    | HaveAll
+    | HaveNone
+    | RejectRequest
+    | AllowedFast
     | ExtendedHandshake
     | Extended
     | UnknownMessage

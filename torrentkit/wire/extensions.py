@@ -113,6 +113,17 @@ def encode_extended_handshake(event: ExtendedHandshake) -> bytes:
     return bencoding.encode(d)
 
 
+def decode_dict(payload: bytes, what: str) -> dict[bytes, Any]:
+    """An extension message's bencoded dictionary; RemoteProtocolError if it is not one."""
+    try:
+        d = bencoding.decode(payload, bencoding.MESSAGE_LIMITS)
+    except BencodeError as exc:
+        raise RemoteProtocolError(f"{what} is not valid bencode: {exc}") from None
+    if not isinstance(d, dict):
+        raise RemoteProtocolError(f"{what} is not a dictionary")
+    return d
+
+
 def parse_extended_handshake(payload: bytes) -> ExtendedHandshake:
     """Parse an extended handshake dictionary; RemoteProtocolError for anything malformed.
 
@@ -121,12 +132,7 @@ def parse_extended_handshake(payload: bytes) -> ExtendedHandshake:
     or an impossible value are errors. ``v`` is decoded leniently (invalid UTF-8 replaced)
     and cut to :data:`MAX_CLIENT_NAME` characters; ``p`` = 0 reads as "not given".
     """
-    try:
-        d = bencoding.decode(payload, bencoding.MESSAGE_LIMITS)
-    except BencodeError as exc:
-        raise RemoteProtocolError(f"extended handshake is not valid bencode: {exc}") from None
-    if not isinstance(d, dict):
-        raise RemoteProtocolError("extended handshake is not a dictionary")
+    d = decode_dict(payload, "extended handshake")
 
     m: dict[str, int] = {}
     raw_m = d.get(b"m", {})
