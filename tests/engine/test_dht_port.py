@@ -39,7 +39,7 @@ def small_torrent(*, private: bool) -> Info:
 def test_reserved_bit() -> None:
     assert not supports_dht(DEFAULT_RESERVED)
     reserved = with_dht_bit(DEFAULT_RESERVED)
-    assert reserved[7] == 0x01 and reserved[:7] == DEFAULT_RESERVED[:7]
+    assert reserved[7] == DEFAULT_RESERVED[7] | 0x01 and reserved[:7] == DEFAULT_RESERVED[:7]
     assert supports_dht(reserved)
 
 
