@@ -625,6 +625,7 @@ class Torrent:
         now = trio.current_time()
         link = PeerLink(self, stream, conn, addr, outgoing=outgoing, now=now)
         link.set_peer_id(hs.peer_id)
+        link.prefers_encryption = encryption != "none"  # its handshake was MSE: PEX flag 0x01
         if self.peers.is_banned(link.key, hs.peer_id):
             await close_quietly(stream)
             return
