@@ -10,6 +10,7 @@ clock: HTTP and UDP announces meet in one swarm.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import struct
@@ -32,12 +33,14 @@ from torrentkit.discovery.tracker.client import (
 )
 from torrentkit.discovery.tracker.protocol import (
     AnnounceEvent,
+    AnnounceReply,
     AnnounceRequest,
     TrackerFailure,
     compact_peer,
 )
 from torrentkit.discovery.tracker.server import TrackerThread
 from torrentkit.discovery.tracker.state import TrackerConfig, TrackerState
+from torrentkit.discovery.tracker.store import MemoryStore, StoreUnavailable
 from torrentkit.discovery.tracker.udp import PROTOCOL_ID, parse_options
 from torrentkit.discovery.tracker.udp_client import UdpTrackerClient
 from torrentkit.ids import InfoHash, PeerAddr
@@ -265,3 +268,35 @@ async def test_udp_and_http_announces_meet_in_one_swarm_and_stats_count_them_apa
             "http": {"announces": 1, "scrapes": 0, "errors": 0, "connects": 0, "dropped": 0},
             "udp": {"announces": 1, "scrapes": 1, "errors": 0, "connects": 2, "dropped": 0},
         }
+
+
+class SlowStore(MemoryStore):
+    """A store that waits before it answers (as Redis does), and is down for one torrent."""
+
+    def __init__(self, state: TrackerState, down_for: InfoHash) -> None:
+        super().__init__(state)
+        self.down_for = down_for
+
+    async def announce(self, req: AnnounceRequest, *, remote_ip: str, now: float) -> AnnounceReply:
+        await asyncio.sleep(0.01)
+        if req.info_hash == self.down_for:
+            raise StoreUnavailable("swarm store unavailable (test)")
+        return await super().announce(req, remote_ip=remote_ip, now=now)
+
+
+async def test_a_store_that_waits_answers_later_and_a_store_failure_is_an_error_packet() -> None:
+    down = InfoHash(b"\xdd" * 20)
+    state = TrackerState(TrackerConfig(interval=60, min_interval=0))
+    with TrackerThread(SlowStore(state, down), udp=True) as tracker:
+        assert tracker.udp_url is not None
+        client = UdpTrackerClient()
+        with trio.fail_after(20):
+            for n in range(3):
+                req = AnnounceRequest(info_hash=IH, peer_id=b"-TK0100-%012d" % n, port=7000 + n)
+                reply = await client.announce(tracker.udp_url, req)
+                assert len(reply.peers) == n
+            bad = AnnounceRequest(info_hash=down, peer_id=PEER_ID, port=7100)
+            with pytest.raises(TrackerFailure, match="swarm store unavailable"):
+                await client.announce(tracker.udp_url, bad)
+        served = _stats(tracker.announce_url)["served"]
+        assert isinstance(served, dict) and served["udp"]["errors"] == 1

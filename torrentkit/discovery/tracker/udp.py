@@ -52,6 +52,7 @@ import hmac
 import ipaddress
 import os
 import random
+import socket
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -463,8 +464,11 @@ class ConnectionSecret:
 
 
 def packed_address(ip: str) -> bytes:
-    """What a connection id is bound to: the sender's IP, packed."""
-    return ipaddress.ip_address(ip).packed
+    """What a connection id is bound to: the sender's IP, packed (ValueError if not an IP)."""
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+    except OSError:
+        raise ValueError(f"not an IP address: {ip!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,7 +545,8 @@ class UdpTrackerCore:
             raise TrackerRequestError(f"announce of {len(data)} bytes, need {ANNOUNCE_SIZE}")
         (_, _, _, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, key, numwant,
          port) = _ANNOUNCE.unpack_from(data)  # fmt: skip
-        parse_options(data[ANNOUNCE_SIZE:])  # BEP 41: read (unknown ones skipped), not needed
+        if len(data) > ANNOUNCE_SIZE:
+            parse_options(data[ANNOUNCE_SIZE:])  # BEP 41: read (unknown ones skipped), unused
         if event > 3:
             raise TrackerRequestError(f"unknown event {event}")
         if port == 0:
@@ -575,7 +580,10 @@ class UdpTrackerCore:
         """The store's announce reply as a datagram: peers of the sender's address family."""
         self.counters.announces += 1
         stride = 18 if ":" in pending.ip else 6
-        peers = b"".join(p.compact for p in reply.peers if len(p.compact) == stride)
+        listed = reply.peers
+        peers = b"".join([p.compact for p in listed])
+        if len(peers) != stride * len(listed):  # a swarm of both families: this one's only
+            peers = b"".join([p.compact for p in listed if len(p.compact) == stride])
         header = _ANNOUNCE_REPLY.pack(
             ACTION_ANNOUNCE,
             pending.tid,
