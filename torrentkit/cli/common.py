@@ -6,16 +6,17 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from typing import TYPE_CHECKING, Any, TextIO
 
 from torrentkit.errors import MetainfoError
 from torrentkit.metainfo import Magnet, Metainfo, is_magnet, parse_magnet, parse_torrent
 
 # Re-exported for the subcommands; the escaping rule lives in torrentkit.text.
 from torrentkit.text import safe_text as safe_text
+
+if TYPE_CHECKING:  # rich is imported by the commands that draw (its import costs ~0.1 s)
+    from rich.console import Console
+    from rich.progress import Progress
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -81,6 +82,8 @@ def emit_json(obj: dict[str, Any], out: TextIO | None = None) -> None:
 
 def byte_progress(console: Console) -> Progress:
     """A transient progress bar in bytes (hashing, verifying) on ``console``."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
     return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
