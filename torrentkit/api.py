@@ -957,6 +957,7 @@ class _TorrentJob:
         options = TorrentOptions(
             max_peers=settings.max_peers,
             upload_slots=settings.upload_slots,
+            optimistic_slots=settings.optimistic_slots,
             rechoke_interval=settings.rechoke_interval,
             encryption=settings.encryption,
             file_priorities=self.files,

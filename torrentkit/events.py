@@ -158,10 +158,16 @@ class PeerConnected(PeerEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PeerDisconnected(PeerEvent):
-    """A connection ended, and why."""
+    """A connection ended, and why; with what the peer was and did (its ``client``, the
+    payload bytes it sent us and we sent it, the seconds we kept it unchoked in all), so
+    a summary can still count a peer that has left."""
 
     kind: ClassVar[str] = "peer_disconnected"
     reason: str
+    client: str = ""
+    downloaded: int = 0
+    uploaded: int = 0
+    unchoked_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

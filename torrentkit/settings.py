@@ -116,6 +116,9 @@ class Settings:
     #: Per torrent: connected peers at most, upload slots, seconds between rechokes.
     max_peers: int = 50
     upload_slots: int = 4
+    #: Optimistic unchoke slots (a turn is three rechokes); 0 with ``upload_slots`` 0: the
+    #: session never uploads (a free rider, as the demo's).
+    optimistic_slots: int = 1
     rechoke_interval: float = 10.0
     #: Announce to the trackers a torrent or magnet names.
     trackers: bool = True
@@ -144,8 +147,10 @@ class Settings:
                 raise SettingsError(f"{name}: must be >= 0 (0 = unlimited)")
         if not 1 <= self.max_peers <= 10_000:
             raise SettingsError("max_peers: must be 1-10000")
-        if not 1 <= self.upload_slots <= 1000:
-            raise SettingsError("upload_slots: must be 1-1000")
+        if not 0 <= self.upload_slots <= 1000:
+            raise SettingsError("upload_slots: must be 0-1000")
+        if not 0 <= self.optimistic_slots <= 100:
+            raise SettingsError("optimistic_slots: must be 0-100")
         if not 0.05 <= self.rechoke_interval <= 600:
             raise SettingsError("rechoke_interval: must be 0.05-600 seconds")
         if not self.resume_interval > 0:

@@ -30,6 +30,7 @@ class PeerSnapshot:
     progress: float  # 0..1: the share of pieces the peer has
     connected_for: float  # seconds
     unchoked_seconds: float  # how long we kept it unchoked, in total
+    peer_id: bytes = b""  # from its handshake (b"" for a web seed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -172,6 +172,7 @@ class TorrentOptions:
     up_limit: float = 0.0
     file_priorities: Sequence[int] | None = None  # per file in info.files order; 0 = skip
     upload_slots: int = 4
+    optimistic_slots: int = 1  # 0 with upload_slots 0: never uploads (a free rider)
     #: Seconds between rechokes; the optimistic turn is three of them (BitTorrent: 10 / 30).
     #: Only the demo changes it, to show a minutes-long dynamic within a minute.
     rechoke_interval: float = RECHOKE_INTERVAL
@@ -232,6 +233,7 @@ class Torrent:
         self.choker: Choker[PeerLink] = Choker(
             rng=self.rng,
             slots=self.options.upload_slots,
+            optimistic_slots=self.options.optimistic_slots,
             rechoke_interval=self.options.rechoke_interval,
             optimistic_interval=3 * self.options.rechoke_interval,
             # 20 pieces' worth (libtorrent's quota), but at most 1/32 of the torrent, so that
@@ -363,6 +365,7 @@ class Torrent:
                 progress=link.conn.peer_have_count / num if num else 0.0,
                 connected_for=now - link.connected_at,
                 unchoked_seconds=unchoked.get(link.peer_id, (0.0, 0.0))[0],
+                peer_id=link.peer_id,
             )
             for link in self.links
             if link.conn.peer_handshake is not None
@@ -713,7 +716,15 @@ class Torrent:
         # their assemblies (trust needs to know who sent them when the piece is checked).
         if self.picker.remove_peer(link):
             self._rerequest(link, trio.current_time())
-        self.emit(PeerDisconnected, peer=str(link.addr), reason=link.close_reason)
+        self.emit(
+            PeerDisconnected,
+            peer=str(link.addr),
+            reason=link.close_reason,
+            client=link.client,
+            downloaded=link.downloaded,
+            uploaded=link.uploaded,
+            unchoked_seconds=round(self.unchoke_totals.get(link.peer_id, [0.0])[0], 3),
+        )
         # Not straight back to a peer that just left (libtorrent: 60 s) -- unless we parted
         # as both done and want more since (file priorities changed).
         if link.close_reason != PARTING or self.picker.is_finished():
@@ -1377,7 +1388,13 @@ class Torrent:
             if seed.fatal or seed.dropped:
                 self.dropped_web_seeds.add(seed.url)
             released = self.picker.remove_peer(seed)
-            self.emit(PeerDisconnected, peer=seed.url, reason=seed.close_reason)
+            self.emit(
+                PeerDisconnected,
+                peer=seed.url,
+                reason=seed.close_reason,
+                client=WEB_SEED_CLIENT,
+                downloaded=seed.downloaded,
+            )
             if not self.links and not self.web_seeds:
                 self._became_idle()
             if released and self._nursery is not None:

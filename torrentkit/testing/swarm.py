@@ -140,11 +140,13 @@ async def setup_swarm(
     rng: random.Random,
     tracker: SimTracker | None = None,
     options: TorrentOptions | None = None,
+    leecher_options: Sequence[TorrentOptions] = (),
     start_gap: float = 0.5,
 ) -> list[SimNode]:
     """Start seeders then leechers (``start_gap`` seconds apart), each on a new simulated
     host 127.1.x.y (numbered on from the hosts the network already has), each announcing
-    to ``tracker`` (a new one when not given)."""
+    to ``tracker`` (a new one when not given). ``leecher_options[i]``, when given, replaces
+    ``options`` for leecher ``i`` (e.g. a free rider's ``upload_slots=0``)."""
     tracker = tracker or SimTracker(rng)
     nodes: list[SimNode] = []
     specs = [(True, r) for r in seed_rates] + [(False, r) for r in leecher_rates]
@@ -163,7 +165,10 @@ async def setup_swarm(
         )
         await nursery.start(session.run)
         storage = MemoryStorage(info, payload if is_seed else None)
-        torrent = await session.add_torrent(info, storage, options or TorrentOptions())
+        own = options or TorrentOptions()
+        if not is_seed and n - len(seed_rates) < len(leecher_options):
+            own = leecher_options[n - len(seed_rates)]
+        torrent = await session.add_torrent(info, storage, own)
         torrent.add_discovery(tracker.discovery(torrent, host, random.Random(rng.random())))
         nodes.append(
             SimNode(
