@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "chord-example",
         help="run the lecture's Chord example (m=3: nodes 1, 2, 0, 6) and print the tables",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", ""),  # plain text, not RST markup
     )
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
     p.set_defaults(func=run)

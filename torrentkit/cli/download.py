@@ -24,7 +24,9 @@ from torrentkit.metainfo import Magnet, Metainfo
 
 def register(sub: Any) -> None:
     p = sub.add_parser("download", help="download torrents (and optionally keep seeding)")
-    p.add_argument("torrents", nargs="+", metavar="TORRENT")
+    p.add_argument(
+        "torrents", nargs="+", metavar="TORRENT", help="a .torrent file or a magnet: link"
+    )
     p.add_argument("-o", "--output", default=".", metavar="DIR", help="save folder (default .)")
     p.add_argument("--files", metavar="SPEC", help="only these files, by index: 0,2-4")
     p.add_argument("--seed", action="store_true", help="keep seeding until stopped")
@@ -89,7 +91,9 @@ def parse_files(spec: str, meta: Metainfo) -> list[int]:
             hi = int(hi_text) if dash else lo
         except ValueError:
             raise UsageError(f"--files: expected indexes like 0,2-4, got {part!r}") from None
-        if lo < 0 or hi < lo or hi >= len(real):
+        if hi < lo:
+            raise UsageError(f"--files: {part!r} is a reversed range (write {hi}-{lo})")
+        if lo < 0 or hi >= len(real):
             raise UsageError(f"--files: {part!r} is outside 0-{len(real) - 1}")
         chosen.update(range(lo, hi + 1))
     if not chosen:

@@ -33,10 +33,16 @@ import trio
 
 from torrentkit.api import Session
 from torrentkit.cli.common import JobFailed, UsageError
-from torrentkit.cli.p2p import add_discovery_arguments, network_settings, require_mode
+from torrentkit.cli.p2p import (
+    SEARCH_MODES,
+    add_discovery_arguments,
+    network_settings,
+    require_mode,
+)
 from torrentkit.cli.swarm import AddSpec, RunPlan, run_plan
 from torrentkit.cli.swarm_flags import (
     add_encryption_argument,
+    add_max_peers,
     check_save_dir,
     parse_peers,
     settings_from_args,
@@ -58,7 +64,7 @@ GIVE_UP_EARLY = 1.0
 def register(sub: Any) -> None:
     p = sub.add_parser("get", help="find holders of an info-hash by search, then download it")
     p.add_argument("info_hash", metavar="INFO_HASH", help="40 hex (or 32 base32) characters")
-    add_discovery_arguments(p, default=None)
+    add_discovery_arguments(p, default=None, offered=SEARCH_MODES)
     p.add_argument("--name", metavar="WORDS", help="gnutella/kazaa: words of the file's name")
     p.add_argument(
         "--wait", type=float, default=DEFAULT_WAIT, metavar="S", help="overlays: hits per search"
@@ -72,7 +78,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
     p.add_argument("--down-limit", default="0", metavar="RATE", help="download limit")
-    p.add_argument("--max-peers", type=int, default=50, metavar="N")
+    add_max_peers(p)
     add_encryption_argument(p)
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
@@ -82,7 +88,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     mode = args.discovery
-    require_mode(mode, ("napster", "gnutella", "kazaa"), "get")
+    require_mode(mode, SEARCH_MODES, "get")
     try:
         info_hash = InfoHash.from_text(args.info_hash)
     except ValueError as exc:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from torrentkit.cli.common import EXIT_OK, emit_json, load_torrent_or_magnet, safe_text
+from torrentkit.cli.common import (
+    EXIT_OK,
+    UsageError,
+    emit_json,
+    load_torrent_or_magnet,
+    safe_text,
+)
 from torrentkit.metainfo import Magnet, Metainfo
 
 
@@ -16,7 +23,23 @@ def register(sub: Any) -> None:
     p = sub.add_parser("info", help="show what a .torrent or magnet link holds")
     p.add_argument("source", metavar="FILE|MAGNET")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument(
+        "--magnet",
+        action="store_true",
+        help="print only the magnet link (info-hash, name, every tracker)",
+    )
     p.set_defaults(func=run)
+
+
+def magnet_of(src: Metainfo | Magnet) -> str:
+    """The magnet link (BEP 9) for a torrent: its info-hash(es), name and trackers."""
+    if isinstance(src, Magnet):
+        return src.format()
+    trackers = tuple(dict.fromkeys(url for tier in src.trackers for url in tier))
+    info = src.info
+    return Magnet(
+        info_hash=info.info_hash, name=info.name, trackers=trackers, info_hash_v2=info.info_hash_v2
+    ).format()
 
 
 def info_object(src: Metainfo | Magnet) -> dict[str, Any]:
@@ -54,6 +77,11 @@ def info_object(src: Metainfo | Magnet) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     src = load_torrent_or_magnet(args.source)
+    if args.magnet:
+        if args.json:
+            raise UsageError("--magnet and --json: choose one")
+        sys.stdout.write(magnet_of(src) + "\n")
+        return EXIT_OK
     obj = info_object(src)
     if args.json:
         emit_json(obj)

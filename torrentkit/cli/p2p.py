@@ -35,14 +35,22 @@ _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):(\d+)$")
 
 
 def add_discovery_arguments(
-    p: argparse.ArgumentParser, *, modes: Sequence[str] = DISCOVERY_MODES, default: str | None
+    p: argparse.ArgumentParser,
+    *,
+    modes: Sequence[str] = DISCOVERY_MODES,
+    default: str | None,
+    offered: Sequence[str] | None = None,
 ) -> None:
+    """``--discovery`` takes any of ``modes``; the help offers only ``offered`` (the ones
+    the command works with: the others are refused with a reason, :func:`require_mode`)."""
+    shown = list(offered if offered is not None else modes)
     p.add_argument(
         "--discovery",
         choices=list(modes),
         default=default,
         required=default is None,
-        help=f"how to find peers: {', '.join(modes)}",
+        metavar="{" + ",".join(shown) + "}",
+        help=f"how to find peers: {', '.join(shown)}",
     )
     p.add_argument(
         "--bootstrap",

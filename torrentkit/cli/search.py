@@ -65,7 +65,7 @@ _EXT = re.compile(r"[0-9a-z]{1,16}")
 def register(sub: Any) -> None:
     p = sub.add_parser("search", help="find files by name (napster, gnutella, kazaa)")
     p.add_argument("query", metavar="QUERY", help="words (or a substring / regular expression)")
-    add_discovery_arguments(p, default=None)
+    add_discovery_arguments(p, default=None, offered=SEARCH_MODES)
     p.add_argument(
         "--match",
         choices=[k.value for k in MatchKind],

@@ -37,7 +37,12 @@ from torrentkit.cli.p2p import (
     require_mode,
 )
 from torrentkit.cli.swarm import AddSpec, RunPlan, run_plan
-from torrentkit.cli.swarm_flags import add_encryption_argument, settings_from_args, want_ui
+from torrentkit.cli.swarm_flags import (
+    add_encryption_argument,
+    add_max_peers,
+    settings_from_args,
+    want_ui,
+)
 from torrentkit.discovery.gnutella.session_port import flood_links
 from torrentkit.discovery.networks import NapsterNetwork, OverlayNetwork
 from torrentkit.errors import MetainfoError, StorageError
@@ -52,13 +57,13 @@ MAX_FILES = 1000
 def register(sub: Any) -> None:
     p = sub.add_parser("share", help="make torrents of a folder's files, seed and publish them")
     p.add_argument("dir", metavar="DIR", help="the folder whose files to share")
-    add_discovery_arguments(p, default=None)
+    add_discovery_arguments(p, default=None, offered=SEARCH_MODES)
     add_role_arguments(p)
     p.add_argument("--bind", default="0.0.0.0", metavar="HOST", help="listen address")
     p.add_argument("--port", type=int, default=0, metavar="N", help="listen port (0 = any)")
     p.add_argument("--piece-size", metavar="SIZE", help="piece size (default: per file size)")
     p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
-    p.add_argument("--max-peers", type=int, default=50, metavar="N")
+    add_max_peers(p)
     add_encryption_argument(p)
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")

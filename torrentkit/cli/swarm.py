@@ -81,14 +81,17 @@ def run_plan(plan: RunPlan, *, extra: Extra | None = None) -> int:
 
 async def arun_plan(plan: RunPlan, *, extra: Extra | None = None) -> int:
     """:func:`run_plan` inside a running trio program."""
-    run = RunView(json=plan.json)
+    run = RunView(json=plan.json, seed_after=plan.seed_after)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             async with open_session(plan.settings) as session:
                 unsubscribe = session.subscribe(run.on_event)
                 addr = session.address
                 if plan.json:
-                    emit_json({"event": "listening", "host": addr.host, "port": addr.port})
+                    emit_json(
+                        {"event": "listening", "t": run.elapsed(), "host": addr.host,
+                         "port": addr.port}
+                    )  # fmt: skip
                 else:
                     sys.stdout.write(f"listening on {addr}\n")
                     sys.stdout.flush()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def add_common_arguments(
         help="dial this peer directly (repeatable)",
     )
     p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
-    p.add_argument("--max-peers", type=int, default=50, metavar="N")
+    add_max_peers(p)
     p.add_argument("--no-tracker", action="store_true", help="do not announce to trackers")
     p.add_argument(
         "--no-web-seeds", action="store_true", help="do not fetch from the torrent's url-list"
@@ -72,6 +73,16 @@ def add_encryption_argument(p: argparse.ArgumentParser) -> None:
         default="prefer",
         help="MSE/PE: prefer (encrypted handshake first, plaintext once if refused), "
         "require (RC4 only), disable (plaintext only)",
+    )
+
+
+def add_max_peers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-peers",
+        type=int,
+        default=50,
+        metavar="N",
+        help="connected peers per torrent at most (1-1000, default 50)",
     )
 
 
@@ -125,6 +136,11 @@ def check_save_dir(path: str, *, create: bool = False) -> Path:
             raise UsageError(f"{d}: cannot create the folder: {exc.strerror or exc}") from None
     if not d.is_dir():
         raise UsageError(f"{d}: not a folder")
+    if create:  # a folder we cannot write to is found now, not when the first piece arrives
+        try:
+            tempfile.TemporaryFile(dir=d).close()
+        except OSError as exc:
+            raise UsageError(f"{d}: cannot write here: {exc.strerror or exc}") from None
     return d
 
 

@@ -1015,13 +1015,17 @@ class FileStorage(PieceStorage):
 
     def _file_problems_sync(self) -> list[str | None]:
         out: list[str | None] = []
-        for f in self.info.files:
+        for i, f in enumerate(self.info.files):
             if f.pad:
                 out.append(None)
                 continue
             try:
                 path = safe_join(self.root, f.path)
-                out.append(None if path.exists() else "missing")
+                if not path.exists():
+                    out.append("missing")
+                    continue
+                os.close(self._open_file(i, write=False))  # readable? (e.g. permissions)
+                out.append(None)
             except StorageError as exc:
                 out.append(str(exc))
         return out
