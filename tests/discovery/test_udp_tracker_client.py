@@ -300,3 +300,55 @@ async def test_a_store_that_waits_answers_later_and_a_store_failure_is_an_error_
                 await client.announce(tracker.udp_url, bad)
         served = _stats(tracker.announce_url)["served"]
         assert isinstance(served, dict) and served["udp"]["errors"] == 1
+
+
+async def test_http_and_udp_urls_mix_in_one_tier_and_across_tiers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from tests.discovery.test_tracker_client import Reply, ScriptedTracker
+
+    http_peers = compact_peer("10.7.7.7", 7777)
+    udp_peers = compact_peer("10.8.8.8", 8888)
+    body = b"d8:intervali1800e5:peers6:" + http_peers + b"e"
+    found: list[PeerAddr] = []
+    async with trio.open_nursery() as nursery:
+        dead = await ScriptedUdpTracker(lambda seen, n: []).start(nursery)
+        http = await ScriptedTracker(lambda seen: Reply(body=body)).start(nursery)
+        udp = await ScriptedUdpTracker(honest(udp_peers)).start(nursery)
+        tiers = [[dead.url, http.url], [udp.url]]
+        discovery = TrackerDiscovery(
+            info_hash=IH,
+            peer_id=PEER_ID,
+            port=6881,
+            tiers=tiers,
+            totals=lambda: TransferTotals(uploaded=0, downloaded=0, left=1),
+            sink=lambda addrs, source: found.extend(addrs),
+        )
+        discovery.tiers._tiers[0].sort(key=lambda t: tiers[0].index(t.url))
+        start = trio.current_time()
+        nursery.start_soon(discovery.run)
+        while not found:
+            await trio.sleep(1)
+        # The dead UDP tracker held tier 1 for 45 s, then the HTTP one in it answered.
+        assert trio.current_time() - start == pytest.approx(45, abs=2)
+        assert found == [PeerAddr("10.7.7.7", 7777)] and udp.seen == []
+        # Now HTTP fails: the next round falls through to the UDP tracker of tier 2.
+        http.script = lambda seen: Reply(status=500)
+        discovery.announce_soon()
+        autojump_clock.jump(1800)
+        while len(found) < 2:
+            await trio.sleep(1)
+        assert found[1] == PeerAddr("10.8.8.8", 8888)
+        nursery.cancel_scope.cancel()
+
+
+async def test_over_ipv6_the_tracker_hands_out_18_byte_peers() -> None:
+    state = TrackerState(TrackerConfig(interval=60, min_interval=0))
+    with TrackerThread(state, host="::1", udp=True) as tracker:
+        assert tracker.udp_url is not None and tracker.udp_url.startswith("udp://[::1]:")
+        client = UdpTrackerClient()
+        with trio.fail_after(20):
+            for n in range(3):
+                req = AnnounceRequest(info_hash=IH, peer_id=b"-TK0100-%012d" % n, port=7000 + n)
+                reply = await client.announce(tracker.udp_url, req)
+                assert sorted(reply.peers) == [PeerAddr("::1", 7000 + i) for i in range(n)]
