@@ -55,7 +55,7 @@ from torrentkit.discovery.napster.index import IndexRequestError, MatchKind, Sea
 from torrentkit.discovery.napster.protocol import IndexResponseError
 from torrentkit.ids import PeerAddr
 from torrentkit.net import TrioNetwork
-from torrentkit.ui.dashboard import format_size
+from torrentkit.text import format_size
 
 DEFAULT_WAIT = 3.0
 MAX_WAIT = 120.0

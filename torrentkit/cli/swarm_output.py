@@ -20,7 +20,7 @@ from torrentkit.events import (
     PeerDisconnected,
     TorrentCompleted,
 )
-from torrentkit.ui.dashboard import format_duration, format_rate
+from torrentkit.text import format_duration, format_rate
 
 
 def line(text: str) -> None:

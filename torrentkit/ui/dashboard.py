@@ -45,7 +45,7 @@ from rich.style import Style
 
 from torrentkit.engine.snapshot import PeerSnapshot, TorrentSnapshot
 from torrentkit.events import Event
-from torrentkit.text import safe_text
+from torrentkit.text import format_duration, format_rate, format_size, safe_text
 
 __all__ = [
     "LEGENDS",
@@ -98,34 +98,6 @@ def format_rate_short(bps: float) -> str:
         if v < 999.5:
             return f"{v:.0f}{unit}"
     return f"{bps / 1024.0**4:.0f}T"
-
-
-def format_size(n: float) -> str:
-    """``0 B``, ``512 B``, ``12.3 KiB``, ``1.2 MiB``, ..."""
-    if n < 1024:
-        return f"{n:.0f} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 999.95 or unit == "TiB":
-            return f"{n:.1f} {unit}"
-    raise AssertionError("unreachable")
-
-
-def format_rate(bps: float) -> str:
-    return f"{format_size(bps)}/s"
-
-
-def format_duration(seconds: float) -> str:
-    """At most 5 cells: ``0s``, ``59s``, ``12m05``, ``3h07``, ``12d``, ``∞``."""
-    if not seconds < 10_000 * 86400:  # also NaN and inf
-        return "∞"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}"
-    h = s // 3600
-    return f"{h}h{s % 3600 // 60:02d}" if h < 100 else f"{h // 24}d"
 
 
 def _clock(t: float) -> str:
