@@ -28,8 +28,9 @@ from tests.redis_server import RedisServer, redis_server, tracker_workers
 from torrentkit import bencoding
 from torrentkit.discovery.tracker import protocol
 from torrentkit.discovery.tracker.protocol import AnnounceEvent, AnnounceRequest
-from torrentkit.discovery.tracker.redis_store import DOWN_REASON, RedisStore
+from torrentkit.discovery.tracker.redis_store import DOWN_REASON, RETRY_AFTER, RedisStore
 from torrentkit.discovery.tracker.state import TrackerConfig
+from torrentkit.discovery.tracker.store import StoreUnavailable
 from torrentkit.ids import InfoHash
 
 pytestmark = pytest.mark.slow
@@ -295,3 +296,41 @@ def test_redis_stopped_mid_load_gives_clear_failures_then_recovers(tmp_path: Pat
         err = tracker.proc.stderr.read().decode()
     assert "is down: ConnectionError" in err and "is back" in err, err
     assert "Traceback" not in err
+
+
+def test_failover_from_a_demoted_primary_to_the_promoted_replica(tmp_path: Path) -> None:
+    """The store's URL names a replica (as after a failover, before the name moves): writes
+    fail with the failure reason (READONLY), nothing is half-written; once that Redis is
+    promoted, announces succeed and find what the old primary had replicated."""
+    with (
+        redis_server(tmp_path / "primary") as primary,
+        redis_server(tmp_path / "replica") as replica,
+    ):
+        assert replica.command("REPLICAOF", "127.0.0.1", str(primary.port)).startswith(b"+OK")
+        wait_until(
+            lambda: b"master_link_status:up" in replica.command("INFO", "replication"),
+            10,
+            "replication",
+        )
+
+        async def main() -> None:
+            old = RedisStore.from_url(primary.url, TrackerConfig())
+            new = RedisStore.from_url(replica.url, TrackerConfig())
+            try:
+                one = AnnounceRequest(info_hash=IH, peer_id=pid(1), port=6001, left=0)
+                await old.announce(one, remote_ip="127.0.0.1", now=time.time())
+                two = AnnounceRequest(info_hash=IH, peer_id=pid(2), port=6002, left=1)
+                with pytest.raises(StoreUnavailable, match=DOWN_REASON):
+                    await new.announce(two, remote_ip="127.0.0.1", now=time.time())
+                assert new.down is not None and "ReadOnlyError" in new.down
+                assert replica.command("REPLICAOF", "NO", "ONE").startswith(b"+OK")
+                await asyncio.sleep(RETRY_AFTER + 0.1)
+                reply = await new.announce(two, remote_ip="127.0.0.1", now=time.time())
+                assert [p.port for p in reply.peers] == [6001]  # replicated before
+                assert (reply.complete, reply.incomplete) == (1, 1)
+                assert new.down is None
+            finally:
+                await old.aclose()
+                await new.aclose()
+
+        asyncio.run(main())
