@@ -12,7 +12,12 @@ import pytest
 import trio
 import trio.testing
 
-from torrentkit.engine.encryption import RC4Stream
+from torrentkit.engine.encryption import (
+    PLAIN_PEERS_MAX,
+    REFUSALS_TO_GIVE_UP,
+    PeerEncryption,
+    RC4Stream,
+)
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
 from torrentkit.engine.torrent import HANDSHAKE_TIMEOUT, Torrent, TorrentOptions
@@ -270,3 +275,34 @@ async def test_dribbled_handshake_dropped_at_the_time_out(
             took = trio.current_time() - start
             nursery.cancel_scope.cancel()
     assert HANDSHAKE_TIMEOUT - 0.1 <= took < HANDSHAKE_TIMEOUT + 1.5
+
+
+def test_plaintext_memory_flips_and_is_bounded() -> None:
+    enc = PeerEncryption("prefer")
+    a = PeerAddr("127.5.1.1", 1)
+    assert enc.encrypt_first(a)
+    enc.flip(a)  # refused encrypted: plaintext first next time
+    assert not enc.encrypt_first(a)
+    enc.flip(a)  # refused plaintext too: back to encrypted first
+    assert enc.encrypt_first(a)
+    for port in range(1, PLAIN_PEERS_MAX + 2):
+        enc.flip(PeerAddr("127.5.1.2", port))
+    assert enc.encrypt_first(PeerAddr("127.5.1.2", 1))  # the oldest was forgotten
+    assert not enc.encrypt_first(PeerAddr("127.5.1.2", PLAIN_PEERS_MAX + 1))
+    assert PeerEncryption("require").encrypt_first(a)
+    assert not PeerEncryption("disable").encrypt_first(a)
+
+
+def test_all_refused_needs_every_address_twice() -> None:
+    enc = PeerEncryption("require")
+    a, b = PeerAddr("127.5.1.1", 1), PeerAddr("127.5.1.1", 2)
+    assert enc.all_refused([]) is None
+    for _ in range(REFUSALS_TO_GIVE_UP):
+        enc.refused(a, "a refused")
+    assert enc.all_refused([a, b]) is None  # b has not refused yet
+    for _ in range(REFUSALS_TO_GIVE_UP):
+        enc.refused(b, "b refused")
+    why = enc.all_refused([a, b])
+    assert why is not None and why.endswith("last: b refused")
+    enc.connected(a)  # a connection resets a's count
+    assert enc.all_refused([a, b]) is None
