@@ -35,6 +35,7 @@ from torrentkit.wire.events import (
     Handshake,
     HaveAll,
     HaveNone,
+    Interested,
     Piece,
     RejectRequest,
     Request,
@@ -407,3 +408,58 @@ async def test_private_torrent_offers_no_pex_and_ignores_it(
             await trio.sleep(65)
             assert not [e for e in peer.of(Extended) if e.ext_id == PEER_PEX_ID]  # type: ignore[attr-defined]
             assert "pex" not in torrent.known.sources().values()
+
+
+async def test_seeder_suggests_cached_pieces_only_when_rarest_and_covered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from torrentkit.wire.events import Bitfield, Unchoke
+
+    info, payload = make_info(random.Random(1), 3 * 16 * KIB, 16 * KIB)  # 3 one-block pieces
+    with trio.fail_after(60):
+        async with running(info, payload) as (net, _torrent, _events, nursery):
+            peers = {}
+            # a and b lack piece 0, c lacks piece 1: every piece has a copy besides ours,
+            # and piece 0 is the rarest (1 copy).
+            for host, have in (
+                ("127.3.0.11", [1, 2]),
+                ("127.3.0.12", [1, 2]),
+                ("127.3.0.13", [0, 2]),
+            ):
+                p = await HandPeer.connect(net, host, info)
+                nursery.start_soon(p.read)
+                await p.send(Bitfield.from_indices(3, have), Interested())
+                peers[host] = p
+            a, b, c = peers.values()
+            await a.wait_for(lambda: bool(a.of(Unchoke)))
+            await a.send(Request(index=0, begin=0, length=16 * KIB))
+            await a.wait_for(lambda: bool(a.of(Piece)))
+            await b.wait_for(lambda: bool(b.of(SuggestPiece)))
+            assert b.of(SuggestPiece) == [SuggestPiece(index=0)]
+            assert not c.of(SuggestPiece)  # it has piece 0
+            # c asks for piece 1 (two copies, not the rarest): nobody is told.
+            await c.wait_for(lambda: bool(c.of(Unchoke)))
+            await c.send(Request(index=1, begin=0, length=16 * KIB))
+            await c.wait_for(lambda: len(c.of(Piece)) == 1)
+            await trio.sleep(1)
+            assert [e.index for e in a.of(SuggestPiece) + b.of(SuggestPiece)] == [0, 0]  # type: ignore[attr-defined]
+
+
+async def test_no_suggestions_while_some_piece_has_no_other_copy(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from torrentkit.wire.events import Unchoke
+
+    info, payload = make_info(random.Random(1), 3 * 16 * KIB, 16 * KIB)
+    with trio.fail_after(60):
+        async with running(info, payload) as (net, _torrent, _events, nursery):
+            a = await HandPeer.connect(net, "127.3.0.11", info)
+            b = await HandPeer.connect(net, "127.3.0.12", info)
+            for p in (a, b):
+                nursery.start_soon(p.read)
+                await p.send(HaveNone(), Interested())
+            await a.wait_for(lambda: bool(a.of(Unchoke)))
+            await a.send(Request(index=0, begin=0, length=16 * KIB))
+            await a.wait_for(lambda: bool(a.of(Piece)))
+            await trio.sleep(2)
+            assert not a.of(SuggestPiece) and not b.of(SuggestPiece)
