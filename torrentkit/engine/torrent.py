@@ -968,22 +968,33 @@ class Torrent:
         them in one call (``Picker.blocks_received``), the accepted ones go straight into
         their pieces' buffers, and the link's counters and rates are updated once for the
         batch, not per block."""
-        picker, assemblies = self.picker, self.assemblies
-        got = picker.blocks_received(link, blocks)
+        total = self._accept_blocks(link, link.key, blocks)
+        link.downloaded += total
+        link.down.add(now, total)
+        link.short_down.add(now, total)
+        link.last_block = now
+
+    def _accept_blocks(
+        self,
+        peer: PeerLink | WebSeedLink,
+        key: SenderKey,
+        blocks: Sequence[tuple[int, int, bytes | memoryview]],
+    ) -> int:
+        """Blocks from a peer or a web seed into the picker and the assemblies (the CANCELs
+        the endgame calls for sent, complete pieces handed to the writer, refused bytes
+        counted as redundant); returns the bytes in ``blocks``."""
+        got = self.picker.blocks_received(peer, blocks)
         for other, index, begin, size in got.cancels:
             if isinstance(other, PeerLink) and other.conn.is_outstanding(index, begin, size):
                 other.send(Cancel(index=index, begin=begin, length=size))
-        assemblies.add_blocks(blocks, got.accepted, link.key)
+        self.assemblies.add_blocks(blocks, got.accepted, key)
         self._submit_pieces(got.complete)
         total = sum([len(b[2]) for b in blocks])
         if not all(got.accepted):
             self.redundant += total - sum(
                 [len(b[2]) for b in itertools.compress(blocks, got.accepted)]
             )
-        link.downloaded += total
-        link.down.add(now, total)
-        link.short_down.add(now, total)
-        link.last_block = now
+        return total
 
     def _submit_pieces(self, indices: Sequence[int]) -> None:
         """Hand the pieces the picker completed to the piece writer (verify and write)."""
@@ -1423,12 +1434,7 @@ class Torrent:
         self, seed: WebSeedLink, blocks: Sequence[tuple[int, int, bytes]], now: float
     ) -> None:
         """Blocks a web seed fetched: into the picker and the assemblies like a peer's."""
-        got = self.picker.blocks_received(seed, blocks)
-        for other, index, begin, size in got.cancels:
-            if isinstance(other, PeerLink) and other.conn.is_outstanding(index, begin, size):
-                other.send(Cancel(index=index, begin=begin, length=size))
-        self.assemblies.add_blocks(blocks, got.accepted, seed.key)
-        self._submit_pieces(got.complete)
+        self._accept_blocks(seed, seed.key, blocks)
 
     def release_web_requests(self, seed: WebSeedLink) -> None:
         if self.picker.release_requests(seed):
