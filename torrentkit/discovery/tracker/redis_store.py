@@ -139,10 +139,10 @@ end
 #: '1' completed, '2' started, '3' stopped, '4' paused; seeder '0'/'1'), numwant (one byte),
 #: the info-hash in hex (40), the peer id (20), the compact address and the key (each after a
 #: length byte), then ``now`` as text. The key prefix and the config's numbers are written
-#: into the script's text (``@NAME@``: one script per prefix and config). Returns {seeders,
-#: leechers, IPv4 addresses, their peer ids, IPv6 addresses, their peer ids} (each
-#: concatenated: compact addresses of 6 / 18 bytes, peer ids of 20), {seeders, leechers}
-#: (no peers), or {-1, reason}.
+#: into the script's text (``@NAME@``: one script per prefix and config). Returns one string
+#: (one bulk reply is the cheapest to read): ``SEEDERS LEECHERS N4 N6 `` then the picked
+#: IPv4 addresses (N4 bytes, 6 each), IPv6 addresses (N6 bytes, 18 each), their peer ids
+#: (20 bytes each, IPv4 peers first); or ``!REASON`` for a refused announce.
 ANNOUNCE_LUA = (
     """
 local a = ARGV[1]
@@ -166,11 +166,11 @@ local rec, t, s = got[1], tonumber(got[2]), tonumber(got[3]) or 0
 local exists = got[4] ~= false  -- every swarm has its 'c'
 local stopping = event == 3
 if not exists then
-  if stopping then return {0, 0} end
+  if stopping then return '0 0 0 0 ' end
   if redis.call('ZCARD', IDX) >= maxswarms then
     redis.call('ZREMRANGEBYSCORE', IDX, '-inf', '(' .. (now - swarmtimeout))
     if redis.call('ZCARD', IDX) >= maxswarms then
-      return {-1, 'tracker is full: too many torrents'}
+      return '!tracker is full: too many torrents'
     end
   end
 end
@@ -179,11 +179,11 @@ local pseed, pdone, phaskey, paddr, pkey, pseen = false, false, false, nil, '', 
 if rec then pseed, pdone, phaskey, paddr, pkey, pseen = parse(rec) end
 if rec and paddr:sub(1, -3) ~= compact:sub(1, -3)
    and not (phaskey and haskey and pkey == key) then
-  return {-1, 'peer_id is in use from another address'}
+  return '!peer_id is in use from another address'
 end
 local n = redis.call('ZCARD', Z)
 if not rec and n >= maxpeers then
-  return {-1, 'tracker is full: too many peers on this torrent'}
+  return '!tracker is full: too many peers on this torrent'
 end
 
 -- No refusal below this line: every write is part of a whole announce.
@@ -223,7 +223,7 @@ if stopping then
   end
   redis.call('HSET', H, 'a', now)
   touch()
-  return {s, n - s}
+  return s .. ' ' .. (n - s) .. ' 0 0 '
 end
 
 if rec then
@@ -250,7 +250,7 @@ local me = compact .. pid
 redis.call('ZADD', Z, now, me)
 touch()
 if (rec and event == 0 and now - pseen < mininterval) or want <= 0 then
-  return {s, n - s}
+  return s .. ' ' .. (n - s) .. ' 0 0 '
 end
 local c4, i4, c6, i6, picked = {}, {}, {}, {}, 0
 for _, m in ipairs(redis.call('ZRANDMEMBER', Z, want + 1)) do
@@ -263,7 +263,9 @@ for _, m in ipairs(redis.call('ZRANDMEMBER', Z, want + 1)) do
     end
   end
 end
-return {s, n - s, table.concat(c4), table.concat(i4), table.concat(c6), table.concat(i6)}
+local a4, a6 = table.concat(c4), table.concat(c6)
+return table.concat({s, ' ', n - s, ' ', #a4, ' ', #a6, ' ', a4, a6, table.concat(i4),
+                     table.concat(i6)})
 """
 )
 
@@ -495,11 +497,16 @@ class RedisStore(TrackerRules):
             )
         )
         out = await self._call(lambda: self._queue(arg))
-        if out[0] == -1:
-            raise TrackerRequestError(out[1].decode())
-        if len(out) == 6:
-            return self.reply(out[0], out[1], PackedPeers(out[2], out[3], out[4], out[5]))
-        return self.reply(out[0], out[1], ())
+        if out[:1] == b"!":
+            raise TrackerRequestError(out[1:].decode())
+        seeders, leechers, n4, n6, rest = out.split(b" ", 4)
+        if not rest:
+            return self.reply(int(seeders), int(leechers), ())
+        n4, n6 = int(n4), int(n6)
+        end6 = n4 + n6
+        ids4 = end6 + n4 // 6 * 20
+        peers = PackedPeers(rest[:n4], rest[end6:ids4], rest[n4:end6], rest[ids4:])
+        return self.reply(int(seeders), int(leechers), peers)
 
     def _queue(self, call: bytes) -> asyncio.Future[Any]:
         """Queue one announce script call; its future gets the script's reply.
