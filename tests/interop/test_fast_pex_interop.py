@@ -232,3 +232,34 @@ def test_ours_learns_the_seeder_from_a_libtorrent_peers_pex(tmp_path: Path) -> N
 
 def lt_port_of(addr: str) -> int:
     return int(addr.rpartition(":")[2])
+
+
+def test_our_seeder_rejects_what_it_will_not_serve_and_libtorrent_carries_on(
+    tmp_path: Path,
+) -> None:
+    """Six libtorrent leechers on our rate-limited seeder: 4 + 1 slots, so every rechoke
+    chokes some of them with requests pending -- those are rejected (BEP 6), and libtorrent
+    asks again when unchoked; everyone completes byte-identical."""
+    payload, torrent, _ = _payload(tmp_path, 3 * MiB)
+    logs, state = tmp_path / "logs", tmp_path / "st"
+    extra = ["--up-limit", "600k"]
+    with our_seed(torrent, payload.parent, logs=logs, state_dir=state, extra=extra) as ours:
+        sessions = [libtorrent_session() for _ in range(6)]
+        handles = []
+        try:
+            for n, cm in enumerate(sessions):
+                ses = cm.__enter__()
+                handle = lt_add(ses, torrent, tmp_path / f"lt{n}")
+                handle.connect_peer((LOOPBACK, ours.port))
+                handles.append(handle)
+            for handle in handles:
+                lt_wait_finished(handle, 120)
+        finally:
+            for cm in reversed(sessions):
+                cm.__exit__(None, None, None)
+        rejects = [e for e in _fast_events(ours, "ours") if e["message"] == "reject"]
+        chokes = [e for e in ours.events() if e["event"] == "choke"]
+    assert chokes, ours.logs()
+    assert rejects, ours.logs()
+    for n in range(6):
+        assert (tmp_path / f"lt{n}" / "payload.bin").read_bytes() == payload.read_bytes()
