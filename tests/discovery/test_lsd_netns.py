@@ -21,11 +21,14 @@ import pytest
 
 from tests.conftest import require_binary
 from tests.interop.peers import make_payload
+from torrentkit.discovery.lsd.core import encode_announce, parse_announce
 from torrentkit.maketorrent import make_torrent
+from torrentkit.metainfo import parse_torrent
 
 pytestmark = pytest.mark.interop
 
 PEER_SCRIPT = Path(__file__).with_name("lsd_libtorrent_peer.py")
+LISTENER = Path(__file__).with_name("lsd_listener.py")
 
 
 @dataclass
@@ -201,3 +204,43 @@ def test_libtorrent_finds_our_cli_seeder_by_our_announce_unless_private(
             ours.stop()
     if not private:
         assert (tmp_path / "dl" / "lan.bin").read_bytes() == data.read_bytes()
+
+
+def test_wildcard_listen_announces_exact_datagrams_on_both_groups(
+    namespaces: Namespaces, tmp_path: Path
+) -> None:
+    """``seed --lsd`` listening on 0.0.0.0 joins both groups; bare listeners in the other
+    namespace receive its start-up announce on each, byte for byte what the core encodes
+    (the v4 one from our veth address, the v6 one from its link-local address)."""
+    ns = namespaces
+    data = make_payload(tmp_path / "seed" / "lan.bin", 40 * 1024, seed=8)
+    torrent = tmp_path / "lan.torrent"
+    torrent.write_bytes(make_torrent(data, piece_length=16 * 1024))
+    info_hash = bytes(parse_torrent(torrent.read_bytes()).info_hash)
+    listeners = {
+        fam: Lines(ns.run(ns.theirs, sys.executable, str(LISTENER), fam)) for fam in ("v4", "v6")
+    }
+    ours: Lines | None = None
+    try:
+        for lines in listeners.values():
+            lines.wait_for("ready", 15)
+        time.sleep(2.5)  # the veth's IPv6 link-local address leaves its tentative state
+        ours = Lines(
+            ns.run(ns.ours, sys.executable, "-m", "torrentkit.cli.main", "seed", str(torrent),
+                   str(data.parent), "--bind", "0.0.0.0", "--no-tracker", "--lsd", "--json",
+                   "--state-dir", str(tmp_path / "state"))
+        )  # fmt: skip
+        port = json.loads(ours.wait_for('{"event":"listening"', 15))["port"]
+        got = {fam: json.loads(lines.wait_for("{", 15)) for fam, lines in listeners.items()}
+    finally:
+        for lines in listeners.values():
+            lines.stop()
+        if ours is not None:
+            ours.stop()
+    assert got["v4"]["from"] == ns.our_ip
+    assert got["v6"]["from"].startswith("fe80:")
+    for fam, host in (("v4", "239.192.152.143:6771"), ("v6", "[ff15::efc0:988f]:6771")):
+        raw = got[fam]["data"].encode("latin-1")
+        msg = parse_announce(raw)
+        assert msg is not None and msg.cookie
+        assert raw == encode_announce(host, port, [info_hash], msg.cookie)
