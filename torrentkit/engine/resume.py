@@ -309,8 +309,17 @@ def save(state_dir: Path | str, data: ResumeData) -> Path:
     """
     raw = encode(data)
     folder = Path(state_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     target = resume_path(folder, data.info_hash)
+    write_atomically(target, raw)
+    return target
+
+
+def write_atomically(target: Path, raw: bytes) -> None:
+    """Write ``raw`` to ``target`` atomically and durably (blocking): a temp file in the same
+    folder (created if needed), fsync, rename over ``target``, fsync the folder. Any failure
+    propagates, leaving the previous file as it was and no temp file behind."""
+    folder = target.parent
+    folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -329,7 +338,6 @@ def save(state_dir: Path | str, data: ResumeData) -> Path:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    return target
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
