@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
+import atexit
+import os
 import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.guard.sitecustomize import is_local_host, network_namespace, refused
+
+__all__ = ["is_local_host", "require_binary"]
 
 
 def require_binary(name: str) -> str:
@@ -27,32 +34,12 @@ def require_binary(name: str) -> str:
 # the autouse fixture then fails the test even if the code under test caught the error.
 
 _violations: list[str] = []
-_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-
-
-def is_local_host(host: object) -> bool:
-    if isinstance(host, bytes):
-        host = host.decode("ascii", "replace")
-    if not isinstance(host, str):
-        return True  # unix sockets and the like
-    if host in _LOCAL_NAMES or host == "":
-        return True
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False  # a host name that is not localhost
-    return ip.is_loopback or ip.is_unspecified
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
-        address = args[1] if len(args) > 1 else None
-        if isinstance(address, tuple) and address and not is_local_host(address[0]):
-            _refuse(f"{event} to {address[0]}:{address[1] if len(address) > 1 else '?'}")
-    elif event == "socket.getaddrinfo":
-        host = args[0] if args else None
-        if host is not None and not is_local_host(host):
-            _refuse(f"name lookup of {host!r}")
+    what = refused(event, args)
+    if what is not None:
+        _refuse(what)
 
 
 def _refuse(what: str) -> None:
@@ -62,13 +49,33 @@ def _refuse(what: str) -> None:
 
 sys.addaudithook(_audit)
 
+# Python subprocesses a test starts (the CLI under test) load tests/guard/sitecustomize.py,
+# which refuses the same things and writes them to this file.
+_GUARD_DIR = Path(__file__).parent / "guard"
+_fd, _SUBPROCESS_LOG = tempfile.mkstemp(prefix="torrentkit-loopback-guard-")
+os.close(_fd)
+atexit.register(lambda: os.path.exists(_SUBPROCESS_LOG) and os.unlink(_SUBPROCESS_LOG))
+os.environ["TORRENTKIT_LOOPBACK_GUARD"] = _SUBPROCESS_LOG
+os.environ["TORRENTKIT_LOOPBACK_GUARD_NETNS"] = network_namespace() or ""
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(_GUARD_DIR), os.environ.get("PYTHONPATH", "")) if p
+)
+
+
+def _subprocess_violations() -> list[str]:
+    with open(_SUBPROCESS_LOG, "r+", encoding="utf-8") as log:
+        lines = log.read().splitlines()
+        log.truncate(0)
+    return lines
+
 
 @pytest.fixture(autouse=True)
 def loopback_only() -> Any:
-    """Fail any test that tried to reach beyond this machine."""
+    """Fail any test that (or any Python process it started) tried to leave this machine."""
     _violations.clear()
+    _subprocess_violations()
     yield
-    if _violations:
-        seen = ", ".join(_violations[:3])
-        _violations.clear()
-        pytest.fail(f"a test tried to leave loopback: {seen}", pytrace=False)
+    seen = _violations[:3] + _subprocess_violations()[:3]
+    _violations.clear()
+    if seen:
+        pytest.fail(f"a test tried to leave loopback: {', '.join(seen)}", pytrace=False)
