@@ -109,7 +109,7 @@ def first_start(base: Path, torrents: list[Path]) -> float:
     async def go() -> float:
         t = time.perf_counter()
         settings = torrentkit.Settings(
-            listen=f"{LOOPBACK}:0", state_dir=base / "state", trackers=False
+            listen=f"{LOOPBACK}:0", state_dir=base / "state", trackers=False, dht=None
         )
         async with torrentkit.open_session(settings) as session:
             handles = [await session.add(p, base / "data") for p in torrents]
@@ -160,7 +160,7 @@ def child(base: Path, count: int, rest: float, peer_torrents: int) -> None:
         torrents = sorted((base / "torrents").glob("*.torrent"))[:count]
         c0, t0 = cpu_seconds(), time.perf_counter()
         settings = torrentkit.Settings(
-            listen=f"{LOOPBACK}:0", state_dir=base / "state", trackers=False
+            listen=f"{LOOPBACK}:0", state_dir=base / "state", trackers=False, dht=None
         )
         async with torrentkit.open_session(settings) as session:
             handles = await add_all(session, torrents, base / "data")

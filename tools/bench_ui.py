@@ -85,9 +85,7 @@ def draw_frames(
         for k in range(frames):
             snap = snaps[k % len(snaps)]
             t0 = time.perf_counter()
-            live.update(
-                frame([snap], 0, width=width, height=height, titles=titles), refresh=True
-            )
+            live.update(frame([snap], 0, width=width, height=height, titles=titles), refresh=True)
             times.append(time.perf_counter() - t0)
             buf.seek(0)
             buf.truncate()

@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     # trackers to ask: a run with none, or with --no-tracker, never loads it.
     import httpx
 
+    from torrentkit.dht.discovery import DhtNetwork
+
 #: What ``Session.add`` takes: a .torrent path, a magnet URI, raw .torrent bytes, a parsed
 #: Metainfo or Magnet.
 Source: TypeAlias = "str | os.PathLike[str] | bytes | Metainfo | Magnet"
@@ -219,6 +221,8 @@ class Session:
         self._nursery: trio.Nursery | None = None
         self._http: httpx.AsyncClient | None = None
         self.networks: list[DiscoveryNetwork] = []
+        #: The mainline DHT node (None unless ``Settings.dht``).
+        self.dht: DhtNetwork | None = None
         self._closing = False
         self.rng = random.Random()
 
@@ -328,15 +332,19 @@ class Session:
         settings = self.settings
         bind, port = settings.bind
         udp: DatagramEndpoint | None = None
+        # A ring member, or a DHT node without a port of its own, shares the listen port's
+        # number over UDP: bind both as a pair, so the number the OS picks for TCP is never
+        # another UDP socket's. (With both, the ring has it and the DHT takes any port.)
+        pair = settings.chord is not None or (
+            settings.dht is not None and settings.dht.port is None
+        )
         try:
-            if settings.chord is not None:
-                # A ring member shares the listen port's number over UDP: bind both as a
-                # pair, so the number the OS picks for TCP is never another UDP socket's.
+            if pair:
                 listener, udp = await listen_tcp_and_udp(self.network, bind, port)
             else:
                 listener = await self.network.listen_tcp(bind, port)
         except OSError as exc:
-            what = "TCP and UDP " if settings.chord is not None else ""
+            what = "TCP and UDP " if pair else ""
             raise SessionError(
                 f"cannot listen on {what}{bind}:{port}: {exc.strerror or exc}"
             ) from None
@@ -345,7 +353,7 @@ class Session:
                 self._nursery = nursery
                 await nursery.start(partial(self._engine.run, listener=listener))
                 await self._join_networks(stack, udp, bind)
-                udp = None  # owned by the ring now
+                udp = None  # owned by the ring or the DHT now
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -378,7 +386,41 @@ class Session:
             except (NetworkError, ValueError) as exc:
                 raise SessionError(str(exc)) from None
             self.networks.append(ring)
+            udp = None
+        if settings.dht is not None:
+            await self._open_dht(stack, udp, bind)
         self.networks.extend(await open_other_networks(self, stack))  # napster, overlays
+
+    async def _open_dht(
+        self, stack: AsyncExitStack, udp: DatagramEndpoint | None, bind: str
+    ) -> None:
+        """The mainline DHT node (docs/design.md): on the listen port's UDP pair, or on
+        ``dht.port``; its routing table kept in the state folder; told to the engine for the
+        peer wire's PORT message."""
+        from torrentkit.dht.discovery import open_dht
+        from torrentkit.engine.torrent import DhtContact
+
+        dht = self.settings.dht
+        assert dht is not None
+        try:
+            net = await stack.enter_async_context(
+                open_dht(
+                    self.network,
+                    bind,
+                    dht.port or 0,
+                    bootstrap=dht.bootstrap,
+                    state_dir=self.settings.resolved_state_dir if dht.save_state else None,
+                    endpoint=udp,
+                    exclude=[self.address],
+                )
+            )
+        except OSError as exc:
+            raise SessionError(
+                f"cannot listen on UDP {bind}:{dht.port or 0}: {exc.strerror or exc}"
+            ) from None
+        self.dht = net
+        self.networks.append(net)
+        self._engine.dht = DhtContact(port=net.address.port, add_node=net.driver.add_node)
 
     async def _stop(self) -> None:
         """Stop every torrent cleanly (trackers told, resume saved, files closed)."""

@@ -97,6 +97,33 @@ class OverlaySettings:
             raise SettingsError("overlay supernode: only in a kazaa overlay")
 
 
+#: The mainline DHT's well-known bootstrap routers (host names, resolved when the node
+#: starts; never hard-coded addresses).
+DEFAULT_DHT_ROUTERS: tuple[PeerAddr, ...] = (
+    PeerAddr("router.bittorrent.com", 6881),
+    PeerAddr("router.utorrent.com", 6881),
+    PeerAddr("dht.transmissionbt.com", 6881),
+    PeerAddr("dht.libtorrent.org", 25401),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DhtSettings:
+    """Run a mainline DHT node (BEP 5) and find and announce public torrents through it."""
+
+    #: Nodes to bootstrap through when the saved routing table does not suffice.
+    bootstrap: tuple[PeerAddr, ...] = DEFAULT_DHT_ROUTERS
+    #: UDP port; None: the listen port's number (TCP and UDP bound as a pair).
+    port: int | None = None
+    #: Keep the routing table in the state folder (``dht.state``) across runs.
+    save_state: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bootstrap", parse_addresses(self.bootstrap, "dht bootstrap"))
+        if self.port is not None and not 0 <= self.port < 65536:
+            raise SettingsError(f"dht port: must be 0-65535, got {self.port}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything a session is configured with. All fields have working defaults."""
@@ -133,6 +160,9 @@ class Settings:
     #: MSE/PE (docs/cli.md ``--encryption``): ``prefer`` (encrypted handshakes first, plaintext
     #: once per peer when refused), ``require`` (RC4 only, both ways) or ``disable``.
     encryption: Literal["prefer", "require", "disable"] = "prefer"
+    #: The mainline DHT for public torrents (never private ones, BEP 27), on by default as
+    #: in libtorrent and aria2; None: off.
+    dht: DhtSettings | None = DhtSettings()
     #: 20 bytes; None: a fresh ``-TK....-`` id.
     peer_id: bytes | None = None
     #: Advanced: the transport (simulations pass the in-memory network).

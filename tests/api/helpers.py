@@ -33,6 +33,8 @@ def torrent_of(path: Path, *, piece_length: int = 64 * KIB) -> bytes:
 
 
 def settings(state: Path, **kw: object) -> Settings:
+    """A session on 127.0.0.1; no DHT unless ``dht=`` is given (tests stay on loopback)."""
+    kw.setdefault("dht", None)
     return Settings(listen="127.0.0.1:0", state_dir=state, **kw)  # type: ignore[arg-type]
 
 

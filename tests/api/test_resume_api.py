@@ -83,7 +83,7 @@ CHILD = textwrap.dedent(
     raw = open(sys.argv[1], "rb").read()
     async def main():
         settings = torrentkit.Settings(
-            listen="127.0.0.1:0", state_dir=sys.argv[3], resume_interval=0.2)
+            listen="127.0.0.1:0", state_dir=sys.argv[3], resume_interval=0.2, dht=None)
         async with torrentkit.open_session(settings) as session:
             handle = await session.add(raw, sys.argv[2], peers=[sys.argv[4]])
             while True:

@@ -180,7 +180,7 @@ async def test_a_port_in_use_is_a_session_error(tmp_path: Path) -> None:
         taken = f"127.0.0.1:{first.address.port}"
         with pytest.raises(torrentkit.SessionError, match="cannot listen"):
             async with torrentkit.open_session(
-                torrentkit.Settings(listen=taken, state_dir=tmp_path / "b")
+                torrentkit.Settings(listen=taken, state_dir=tmp_path / "b", dht=None)
             ):
                 pass  # pragma: no cover
 

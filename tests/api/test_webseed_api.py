@@ -179,7 +179,7 @@ def test_cli_download_from_a_web_seed_names_it_as_a_peer(tmp_path: Path) -> None
     src = payload(tmp_path / "src", {"f.bin": 300 * KIB})
     torrent = tmp_path / "f.torrent"
     base = [sys.executable, "-m", "torrentkit.cli.main", "download", str(torrent)]
-    common = ["--bind", "127.0.0.1", "--no-tracker", "--json", "--state-dir"]
+    common = ["--bind", "127.0.0.1", "--no-tracker", "--no-dht", "--json", "--state-dir"]
     with web_seed_server(src) as server:
         url = server.url("ok")
         torrent.write_bytes(make_torrent(src / "f.bin", piece_length=16 * KIB, url_list=[url]))

@@ -40,7 +40,7 @@ def small(tmp_path: Path) -> Path:
         (["download", "{t}", "--down-limit", "fast"], "--down-limit"),
         (["download", "{t}", "--timeout", "-1"], "--timeout"),
         (["download", "{t}", "{t}"], "twice"),
-        (["download", "magnet:?xt=urn:btih:" + "ab" * 20], "names no trackers"),
+        (["download", "magnet:?xt=urn:btih:" + "ab" * 20, "--no-dht"], "names no trackers"),
         (["download", "magnet:?xt=urn:btih:" + "ab" * 20, "--files", "0"], "--files"),
         (["seed", "magnet:?xt=urn:btih:" + "ab" * 20, "{tmp}"], "not a magnet"),
         (["download", "{tmp}/missing.torrent"], "missing.torrent"),
@@ -61,7 +61,7 @@ def test_bad_input_exits_2_with_one_line(
 def test_a_missing_download_folder_is_created(small: Path, tmp_path: Path) -> None:
     out = tmp_path / "new" / "sub"
     r = tk("download", str(small), "-o", str(out), "--bind", "127.0.0.1", "--no-tracker",
-           "--timeout", "0.5", "--state-dir", str(tmp_path / "s"))  # fmt: skip
+           "--no-dht", "--timeout", "0.5", "--state-dir", str(tmp_path / "s"))  # fmt: skip
     assert r.returncode == 1 and "incomplete" in r.stderr  # no peers: times out, exit 1
     assert out.is_dir()
 
@@ -69,7 +69,7 @@ def test_a_missing_download_folder_is_created(small: Path, tmp_path: Path) -> No
 def test_seed_refuses_incomplete_data(small: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = tk("seed", str(small), str(empty), "--bind", "127.0.0.1", "--no-tracker",
+    r = tk("seed", str(small), str(empty), "--bind", "127.0.0.1", "--no-tracker", "--no-dht",
            "--state-dir", str(tmp_path / "s"))  # fmt: skip
     assert r.returncode == 1
     assert "holds 0 of 16 pieces" in r.stderr.strip().splitlines()[-1]
@@ -86,7 +86,7 @@ def test_files_selection_and_clean_stops_with_a_tracker(tmp_path: Path) -> None:
     with run_tracker("--interval", "60") as tracker:
         torrent = make_test_torrent(root, tracker.announce_url, tmp_path / "album.torrent")
         seeder = subprocess.Popen(
-            [*TK, "seed", str(torrent), str(root.parent), "--bind", "127.0.0.1",
+            [*TK, "seed", str(torrent), str(root.parent), "--bind", "127.0.0.1", "--no-dht",
              "--state-dir", str(tmp_path / "s1")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
@@ -97,7 +97,7 @@ def test_files_selection_and_clean_stops_with_a_tracker(tmp_path: Path) -> None:
             out.mkdir()
             leecher = subprocess.Popen(
                 [*TK, "download", str(torrent), "-o", str(out), "--files", "1", "--seed",
-                 "--bind", "127.0.0.1", "--json", "--state-dir", str(tmp_path / "s2")],
+                 "--bind", "127.0.0.1", "--no-dht", "--json", "--state-dir", str(tmp_path / "s2")],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             )  # fmt: skip
             assert leecher.stdout is not None

@@ -51,7 +51,7 @@ def swarm(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
     torrent = tmp_path / "payload.torrent"
     torrent.write_bytes(make_torrent(payload, piece_length=64 * 1024))
     seeder = start(
-        ["seed", str(torrent), str(data), "--bind", "127.0.0.1", "--no-tracker",
+        ["seed", str(torrent), str(data), "--bind", "127.0.0.1", "--no-tracker", "--no-dht",
          "--up-limit", "1M", "--state-dir", str(tmp_path / "seed-state")]
     )  # fmt: skip
     try:
@@ -70,7 +70,8 @@ def test_sigkill_mid_download_then_resume(swarm: tuple[Path, Path, str], tmp_pat
     out.mkdir()
     state = tmp_path / "state"
     args = ["download", str(torrent), "-o", str(out), "--bind", "127.0.0.1", "--peer", seeder,
-            "--no-tracker", "--json", "--state-dir", str(state), "--timeout", "120"]  # fmt: skip
+            "--no-tracker", "--no-dht", "--json", "--state-dir", str(state),
+            "--timeout", "120"]  # fmt: skip
     leecher = start(args)
     pieces = 0
     try:
@@ -124,7 +125,8 @@ def test_disk_full_exits_1_and_keeps_what_was_written(
         set -u
         mount -t tmpfs -o size=2m tmpfs {out} || exit 99
         {tk} download {torrent} -o {out} --bind 127.0.0.1 --peer {seeder} --no-tracker \\
-            --json --state-dir {tmp_path}/state --timeout 60 > {logs}/dl.json 2> {logs}/dl.err
+            --no-dht --json --state-dir {tmp_path}/state --timeout 60 \\
+            > {logs}/dl.json 2> {logs}/dl.err
         echo $? > {logs}/dl.rc
         {tk} verify {torrent} {out} --json > {logs}/verify.json 2> {logs}/verify.err
         echo $? > {logs}/verify.rc

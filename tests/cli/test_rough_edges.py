@@ -78,8 +78,22 @@ def test_a_port_in_use_is_exit_2_for_every_command(
         port = busy.getsockname()[1]
         where = ["--bind", "127.0.0.1", "--port", str(port)]
         args = {
-            "download": [str(torrent), "-o", str(payload.parent / "dl"), "--no-ui", *where],
-            "seed": [str(torrent), str(payload.parent), "--no-ui", "--no-tracker", *where],
+            "download": [
+                str(torrent),
+                "-o",
+                str(payload.parent / "dl"),
+                "--no-ui",
+                "--no-dht",
+                *where,
+            ],
+            "seed": [
+                str(torrent),
+                str(payload.parent),
+                "--no-ui",
+                "--no-tracker",
+                "--no-dht",
+                *where,
+            ],
             "tracker": where,
             "napster-index": where,
         }[command]

@@ -58,7 +58,7 @@ def test_sixteen_node_ring_carries_a_swarm_and_survives_failures(tmp_path: Path)
             ring.append(p)
             addrs.append(address(p))
         time.sleep(3)  # a few stabilize rounds
-        seeder = start("seed", str(torrent), str(data.parent), "--bind", "127.0.0.1",
+        seeder = start("seed", str(torrent), str(data.parent), "--bind", "127.0.0.1", "--no-dht",
                        "--discovery", "chord", "--bootstrap", addrs[5],
                        "--state-dir", str(tmp_path / "s0"), *FAST)  # fmt: skip
         procs.append(seeder)
@@ -67,7 +67,7 @@ def test_sixteen_node_ring_carries_a_swarm_and_survives_failures(tmp_path: Path)
         for i, boot in enumerate((addrs[1], addrs[9], addrs[14])):
             out = tmp_path / f"out{i}"
             out.mkdir()
-            p = start("download", str(torrent), "-o", str(out), "--bind", "127.0.0.1",
+            p = start("download", str(torrent), "-o", str(out), "--bind", "127.0.0.1", "--no-dht",
                       "--discovery", "chord", "--bootstrap", boot, "--timeout", "90",
                       "--state-dir", str(tmp_path / f"s{i + 1}"), *FAST)  # fmt: skip
             procs.append(p)
@@ -85,7 +85,7 @@ def test_sixteen_node_ring_carries_a_swarm_and_survives_failures(tmp_path: Path)
         out.mkdir()
         late = subprocess.run(
             [*TK, "download", f"magnet:?xt=urn:btih:{info_hash}", "-o", str(out),
-             "--bind", "127.0.0.1", "--discovery", "chord", "--bootstrap", addrs[3],
+             "--bind", "127.0.0.1", "--no-dht", "--discovery", "chord", "--bootstrap", addrs[3],
              "--timeout", "90", "--state-dir", str(tmp_path / "s9"), *FAST],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
@@ -115,5 +115,5 @@ def test_a_ring_port_already_taken_is_one_line_exit_2(tmp_path: Path) -> None:
             f"cannot bind UDP 127.0.0.1:{port} for the Chord ring",
         )
         seed = ["seed", str(torrent), str(data.parent), "--bind", "127.0.0.1", "--port", port,
-                "--discovery", "chord", "--state-dir", str(tmp_path / "s")]  # fmt: skip
+                "--no-dht", "--discovery", "chord", "--state-dir", str(tmp_path / "s")]  # fmt: skip
         _one_line_exit_2(seed, f"cannot listen on TCP and UDP 127.0.0.1:{port}")

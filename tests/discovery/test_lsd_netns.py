@@ -127,7 +127,7 @@ OUR_LEECHER = """
 import json, sys, trio, torrentkit
 async def main():
     settings = torrentkit.Settings(listen=sys.argv[1] + ":0", lsd=True, trackers=False,
-                                   state_dir=sys.argv[4])
+                                   state_dir=sys.argv[4], dht=None)
     async with torrentkit.open_session(settings) as session:
         print(json.dumps({"listening": session.address.port}), flush=True)
         handle = await session.add(open(sys.argv[2], "rb").read(), sys.argv[3])
@@ -188,7 +188,8 @@ def test_libtorrent_finds_our_cli_seeder_by_our_announce_unless_private(
         time.sleep(7.0)  # libtorrent's own announce and its two repeats are over
         ours = Lines(
             ns.run(ns.ours, sys.executable, "-m", "torrentkit.cli.main", "seed", str(torrent),
-                   str(data.parent), "--bind", ns.our_ip, "--no-tracker", "--lsd", "--json",
+                   str(data.parent), "--bind", ns.our_ip, "--no-tracker", "--no-dht", "--lsd",
+                   "--json",
                    "--state-dir", str(tmp_path / "state"))
         )  # fmt: skip
         port = json.loads(ours.wait_for('{"event":"listening"', 15))["port"]

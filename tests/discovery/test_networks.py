@@ -38,6 +38,7 @@ def _torrent(path: Path, *, private: bool = False) -> Metainfo:
 
 
 def _settings(tmp: Path, name: str, **kw: object) -> Settings:
+    kw.setdefault("dht", None)  # tests stay on loopback
     return Settings(listen="127.0.0.1:0", state_dir=tmp / f"state-{name}", **kw)  # type: ignore[arg-type]
 
 

@@ -97,11 +97,14 @@ def run_ours(
     state_dir: Path,
     startup: float = 15.0,
 ) -> Iterator[OurPeer]:
-    """``torrentkit COMMAND ARGS --bind 127.0.0.1 --json --state-dir STATE``; yields once it
-    listens. Output goes to ``logs/NAME.out`` and ``logs/NAME.err``."""
+    """``torrentkit COMMAND ARGS --bind 127.0.0.1 --json --state-dir STATE``, and ``--no-dht``
+    unless ARGS name a ``--dht-bootstrap`` (on loopback); yields once it listens. Output goes
+    to ``logs/NAME.out`` and ``logs/NAME.err``."""
     logs.mkdir(parents=True, exist_ok=True)
     stdout, stderr = logs / f"{name}.out", logs / f"{name}.err"
     cmd = [*TK, command, *args, "--bind", LOOPBACK, "--json", "--state-dir", str(state_dir)]
+    if command in ("download", "seed") and "--dht-bootstrap" not in args:
+        cmd.append("--no-dht")
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
     try:

@@ -44,7 +44,7 @@ async def test_api_downloads_from_libtorrent(tmp_path: Path, as_magnet: bool) ->
         lt_wait_finished(seeder, 15)
         peer = f"127.0.0.1:{lt_port(ses)}"
         source = f"magnet:?xt=urn:btih:{meta.info_hash.hex()}" if as_magnet else raw
-        settings = torrentkit.Settings(listen="127.0.0.1:0", state_dir=tmp_path / "state")
+        settings = torrentkit.Settings(listen="127.0.0.1:0", state_dir=tmp_path / "state", dht=None)
         with trio.fail_after(60):
             async with torrentkit.open_session(settings) as session:
                 handle, seen, first = await collect_until_complete(

@@ -57,7 +57,7 @@ def test_our_client_fetches_metadata_from_libtorrent(tmp_path: Path) -> None:
         out.mkdir()
         r = subprocess.run(
             [*TK, "download", f"magnet:?xt=urn:btih:{ih}&x.pe=127.0.0.1:{port}", "-o", str(out),
-             "--bind", "127.0.0.1", "--no-tracker", "--timeout", "60",
+             "--bind", "127.0.0.1", "--no-tracker", "--no-dht", "--timeout", "60",
              "--state-dir", str(tmp_path / "state")],
             capture_output=True, text=True, timeout=90,
         )  # fmt: skip
@@ -70,7 +70,7 @@ def test_libtorrent_fetches_metadata_from_our_seeder(tmp_path: Path) -> None:
     data, torrent, ih = payload_and_torrent(tmp_path)
     seeder = subprocess.Popen(
         [*TK, "seed", str(torrent), str(data.parent), "--bind", "127.0.0.1", "--no-tracker",
-         "--state-dir", str(tmp_path / "state")],
+         "--no-dht", "--state-dir", str(tmp_path / "state")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

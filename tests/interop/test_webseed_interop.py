@@ -31,7 +31,7 @@ async def test_web_seed_and_libtorrent_seeder_together(tmp_path: Path) -> None:
             # A download limit (which web seeds obey like peers) keeps the loopback seeder
             # from finishing before the web seed's first reply is in.
             settings = torrentkit.Settings(
-                listen="127.0.0.1:0", state_dir=tmp_path / "state", down_limit=4_000_000
+                listen="127.0.0.1:0", state_dir=tmp_path / "state", down_limit=4_000_000, dht=None
             )
             seen: list[events.Event] = []
             snaps = []

@@ -81,7 +81,7 @@ def test_seed_json_stream_has_choke_and_optimistic_events(tmp_path: Path) -> Non
     torrent.write_bytes(make_torrent(data, piece_length=16 * 1024))
     seeder = subprocess.Popen(
         [sys.executable, "-m", "torrentkit.cli.main", "seed", str(torrent), str(data.parent),
-         "--bind", "127.0.0.1", "--no-tracker", "--json", "--up-limit", "1M",
+         "--bind", "127.0.0.1", "--no-tracker", "--no-dht", "--json", "--up-limit", "1M",
          "--state-dir", str(tmp_path / "s0")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -95,7 +95,7 @@ def test_seed_json_stream_has_choke_and_optimistic_events(tmp_path: Path) -> Non
             out.mkdir()
             leechers.append(subprocess.Popen(
                 [sys.executable, "-m", "torrentkit.cli.main", "download", str(torrent),
-                 "-o", str(out), "--bind", "127.0.0.1", "--peer", addr, "--no-tracker",
+                 "-o", str(out), "--bind", "127.0.0.1", "--peer", addr, "--no-tracker", "--no-dht",
                  "--state-dir", str(tmp_path / f"s{i + 1}"), "--timeout", "120",
                  "--seed-time", "12"],  # stay: the seed still chokes and rotates its slots
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

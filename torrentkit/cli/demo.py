@@ -137,6 +137,7 @@ async def _demo(
                 rechoke_interval=args.rechoke,
                 state_dir=tmp / f"state-{n}",
                 chord=member,
+                dht=None,  # the demo stays on 127.0.0.1
             )
             name, save = (f"leecher {n}", tmp / f"leecher{n}") if n else ("seeder", payload.parent)
             nodes.append(await start_node(stack, name, limit, settings, meta, save))

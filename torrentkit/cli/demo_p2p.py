@@ -105,6 +105,7 @@ async def run_search_demo(
                     up_limit=up_limit,
                     rechoke_interval=args.rechoke,
                     state_dir=tmp / f"state-{n}",
+                    dht=None,  # the demo stays on 127.0.0.1
                     **nets,
                 )
 

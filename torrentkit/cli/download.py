@@ -53,11 +53,11 @@ def plan(args: argparse.Namespace) -> RunPlan:
                 raise UsageError("--files needs the torrent's file list; give a .torrent file")
             priorities = parse_files(args.files, src)
         if isinstance(src, Magnet) and not (
-            src.trackers or src.peers or args.peer or args.discovery == "chord"
+            src.trackers or src.peers or args.peer or args.discovery == "chord" or not args.no_dht
         ):
             raise UsageError(
-                "the magnet link names no trackers (tr=) or peers (x.pe=); give --peer HOST:PORT "
-                "or --discovery chord"
+                "the magnet link names no trackers (tr=) or peers (x.pe=) and --no-dht is given; "
+                "give --peer HOST:PORT, --discovery chord, or leave the DHT on"
             )
         adds.append(AddSpec(src, save_dir, priorities, peers))
     for name in ("seed_ratio", "seed_time", "timeout"):

@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "tracker": "run a BitTorrent tracker (HTTP and UDP)",
     "napster-index": "run a central Napster-style file index",
     "node": "run a bare ring or overlay node (chord, gnutella, kazaa)",
+    "dht": "run a bare mainline DHT node; get-peers, put, get",
     "chord-example": "the lecture's Chord example: finger tables, items and a query path",
 }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from torrentkit.cli.chord_cli import add_chord_arguments
 from torrentkit.cli.common import UsageError, load_torrent_or_magnet, parse_size
+from torrentkit.cli.dht_flags import add_dht_arguments, dht_settings
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Magnet, Metainfo, is_magnet
 from torrentkit.settings import Settings, SettingsError
@@ -46,6 +47,7 @@ def add_common_arguments(
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
     p.add_argument("--state-dir", metavar="DIR", help="resume state folder")
+    add_dht_arguments(p)
     if ring:
         p.add_argument(
             "--discovery",
@@ -88,7 +90,8 @@ def add_max_peers(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
     """Settings from the common flags (``--bind``, ``--port``, limits, ``--max-peers``,
-    ``--no-tracker``, ``--state-dir``); ``more``: other fields (``chord=...``, ``napster=...``)."""
+    ``--no-tracker``, ``--state-dir``, the DHT's); ``more``: other fields (``chord=...``,
+    ``napster=...``). A command without the DHT flags runs no DHT node."""
     if not 0 <= args.port < 65536:
         raise UsageError("--port: must be 0-65535")
     if not 0 < args.max_peers <= 1000:
@@ -96,6 +99,7 @@ def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
     host = f"[{args.bind}]" if ":" in args.bind else args.bind
     up = parse_size(args.up_limit, "--up-limit")
     down = parse_size(getattr(args, "down_limit", "0"), "--down-limit")
+    more.setdefault("dht", dht_settings(args))
     try:
         return Settings(
             listen=f"{host}:{args.port}",
