@@ -130,7 +130,7 @@ def test_create_into_a_read_only_folder_is_one_line_exit_2(payload: Path, tmp_pa
 def test_download_into_a_read_only_folder_fails_up_front(torrent: Path, tmp_path: Path) -> None:
     folder = tmp_path / "read-only"
     folder.mkdir(mode=0o555)
-    r = tk_without_root_powers("download", str(torrent), "-o", str(folder), "--no-ui")
+    r = tk_without_root_powers("download", str(torrent), "-o", str(folder), "--no-ui", "--no-dht")
     one_line(r, 2, str(folder), "cannot write here")
 
 
@@ -139,7 +139,7 @@ def seeder(torrent: Path, payload: Path) -> Iterator[str]:
     """A ``torrentkit seed`` of ``payload`` on loopback; its HOST:PORT."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "torrentkit.cli.main", "seed", str(torrent), str(payload.parent),
-         "--bind", "127.0.0.1", "--port", "0", "--no-tracker", "--json"],
+         "--bind", "127.0.0.1", "--port", "0", "--no-tracker", "--no-dht", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
@@ -157,7 +157,7 @@ def test_download_creates_a_missing_folder(
 ) -> None:
     """aria2c and Transmission create it; so do we: the copy lands in the new folder."""
     folder = tmp_path / "new" / "deeper"
-    r = tk("download", str(torrent), "-o", str(folder), "--no-ui", "--no-tracker",
+    r = tk("download", str(torrent), "-o", str(folder), "--no-ui", "--no-tracker", "--no-dht",
            "--peer", seeder, "--timeout", "50")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert (folder / payload.name).read_bytes() == payload.read_bytes()
@@ -167,7 +167,7 @@ def test_plain_status_lines_say_state_eta_and_where_it_was_saved(
     torrent: Path, payload: Path, tmp_path: Path, seeder: str
 ) -> None:
     folder = tmp_path / "out"
-    r = tk("download", str(torrent), "-o", str(folder), "--no-ui", "--no-tracker",
+    r = tk("download", str(torrent), "-o", str(folder), "--no-ui", "--no-tracker", "--no-dht",
            "--peer", seeder, "--down-limit", "16K", "--seed-time", "1",
            "--timeout", "50")  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -190,7 +190,7 @@ def test_json_summary_counts_a_peer_that_sent_everything_and_left(
     torrent: Path, payload: Path, tmp_path: Path, seeder: str
 ) -> None:
     r = tk("download", str(torrent), "-o", str(tmp_path / "out"), "--json", "--no-tracker",
-           "--peer", seeder, "--timeout", "50")  # fmt: skip
+           "--no-dht", "--peer", seeder, "--timeout", "50")  # fmt: skip
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines()]
     assert all(isinstance(e.get("t"), int | float) for e in events), events[0]
@@ -203,7 +203,7 @@ def test_json_summary_counts_a_peer_that_sent_everything_and_left(
 
 
 def test_files_reversed_range_says_so(torrent: Path) -> None:
-    r = tk("download", str(torrent), "--files", "2-1", "--no-ui")
+    r = tk("download", str(torrent), "--files", "2-1", "--no-ui", "--no-dht")
     one_line(r, 2, "'2-1' is a reversed range (write 1-2)")
 
 
