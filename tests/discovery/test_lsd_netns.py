@@ -228,7 +228,8 @@ def test_wildcard_listen_announces_exact_datagrams_on_both_groups(
         time.sleep(2.5)  # the veth's IPv6 link-local address leaves its tentative state
         ours = Lines(
             ns.run(ns.ours, sys.executable, "-m", "torrentkit.cli.main", "seed", str(torrent),
-                   str(data.parent), "--bind", "0.0.0.0", "--no-tracker", "--lsd", "--json",
+                   str(data.parent), "--bind", "0.0.0.0", "--no-tracker", "--no-dht", "--lsd",
+                   "--json",
                    "--state-dir", str(tmp_path / "state"))
         )  # fmt: skip
         port = json.loads(ours.wait_for('{"event":"listening"', 15))["port"]
