@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_trackerless_chord import _one_line_exit_2
 from tests.interop.peers import make_payload, read_line, stop_process
 from torrentkit.maketorrent import make_torrent
 from torrentkit.metainfo import parse_torrent
@@ -76,13 +77,6 @@ def test_dht_node_seed_get_peers_and_trackerless_download(tmp_path: Path) -> Non
     finally:
         for p in procs:
             stop_process(p)
-
-
-def _one_line_exit_2(args: list[str], needle: str) -> None:
-    r = subprocess.run([*TK, *args], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], r.stderr
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from torrentkit import bencoding
+from torrentkit.cli.chord_cli import parse_bootstrap
 from torrentkit.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -140,16 +141,6 @@ def run(args: argparse.Namespace) -> int:
             return trio.run(_put, args, bootstrap, state_dir, _put_item(args, salt))
         return trio.run(_get, args, bootstrap, state_dir, _get_target(args, salt), salt)
     return trio.run(_serve, args, bootstrap, state_dir)
-
-
-def parse_bootstrap(values: Sequence[str]) -> list[PeerAddr]:
-    out = []
-    for text in values:
-        try:
-            out.append(PeerAddr.parse(text))
-        except ValueError as exc:
-            raise UsageError(f"--bootstrap: {exc}") from None
-    return out
 
 
 async def _with_node(
