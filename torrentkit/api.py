@@ -345,8 +345,15 @@ class Session:
                 listener = await self.network.listen_tcp(bind, port)
         except OSError as exc:
             what = "TCP and UDP " if pair else ""
+            # Only the DHT wants the UDP half: say how to do without it.
+            hint = (
+                " (the mainline DHT shares the port number: give it a port of its own, or turn"
+                " it off)"
+                if pair and not settings.chord
+                else ""
+            )
             raise SessionError(
-                f"cannot listen on {what}{bind}:{port}: {exc.strerror or exc}"
+                f"cannot listen on {what}{bind}:{port}: {exc.strerror or exc}{hint}"
             ) from None
         try:
             async with trio.open_nursery() as nursery, AsyncExitStack() as stack:

@@ -5,6 +5,7 @@ node, a ``seed`` that announces through it, ``dht get-peers`` that finds the see
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,16 @@ def test_dht_put_and_get(tmp_path: Path) -> None:
         assert missing.returncode == 1 and "no item" in missing.stderr
     finally:
         stop_process(router)
+
+
+def test_a_taken_udp_port_names_the_dht(tmp_path: Path) -> None:
+    data = make_payload(tmp_path / "seed" / "x.bin", 64 * 1024)
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(make_torrent(data, piece_length=16 * 1024))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        port = str(held.getsockname()[1])
+        seed = ["seed", str(torrent), str(data.parent), "--bind", "127.0.0.1", "--port", port,
+                "--no-tracker", "--dht-bootstrap", "127.0.0.1:9",
+                "--state-dir", str(tmp_path)]  # fmt: skip
+        _one_line_exit_2(seed, "the mainline DHT shares the port number")

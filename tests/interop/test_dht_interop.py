@@ -266,3 +266,32 @@ async def test_items_libtorrent_puts_are_read_by_us(tmp_path: Path) -> None:
                 assert found.item is not None and found.item.public_key == public
                 assert found.item.decoded() == b"mutable from libtorrent"
                 assert found.item.signature_valid() and found.item.seq >= 1
+
+
+async def test_utp_syns_on_the_shared_port_are_dropped_and_libtorrent_falls_back_to_tcp(
+    tmp_path: Path,
+) -> None:
+    """libtorrent tries uTP first: its SYNs reach our DHT socket (the listen port's number
+    over UDP), are dropped on their first byte, and it downloads over TCP."""
+    data, raw, _ = swarm_payload(tmp_path)
+    (tmp_path / "film.torrent").write_bytes(raw)
+    settings = torrentkit.Settings(
+        listen=f"{LOOPBACK}:0", state_dir=tmp_path / "state", dht=DhtSettings(bootstrap=())
+    )
+    with libtorrent_session(enable_outgoing_utp=True) as leech:
+        with trio.fail_after(90):
+            async with torrentkit.open_session(settings) as session:
+                await (await session.add(raw, data.parent)).wait_complete()
+                assert session.dht is not None
+                assert session.dht.address.port == session.address.port  # shared number
+                atp = lt.add_torrent_params()
+                atp.ti = lt.torrent_info(str(tmp_path / "film.torrent"))
+                atp.save_path = str(tmp_path / "down")
+                atp.flags = lt.torrent_flags.disable_dht | lt.torrent_flags.disable_pex
+                theirs = leech.add_torrent(atp)
+                theirs.connect_peer((LOOPBACK, session.address.port))
+                while not theirs.status().is_seeding:
+                    await trio.sleep(0.1)
+                assert session.dht.driver.non_krpc >= 1
+                assert session.dht.node.stats.received == 0  # none reached the node
+    assert (tmp_path / "down" / "film.bin").read_bytes() == data.read_bytes()
