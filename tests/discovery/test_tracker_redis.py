@@ -334,3 +334,39 @@ def test_failover_from_a_demoted_primary_to_the_promoted_replica(tmp_path: Path)
                 await new.aclose()
 
         asyncio.run(main())
+
+
+def test_redis_out_of_memory_refuses_the_whole_announce(tmp_path: Path) -> None:
+    with redis_server(tmp_path / "small") as small:
+
+        async def main() -> None:
+            store = RedisStore.from_url(small.url, TrackerConfig())
+            try:
+                one = AnnounceRequest(info_hash=IH, peer_id=pid(1), port=6001, left=1)
+                await store.announce(one, remote_ip="127.0.0.1", now=time.time())
+                hkey, zkey = f"tk:s:{IH.hex()}", f"tk:z:{IH.hex()}"
+
+                def swarm() -> tuple[bytes, bytes, bytes]:
+                    return (
+                        small.command("HLEN", hkey),
+                        small.command("ZCARD", zkey),
+                        small.command("HGET", hkey, "s"),
+                    )
+
+                before = swarm()
+                assert before[:2] == (b":5\r\n", b":1\r\n")  # c, a, t + peer 1's two
+                assert small.command("CONFIG", "SET", "maxmemory", "1").startswith(b"+OK")
+                two = AnnounceRequest(info_hash=IH, peer_id=pid(2), port=6002, left=1)
+                with pytest.raises(StoreUnavailable, match=DOWN_REASON):
+                    await store.announce(two, remote_ip="127.0.0.1", now=time.time())
+                assert store.down is not None and "OutOfMemoryError" in store.down
+                assert small.command("CONFIG", "SET", "maxmemory", "0").startswith(b"+OK")
+                assert swarm() == before
+                await asyncio.sleep(RETRY_AFTER + 0.1)
+                reply = await store.announce(two, remote_ip="127.0.0.1", now=time.time())
+                assert [p.port for p in reply.peers] == [6001]  # peer 1 intact, 2 now in
+                assert (reply.complete, reply.incomplete) == (0, 2)
+            finally:
+                await store.aclose()
+
+        asyncio.run(main())

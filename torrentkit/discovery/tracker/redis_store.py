@@ -15,7 +15,7 @@ Keys (``PREFIX`` defaults to ``tk:``; ``?prefix=`` in the URL changes it):
 
 - ``PREFIX s:<info-hash hex>`` -- a hash: ``s`` seeders, ``c`` completed downloads, ``a``
   last activity, ``t`` when the expiries were last refreshed; per peer
-  ``<peer id (20 bytes)>`` -> its record (flags, compact address, key) and
+  ``<peer id (20 bytes)>`` -> its record (flags, compact address, key, last announce) and
   ``<compact address (6 or 18 bytes)>`` -> the peer id holding that address.
 - ``PREFIX z:<info-hash hex>`` -- a sorted set: ``<compact address><peer id>`` scored by the
   peer's last announce (seconds, the tracker's wall clock); random picks and expiry use it.
@@ -24,8 +24,8 @@ Keys (``PREFIX`` defaults to ``tk:``; ``?prefix=`` in the URL changes it):
 
 Every key carries an expiry of 1.1 x ``swarm_timeout`` (24 h by default), refreshed by the
 announces at most once per tenth of it, and each announce drops its swarm's peers that missed
-two intervals, so nothing needs a sweeper to stay
-correct: a swarm nobody announces to vanishes by itself. The periodic :meth:`RedisStore.purge`
+two intervals, so nothing needs a sweeper to stay correct: a swarm nobody announces to
+vanishes by itself. The periodic :meth:`RedisStore.purge`
 only makes scrape and ``/stats`` counts of quiet swarms exact sooner (as the in-memory purge
 does), and several tracker processes running it at once is harmless.
 
@@ -34,8 +34,10 @@ them in NTP sync); a restarted tracker finds every swarm where it left it.
 
 Redis unreachable, loading, or read-only (a demoted primary after a failover): the call
 raises :class:`~.store.StoreUnavailable` (clients get a failure reason), further calls fail
-at once for :data:`RETRY_AFTER` seconds, then the next one tries again; nothing is written
-half (a script runs whole or not at all). See docs/tracker.md.
+at once for :data:`RETRY_AFTER` seconds, then the next one tries again. Nothing is written
+half: every refusal in the script comes before its first write, Redis refuses a script that
+would write while it is out of memory or a replica before it starts, and a lost reply at most
+repeats an announce (which counts nothing twice). See docs/tracker.md.
 """
 
 from __future__ import annotations
@@ -106,8 +108,9 @@ _FLAGS = {
 
 # A peer record: seeder, completed, has-key ('0'/'1' each), the compact address after its
 # length (one byte), the key after its length, then the time of its last announce as text.
-# Failures come back as {-1, reason} (not a Redis error) so that the caller tells a refused
-# announce from a broken store.
+# Refusals come back as a value (not a Redis error) so that the caller tells a refused announce
+# from a broken store. ``#!lua`` without flags declares a script that writes: Redis refuses it
+# up front on a replica or when out of memory, never halfway.
 _COMMON_LUA = """
 local function parse(rec)
   local n = string.byte(rec, 4)
@@ -144,7 +147,7 @@ end
 #: IPv4 addresses (N4 bytes, 6 each), IPv6 addresses (N6 bytes, 18 each), their peer ids
 #: (20 bytes each, IPv4 peers first); or ``!REASON`` for a refused announce.
 ANNOUNCE_LUA = (
-    """
+    """#!lua
 local a = ARGV[1]
 local haskey, event, seeder = a:sub(1, 1) == '1', tonumber(a:sub(2, 2)), a:sub(3, 3) == '1'
 local want, ih, pid = string.byte(a, 4), a:sub(5, 44), a:sub(45, 64)
@@ -273,7 +276,7 @@ return table.concat({s, ' ', n - s, ' ', #a4, ' ', #a6, ' ', a4, a6, table.conca
 #: timeout. Drops the swarm's silent peers, and the swarm itself once it stayed empty for
 #: the swarm timeout. Returns the number of peers dropped.
 PURGE_LUA = (
-    """
+    """#!lua
 local H, Z = KEYS[1], KEYS[2]
 """
     + _COMMON_LUA
