@@ -18,9 +18,10 @@
 
 ``--bootstrap`` (repeatable) replaces the default routers (host names, never addresses), as
 ``--dht-bootstrap`` does on ``download`` and ``seed``; ``--no-bootstrap`` starts a new DHT
-that others join through this node. The routing table is kept in the state
-folder (``dht.state``) like a session's; ``--state-dir`` chooses it. The flags of the bare node
-go before or after the action (``dht --port 7000 get-peers X`` = ``dht get-peers X --port
+that others join through this node. The routing table is kept in the state folder like a
+session's, in a file of its own (``dht-node.state``: a session running at the same time is
+another node, with another id); ``--state-dir`` chooses the folder. The flags of the bare
+node go before or after the action (``dht --port 7000 get-peers X`` = ``dht get-peers X --port
 7000``).
 """
 
@@ -55,6 +56,8 @@ from torrentkit.settings import DEFAULT_DHT_ROUTERS, default_state_dir
 if TYPE_CHECKING:
     from torrentkit.dht.discovery import DhtNetwork
 
+#: Its own routing table file: a session running beside it (``dht.state``) has another node id.
+STATE_FILE = "dht-node.state"
 #: Seconds between two table updates (live view, status line, JSON object).
 REFRESH = 2.0
 STATUS_EVERY = 10.0
@@ -159,7 +162,13 @@ async def _with_node(
             f"cannot bind UDP {args.bind}:{args.port}: {exc.strerror or exc}"
         ) from None
     async with open_dht(
-        network, args.bind, args.port, bootstrap=bootstrap, state_dir=state_dir, endpoint=endpoint
+        network,
+        args.bind,
+        args.port,
+        bootstrap=bootstrap,
+        state_dir=state_dir,
+        state_file=STATE_FILE,
+        endpoint=endpoint,
     ) as net:
         result: int = await body(net)
         return result

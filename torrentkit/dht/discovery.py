@@ -225,6 +225,7 @@ async def open_dht(
     *,
     bootstrap: Sequence[PeerAddr],
     state_dir: Path | None = None,
+    state_file: str = STATE_FILE,
     endpoint: DatagramEndpoint | None = None,
     config: DhtConfig | None = None,
     rng: random.Random | None = None,
@@ -233,13 +234,13 @@ async def open_dht(
 ) -> AsyncIterator[DhtNetwork]:
     """A DHT node on UDP ``host:port`` (or ``endpoint``, e.g. the listen port's pair).
 
-    The routing table is read from and saved to ``state_dir`` (None: not kept). Joining runs
-    in the background (``join``: wait for the first bootstrap, NetworkError when nobody
-    answered). Leaving saves the table.
+    The routing table is read from and saved to ``state_dir / state_file`` (no ``state_dir``:
+    not kept). Joining runs in the background (``join``: wait for the first bootstrap,
+    NetworkError when nobody answered). Leaving saves the table.
     """
     if endpoint is None:
         endpoint = await network.bind_udp(host, port)
-    state_path = state_dir / STATE_FILE if state_dir is not None else None
+    state_path = state_dir / state_file if state_dir is not None else None
     saved = load_state(state_path) if state_path is not None else SavedState(node_id=None, nodes=())
     node = DhtNode(
         rng=rng or random.Random(),
