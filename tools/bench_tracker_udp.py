@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The UDP (BEP 15) column of tools/bench_tracker.py: a load generator and its measurement.
 
-The load is the HTTP column's: the same torrents x peers, announces of one peer each
-(numwant 50, so a full swarm answers 49-50 peers), here as BEP 15 datagrams from one
+The load is the HTTP column's: the same torrents x peers (the same peers), announces of one
+peer each (numwant 50, so a full swarm answers 49-50 peers), here as BEP 15 datagrams from one
 generator process (a child, on its own core): it connects once (and again every 50 s),
 then keeps ``--window`` announces in flight on one socket, sending the next as each reply
 arrives; a reply lost to a full buffer is replaced after 0.2 s of silence. First a warm-up
@@ -46,13 +46,15 @@ def _connect(sock: socket.socket) -> bytes:
 
 def _bodies(hashes: list[bytes], peers: int) -> list[bytes]:
     """The fixed part of every (torrent, peer) announce: all but connection and transaction
-    ids. Peer p of a swarm is a seeder when p % 10 == 0; ports 1024 + p (all on 127.0.0.1)."""
+    ids. The very peers of tools/bench_tracker.lua (peer id ``-BK0001-TTTTTTPPPPPP``, port
+    10000 + p, key t * 100 + p, the first fifth seeders), so the swarms the HTTP column filled
+    stay 50 peers large instead of doubling."""
     out = []
-    for t, h in enumerate(hashes):
-        for p in range(peers):
-            peer_id = b"-BU0001-%06d%06d" % (t, p)
-            left = 0 if p % 10 == 0 else 1
-            out.append(_BODY.pack(h, peer_id, 0, left, 0, 0, 0, 0x1000 + p, 50, 1024 + p))
+    for t, h in enumerate(hashes, 1):
+        for p in range(1, peers + 1):
+            peer_id = b"-BK0001-%06d%06d" % (t, p)
+            left = 0 if p <= peers / 5 else 1_000_000
+            out.append(_BODY.pack(h, peer_id, 0, left, 0, 0, 0, t * 100 + p, 50, 10000 + p))
     return out
 
 
@@ -149,10 +151,11 @@ def measure(
     warm = _run_load(port, hashfile, peers, 120, window, mode="seq", count=need, start=0)
     if int(str(warm["replies"])) < need:
         sys.exit(f"bench: UDP warm-up got {warm['replies']} of {need} replies")
-    cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+    cpu0 = _cpu_seconds(pid)
     got = _run_load(port, hashfile, peers, seconds, window, mode="random")
-    cpu = (_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+    used = _cpu_seconds(pid) - cpu0  # the tracker idles while the generator starts and ends
     replies, elapsed = int(str(got["replies"])), float(str(got["seconds"]))
+    cpu = used / elapsed  # so: announces per CPU-second = replies / used
     sizes = got["sizes"]
     assert isinstance(sizes, list)
     if got["bad"] or not sizes or min(sizes) < min(peers, 50) - 1:

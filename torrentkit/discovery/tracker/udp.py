@@ -56,6 +56,7 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from torrentkit.discovery.tracker.protocol import (
     AnnounceEvent,
@@ -87,6 +88,8 @@ CLIENT_CONNECTION_TTL = 60.0
 SERVER_CONNECTION_TTL = 120
 #: The server's secret is replaced this often (seconds); an id names its epoch's secret.
 SECRET_ROTATION = 600
+#: Connection ids remembered as verified, at most (the cache is emptied when full).
+VERIFIED_CACHE = 65_536
 #: Longest error text we send or show.
 MAX_ERROR_TEXT = 200
 #: The largest datagram a client reads (a UDP payload cannot be longer).
@@ -435,6 +438,8 @@ class ConnectionSecret:
     def __init__(self, master: bytes | None = None) -> None:
         self._master = master if master is not None else os.urandom(32)
         self._keys: dict[int, bytes] = {}
+        #: Connection ids that verified, and the address each belongs to.
+        self._verified: dict[bytes, bytes] = {}
 
     def _key(self, epoch: int) -> bytes:
         key = self._keys.get(epoch)
@@ -459,8 +464,17 @@ class ConnectionSecret:
         age = (int(now) - stamp) & 0xFFFF
         if age > SERVER_CONNECTION_TTL:
             return False
+        if self._verified.get(connection_id) == address:
+            return True  # checked before, and still young enough (above)
         key = self._key((int(now) - age) // SECRET_ROTATION)
-        return hmac.compare_digest(connection_id[2:8], self._mac(key, stamp, address))
+        if not hmac.compare_digest(connection_id[2:8], self._mac(key, stamp, address)):
+            return False
+        # Remember ids that passed (only those: a forger adds nothing), so a client's next
+        # requests skip the HMAC; bounded, and every entry expires with its id's stamp.
+        if len(self._verified) >= VERIFIED_CACHE:
+            self._verified.clear()
+        self._verified[connection_id] = address
+        return True
 
 
 def packed_address(ip: str) -> bytes:
@@ -471,10 +485,10 @@ def packed_address(ip: str) -> bytes:
         raise ValueError(f"not an IP address: {ip!r}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class UdpPending:
+class UdpPending(NamedTuple):
     """A verified announce or scrape the swarm store must answer; :class:`UdpTrackerCore`
-    turns the store's answer (or refusal) into the reply datagram."""
+    turns the store's answer (or refusal) into the reply datagram. (A named tuple: one is
+    made per announce, and a frozen dataclass costs several times as much to build.)"""
 
     tid: int
     #: The sender's IP (IPv4-mapped IPv6 as IPv4): the announce's ``remote_ip``.
