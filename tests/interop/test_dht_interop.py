@@ -295,3 +295,34 @@ async def test_utp_syns_on_the_shared_port_are_dropped_and_libtorrent_falls_back
                 assert session.dht.driver.non_krpc >= 1
                 assert session.dht.node.stats.received == 0  # none reached the node
     assert (tmp_path / "down" / "film.bin").read_bytes() == data.read_bytes()
+
+
+async def test_port_messages_with_libtorrent(tmp_path: Path) -> None:
+    """Both handshakes carry the DHT bit: libtorrent's PORT message gives us its DHT node,
+    which we ping into our routing table; libtorrent's lookups then reach our node."""
+    data, raw, _ = swarm_payload(tmp_path)
+    (tmp_path / "film.torrent").write_bytes(raw)
+    settings = torrentkit.Settings(
+        listen=f"{LOOPBACK}:0", state_dir=tmp_path / "state", dht=DhtSettings(bootstrap=())
+    )
+    with lt_dht_node() as leech:
+        with trio.fail_after(60):
+            async with torrentkit.open_session(settings) as session:
+                await (await session.add(raw, data.parent)).wait_complete()
+                assert session.dht is not None
+                atp = lt.add_torrent_params()
+                atp.ti = lt.torrent_info(str(tmp_path / "film.torrent"))
+                atp.save_path = str(tmp_path / "down")
+                theirs = leech.add_torrent(atp)
+                theirs.connect_peer((LOOPBACK, session.address.port))
+                lt_node = PeerAddr(LOOPBACK, lt_port(leech))
+                while lt_node not in [n.addr for n in session.dht.node.known_nodes()]:
+                    await trio.sleep(0.05)
+                while not theirs.status().is_seeding:
+                    await trio.sleep(0.1)
+                # libtorrent knows our node now (our PORT message, our ping): its lookups
+                # reach us.
+                before = session.dht.node.stats.queries_received
+                leech.dht_get_peers(lt.sha1_hash(bytes(20)))
+                while session.dht.node.stats.queries_received == before:
+                    await trio.sleep(0.05)
