@@ -26,7 +26,7 @@ import pytest
 from tests.interop.peers import TrackerProcess, run_tracker, wait_until
 from tests.redis_server import RedisServer, redis_server, tracker_workers
 from torrentkit import bencoding
-from torrentkit.discovery.tracker import protocol
+from torrentkit.discovery.tracker import protocol, redis_store
 from torrentkit.discovery.tracker.protocol import AnnounceEvent, AnnounceRequest
 from torrentkit.discovery.tracker.redis_store import DOWN_REASON, RETRY_AFTER, RedisStore
 from torrentkit.discovery.tracker.state import TrackerConfig
@@ -370,3 +370,24 @@ def test_redis_out_of_memory_refuses_the_whole_announce(tmp_path: Path) -> None:
                 await store.aclose()
 
         asyncio.run(main())
+
+
+def test_purge_walks_a_big_index_a_slice_a_round(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_store, "PURGE_PER_ROUND", 3)
+
+    async def main() -> None:
+        store = RedisStore.from_url(store_url(redis), TrackerConfig(interval=100))
+        try:
+            for t in range(7):  # 7 swarms, one peer each, silent since 0
+                h = InfoHash(bytes([0x70 + t]) * 20)
+                req = AnnounceRequest(info_hash=h, peer_id=pid(t), port=6000 + t, left=1)
+                await store.announce(req, remote_ip="127.0.0.1", now=0.0)
+            rounds = [await store.purge(now=1000.0) for _ in range(7)]
+            assert max(rounds) <= 3 and sum(rounds) == 7, rounds
+            assert (await store.stats()).peers == 0
+        finally:
+            await store.aclose()
+
+    asyncio.run(main())

@@ -80,6 +80,8 @@ from torrentkit.ids import InfoHash
 
 log = logging.getLogger(__name__)
 
+#: The periodic purge walks at most this many swarms a round (a script each, batched).
+PURGE_PER_ROUND = 5000
 #: After a failure, calls fail at once for this long (seconds) before Redis is tried again.
 RETRY_AFTER = 0.5
 #: Connect and read timeouts (seconds): a Redis host that vanished costs at most this.
@@ -403,6 +405,7 @@ class RedisStore(TrackerRules):
         self._announce_sha = hashlib.sha1(self._announce_script).hexdigest()
         self._batch: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._purge_from = random.randrange(1 << 30)
 
     @classmethod
     def from_url(
@@ -606,14 +609,23 @@ class RedisStore(TrackerRules):
             out[h] = ScrapeStats(complete=s, downloaded=int(completed or 0), incomplete=peers - s)
         return out
 
-    async def _swarm_ids(self) -> list[str]:
-        ids: list[bytes] = await self._call(lambda: self._redis.zrange(self._index, 0, -1))
+    async def _swarm_ids(self, start: int = 0, stop: int = -1) -> list[str]:
+        """The served info-hashes (hex) of the index, by rank ``start``..``stop``."""
+        ids: list[bytes] = await self._call(lambda: self._redis.zrange(self._index, start, stop))
         return [h.decode() for h in ids if len(h) == 40 and self.allowed(bytes.fromhex(h.decode()))]
 
     async def purge(self, now: float) -> int:
-        """Drop silent peers and long-empty swarms in every swarm (see the module docstring)."""
+        """Drop silent peers and long-empty swarms (see the module docstring): every swarm
+        when there are at most :data:`PURGE_PER_ROUND`, else the next slice of that many
+        (each process starts at a random place, so several processes share the walk)."""
         dropped = 0
-        ids = await self._swarm_ids()
+        total: int = await self._call(lambda: self._redis.zcard(self._index))
+        if total <= PURGE_PER_ROUND:
+            ids = await self._swarm_ids()
+        else:
+            start = self._purge_from % total
+            self._purge_from = start + PURGE_PER_ROUND
+            ids = await self._swarm_ids(start, start + PURGE_PER_ROUND - 1)
         fixed = (repr(now), str(self.config.peer_timeout), str(self.config.swarm_timeout))
         for start in range(0, len(ids), _BATCH):
             batch = ids[start : start + _BATCH]
