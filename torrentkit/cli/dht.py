@@ -91,10 +91,15 @@ def _node_flags(p: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("dht", help="run a bare mainline DHT node; get-peers, put, get")
+    p = sub.add_parser(
+        "dht",
+        help="run a bare mainline DHT node; get-peers, put, get",
+        description="Without an ACTION: run a bare mainline DHT node until stopped, showing "
+        "its routing table. With one: a one-shot tool on a node of its own.",
+    )
     _node_flags(p, top=True)
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
-    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=False)
     g = actions.add_parser("get-peers", help="look an info-hash up and print its peers")
     g.add_argument("info_hash", metavar="INFO_HASH", help="40 hex (or 32 base32) characters")
     g.add_argument(
