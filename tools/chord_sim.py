@@ -44,8 +44,9 @@ dependent round trips, as Chord's path counts them). ``owner ok`` is the share o
 whose closest answer is the live node closest to the key. Fail: the fraction crashes at once
 and lookups start after ``--settle`` seconds (no repair protocol runs: Kademlia routes around
 dead entries as it meets them). ``distinct_fingers`` is reported as the mean routing-table
-size (Kademlia's per-node state). ``--dht both`` runs both and prints them one after the other
-(``--json``: one object per line); with ``--plot`` both go in one figure.
+size (Kademlia's per-node state). Under churn, a lookup whose origin crashes before it
+ends is not counted; ``abandoned`` says how many. ``--dht both`` runs both and prints them
+one after the other (``--json``: one object per line); with ``--plot`` both go in one figure.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class Phase:
     virtual_seconds: float = 0.0
     #: Messages of the lookups themselves (Kademlia: queries + answers).
     lookup_messages: int = 0
+    #: Lookups started (Kademlia); those whose origin crashed before they ended (churn) are
+    #: not counted in ``lookups`` but reported as ``abandoned``.
+    started: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -106,6 +110,7 @@ class Phase:
             if self.lookups and self.lookup_messages
             else None,
             "virtual_seconds": round(self.virtual_seconds, 1),
+            "abandoned": max(0, self.started - self.lookups),
         }
 
 
@@ -534,6 +539,7 @@ class KadNet:
 
         for _ in range(count):
             self.sim.at(self.sim.now + self.rng.uniform(0, window), one)
+        phase.started += count
 
     def churn(self, rate: float, duration: float) -> None:
         t = 0.0
