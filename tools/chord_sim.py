@@ -662,12 +662,25 @@ def plot(results: list[dict[str, Any]], path: str) -> None:
     ns = sorted({r["nodes"] for r in results})
     kinds = sorted({r.get("dht", "chord") for r in results})
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for kind in kinds:
+    for kind, colour in zip(kinds, ("tab:blue", "tab:green"), strict=False):
         rows = [r for r in results if r.get("dht", "chord") == kind]
         xs = [r["nodes"] for r in rows]
         label = kind.capitalize() if len(kinds) > 1 else ""
-        ax.plot(xs, [r["mean_hops"] for r in rows], "o-", label=f"{label} mean hops".strip())
-        ax.plot(xs, [r["p99_hops"] for r in rows], "s--", label=f"{label} p99 hops".strip())
+        ax.plot(
+            xs,
+            [r["mean_hops"] for r in rows],
+            "o-",
+            color=colour,
+            label=f"{label} mean hops".strip(),
+        )
+        ax.plot(
+            xs,
+            [r["p99_hops"] for r in rows],
+            "s--",
+            color=colour,
+            alpha=0.6,
+            label=f"{label} p99 hops".strip(),
+        )
     curve = [2**e for e in range(6, int(math.log2(max(ns))) + 1)]
     ax.plot(curve, [0.5 * math.log2(x) for x in curve], "k:", label="1/2 log2 N")
     ax.plot(
