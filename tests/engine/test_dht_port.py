@@ -108,6 +108,33 @@ async def test_port_exchanged_and_node_handed_to_the_dht(
     assert learnt["b"] == [PeerAddr("127.4.0.1", 7001)]
 
 
+async def test_one_node_per_link_however_many_port_messages(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    info = small_torrent(private=False)
+    net = SimNetwork(random.Random(9), latency=0.01)
+    learnt: list[PeerAddr] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            session = await dht_session(nursery, net, "127.4.4.1", learnt, 7001)
+            torrent = await session.add_torrent(info, MemoryStorage(info))
+            stream = await net.view("127.4.4.2").connect_tcp(session.address)
+            peer_id = generate_peer_id(random.Random(1))
+            conn = PeerConnection(initiator=True, info_hash=info.info_hash, our_peer_id=peer_id)
+            hs = Handshake(
+                info_hash=info.info_hash, peer_id=peer_id, reserved=with_dht_bit(DEFAULT_RESERVED)
+            )
+            opening = conn.send(hs)
+            flood = b"".join(conn.send(Port(port=9000 + i)) for i in range(50))
+            await stream.send_all(opening + flood)
+            await trio.sleep(1.0)
+            assert torrent.links  # PORT is legal: the peer stays
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+    assert learnt == [PeerAddr("127.4.4.2", 9000)]
+
+
 async def test_no_port_without_both_bits(autojump_clock: trio.testing.MockClock) -> None:
     info = small_torrent(private=False)
     net = SimNetwork(random.Random(6), latency=0.01)

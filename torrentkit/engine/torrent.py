@@ -263,6 +263,9 @@ class Torrent:
         self._suggested_in: dict[PeerLink, deque[int]] = {}
         self._suggested_out: dict[PeerLink, set[int]] = {}
         self._fast_choked_at: dict[PeerLink, float] = {}
+        #: the DHT port each link told us (BEP 5 PORT): one node pinged per link, not one
+        #: per message
+        self._dht_ports: dict[PeerLink, int] = {}
         self._fast_given: dict[int, PeerLink] = {}  # allowed-fast piece -> the peer served
         #: hosts that are us (peers' ``yourip``), for ignoring our own address in PEX
         self._own_hosts: set[str] = set()
@@ -705,6 +708,7 @@ class Torrent:
             self._suggested_in,
             self._suggested_out,
             self._fast_choked_at,
+            self._dht_ports,
         ):
             table.pop(link, None)
         if link in self.links:
@@ -799,7 +803,8 @@ class Torrent:
             self._on_extension(link, event)
         elif kind is Port:
             assert isinstance(event, Port)
-            if self.dht is not None and event.port:
+            if self.dht is not None and event.port and link not in self._dht_ports:
+                self._dht_ports[link] = event.port
                 self.dht.add_node(PeerAddr(link.addr.host, event.port))
         elif kind is InvalidRequest:
             # The connection counts these and errors out past its limit. BEP 6: a fast peer
