@@ -512,3 +512,30 @@ def test_announced_peers_expire() -> None:
     assert node.store.peer_count() == 0 and len(node.store) == 0
     r = ask(node, b"get_peers", {b"info_hash": IH}, src=PeerAddr("3.3.3.3", 1), now=2000.0)
     assert isinstance(r, Response) and b"values" not in r.values
+
+
+def test_oversized_transaction_ids_and_tokens() -> None:
+    node = make()
+    long_tid = b"t" * 21
+    data = krpc.encode_query(long_tid, b"ping", {b"id": b"s" * 20})
+    node.receive_datagram(data, ASKER, 1.0)
+    assert node.datagrams_to_send() == []  # no transaction id we accept: no reply at all
+    r = ask(node, b"announce_peer", {b"info_hash": IH, b"port": 1, b"token": b"k" * 21})
+    assert isinstance(r, Error) and r.code == krpc.PROTOCOL_ERROR
+    assert node.store.peer_count() == 0
+
+
+def test_a_thin_table_bootstraps_again_through_the_routers() -> None:
+    node = make()
+    router = PeerAddr("4.4.4.4", 6881)
+    node.bootstrap([router], 0.0)
+    ((data, dst),) = node.datagrams_to_send()
+    assert dst == router and krpc.decode(data).method == b"find_node"
+    node.handle_timers(10.0)  # the router never answers: the lookup ends empty
+    (done,) = node.events()
+    assert isinstance(done, LookupDone) and not done.ok
+    # At the next maintenance tick the empty table looks its own id up through the router.
+    node.handle_timers(node.config.maintenance_interval)
+    sent = [(krpc.decode(d), dst) for d, dst in node.datagrams_to_send()]
+    assert [(q.method, dst) for q, dst in sent] == [(b"find_node", router)]
+    assert sent[0][0].args[b"target"] == node.id

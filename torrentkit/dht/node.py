@@ -575,8 +575,12 @@ class DhtNode:
         doubtful = sorted(self.table.questionable(now), key=lambda e: e.last_seen())
         for e in doubtful[: self.config.k]:
             self._query(e.addr, e.id, b"ping", {}, _PING, 0, now)
-        # Refresh buckets nobody touched for 15 minutes (a few at a time).
+        # Refresh buckets nobody touched for 15 minutes (a few at a time); a table that has
+        # thinned out below k nodes looks its own id up again (through the routers too).
         busy = sum(1 for o in self._ops.values() if o.purpose == _REFRESH)
+        if len(self.table) < self.config.k and self.routers and not busy:
+            self._start_lookup(_REFRESH, self.id, now)
+            busy = 1
         for index in self.table.stale_buckets(now)[: max(0, 3 - busy)]:
             self.table.buckets[index].last_changed = now
             self._start_lookup(_REFRESH, self.table.random_id_in(index, self.rng), now)
@@ -877,7 +881,8 @@ class DhtNode:
             lk.add(e.id, e.addr, 1)
         for a in seeds or ():
             lk.add(None, a, 1)
-        if not lk.candidates:
+        if len(lk.candidates) < cfg.k:
+            # A thin table: the routers help (libtorrent asks them when a lookup runs dry).
             for a in self.routers:
                 lk.add(None, a, 1)
         o = self._ops[op] = _Op(op=op, purpose=purpose, lookup=lk)
