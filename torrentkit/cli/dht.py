@@ -4,7 +4,8 @@
   runs a node until SIGTERM (exit 0) or Ctrl-C (130). First stdout line ``listening on
   HOST:PORT``; then its routing table live on a terminal (rich), a status line every few
   seconds elsewhere, or with ``--json`` a ``table`` object per interval (``nodes``, ``good``,
-  ``buckets``, ``stored_peers``, ``rows`` [{bucket, id, addr, state, last_seen}]).
+  ``buckets``, ``stored_peers``, ``stored_items``, ``received``, ``sent``, ``non_krpc``,
+  ``rows`` [{bucket, id, addr, state, last_seen}]).
 - ``torrentkit dht get-peers INFO_HASH``: bootstrap, one ``get_peers`` lookup, print the peers
   found (one ``HOST:PORT`` a line, or one JSON object with ``--json``); exit 1 when none.
 - ``torrentkit dht put VALUE [--key FILE [--salt TEXT] [--seq N]]`` (BEP 44): store VALUE (a
@@ -215,6 +216,10 @@ def table_summary(net: DhtNetwork) -> dict[str, Any]:
         "good": sum(1 for r in rows if r["state"] == "good"),
         "buckets": len(net.node.table.buckets),
         "stored_peers": net.node.store.peer_count(),
+        "stored_items": len(net.node.items),
+        "received": net.node.stats.received,
+        "sent": net.node.stats.sent,
+        "non_krpc": net.driver.non_krpc,
         "rows": rows,
     }
 
@@ -247,7 +252,9 @@ async def _live(net: DhtNetwork) -> None:
         table = Table(
             title=f"DHT node {summary['id'][:16]}... on {net.address.host}:{net.address.port}: "
             f"{summary['nodes']} nodes ({summary['good']} good), {summary['buckets']} buckets, "
-            f"{summary['stored_peers']} peers stored"
+            f"{summary['stored_peers']} peers and {summary['stored_items']} items stored, "
+            f"{summary['received']} datagrams in ({summary['non_krpc']} not KRPC), "
+            f"{summary['sent']} out"
         )
         for column in ("bucket", "node id", "address", "state", "last seen (s)"):
             table.add_column(column)
