@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from torrentkit.metainfo import Magnet, Metainfo
     from torrentkit.settings import (
         ChordSettings,
+        DhtSettings,
         NapsterSettings,
         OverlaySettings,
         Settings,
@@ -59,6 +60,7 @@ _LAZY = {
     "Magnet": "torrentkit.metainfo",
     "Metainfo": "torrentkit.metainfo",
     "ChordSettings": "torrentkit.settings",
+    "DhtSettings": "torrentkit.settings",
     "NapsterSettings": "torrentkit.settings",
     "OverlaySettings": "torrentkit.settings",
     "Settings": "torrentkit.settings",
@@ -83,6 +85,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ChordSettings",
+    "DhtSettings",
     "DuplicateTorrent",
     "EventStream",
     "Magnet",
