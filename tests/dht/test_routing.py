@@ -150,3 +150,16 @@ def test_refresh_targets_fall_in_their_bucket() -> None:
     for index in range(len(table.buckets)):
         for _ in range(20):
             assert table.bucket_index(table.random_id_in(index, rng)) == index
+
+
+def test_a_replacement_moves_in_when_room_comes_free() -> None:
+    table = RoutingTable(OWN, 0.0)
+    for i in range(9):
+        table.heard(bytes([0x80 | i]) + bytes(19), addr(i), 0.0, answered=True)
+    far = table.buckets[0]
+    (waiting,) = far.replacements
+    assert table.get(waiting.addr) is None
+    table.remove(far.nodes[0].addr)
+    table.heard(waiting.id, waiting.addr, 5.0, answered=True)
+    assert table.get(waiting.addr) is waiting and far.replacements == []
+    check_invariants(table)

@@ -574,7 +574,7 @@ class DhtNode:
         # Ping questionable nodes (oldest first) so bad ones get found and replaced.
         doubtful = sorted(self.table.questionable(now), key=lambda e: e.last_seen())
         for e in doubtful[: self.config.k]:
-            self._query(e.addr, e.id, b"ping", {}, _PING, 0, now)
+            self._verify(e.addr, e.id)
         # Refresh buckets nobody touched for 15 minutes (a few at a time); a table that has
         # thinned out below k nodes looks its own id up again (through the routers too).
         busy = sum(1 for o in self._ops.values() if o.purpose == _REFRESH)
@@ -685,7 +685,8 @@ class DhtNode:
             self._verify(src, sender)
 
     def _verify(self, src: PeerAddr, sender: bytes | None = None) -> None:
-        """Ping ``src``: if it answers it is verified (and may enter the table)."""
+        """Ping ``src`` (once at a time): if it answers it is verified (and may enter the
+        table, or stays in it)."""
         if src in self._verifying or len(self._verifying) >= 64:
             return
         self._verifying.add(src)
@@ -808,7 +809,7 @@ class DhtNode:
         if compliant or not self.config.enforce_node_id:
             doubtful = self.table.heard(sender, src, now, answered=True)
             if doubtful is not None:
-                self._query(doubtful.addr, doubtful.id, b"ping", {}, _PING, 0, now)
+                self._verify(doubtful.addr, doubtful.id)
         if r.ip is not None:
             self._vote(r.ip.host, src, now)
         if rpc.kind == _PING:

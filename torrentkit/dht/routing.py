@@ -177,8 +177,12 @@ class RoutingTable:
                 entry.fails = 0
             else:
                 entry.last_query = now
-            if self._in_table(entry):
-                self.buckets[self.bucket_index(entry.id)].last_changed = now
+            bucket = self.buckets[self.bucket_index(entry.id)]
+            if entry in bucket.replacements and answered and len(bucket.nodes) < self.k:
+                bucket.replacements.remove(entry)  # room has come free: it moves in
+                bucket.nodes.append(entry)
+            if entry in bucket.nodes:
+                bucket.last_changed = now
             return None
         if not answered:
             return None
