@@ -126,9 +126,9 @@ class TrackerHandler:
             self._stats_cache = (now, await self.store.stats())
         return self._stats_cache[1]
 
-    @staticmethod
-    def _store_down(exc: StoreUnavailable) -> web.Response:
-        body = json.dumps({"store": "down", "error": str(exc)}).encode()
+    def _store_down(self, exc: StoreUnavailable) -> web.Response:
+        # The store's own account (with the cause) when it has one.
+        body = json.dumps({"store": "down", "error": self.store.down or str(exc)}).encode()
         return web.Response(status=503, body=body, content_type="application/json")
 
     async def stats_json(self, request: BaseRequest, query: str) -> web.StreamResponse:
