@@ -68,7 +68,7 @@ async def swarm(
             await seeder.add_torrent(INFO, MemoryStorage(INFO, PAYLOAD))
             opts = TorrentOptions(encryption=leech_policy)  # type: ignore[arg-type]
             torrent = await leecher.add_torrent(INFO, MemoryStorage(INFO), opts)
-            torrent.add_peers([seeder.address], "test")
+            torrent.add_peers([seeder.address], "api")  # as --peer gives it
             while not torrent.is_complete and not torrent.failed.is_set():
                 streams.extend(type(link.stream) for link in torrent.links)
                 await trio.sleep(0.05)
@@ -118,6 +118,26 @@ async def test_every_peer_refuses_ends_the_download(
     assert torrent.error is not None and "every peer refused our handshake" in torrent.error
     assert ("encryption is required" if leech == "require" else "disabled") in torrent.error
     assert ended - start < 30
+
+
+async def test_refusals_never_stop_a_torrent_that_has_its_data(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The give-up is for downloads only: a complete torrent that dials a peer refusing it
+    (here: one that wants plaintext while we require RC4) keeps seeding."""
+    net = SimNetwork(random.Random(11), latency=0.01)
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            plain = await session(nursery, net, LEECH_HOST, "disable")
+            ours = await session(nursery, net, SEED_HOST, "require")
+            await plain.add_torrent(INFO, MemoryStorage(INFO))
+            opts = TorrentOptions(encryption="require")
+            seeding = await ours.add_torrent(INFO, MemoryStorage(INFO, PAYLOAD), opts)
+            seeding.add_peers([plain.address], "api")
+            await trio.sleep(60)  # several refused dials
+            assert not seeding.failed.is_set() and seeding.error is None
+            nursery.cancel_scope.cancel()
 
 
 # ---------------------------------------------------------------- hostile dialers

@@ -560,15 +560,21 @@ class Torrent:
         except (OSError, trio.TooSlowError, trio.BrokenResourceError, RemoteProtocolError) as exc:
             self.peers.dial_failed(addr, trio.current_time())
             self._connect_wakeup.set()
-            if isinstance(exc, HandshakeRefused) and not (
-                self._discoveries or self.links or self.web_seeds
-            ):  # --peer addresses are our only sources: stop once all refuse us
+            if isinstance(exc, HandshakeRefused) and self._only_given_peers():
                 why = self.encryption.all_refused(self.peers)
                 if why is not None:
                     self._fail(why)
             return
         self.peers.dial_succeeded(addr)
         await self._run_link(stream, conn, addr, hs, outgoing=True, encryption=kind)
+
+    def _only_given_peers(self) -> bool:
+        """We still want data and the addresses we were given (``--peer``, a magnet's
+        ``x.pe``) are our only hope: no discovery source, link or web seed, and no address
+        learnt otherwise (PEX). Then a download that every peer refuses stops at once."""
+        if self._discoveries or self.links or self.web_seeds or self.picker.is_finished():
+            return False
+        return all(source in ("api", "magnet") for source in self.peers.sources().values())
 
     def _new_connection(self) -> PeerConnection:
         return PeerConnection(
