@@ -93,6 +93,13 @@ def test_files_selection_and_clean_stops_with_a_tracker(tmp_path: Path) -> None:
         leecher = None
         try:
             assert read_line(seeder, 15).startswith("listening on 127.0.0.1:")
+            ih = bytes.fromhex(json.loads(tk("info", str(torrent), "--json").stdout)["info_hash"])
+            deadline = time.monotonic() + 20
+            while tracker.scrape(ih).get(b"complete", 0) < 1:
+                assert time.monotonic() < deadline, tracker.scrape(ih)
+                time.sleep(0.2)
+            # A seed that started complete downloaded nothing: no `completed` (BEP 3).
+            assert tracker.scrape(ih).get(b"downloaded", 0) == 0
             out = tmp_path / "out"
             out.mkdir()
             leecher = subprocess.Popen(
@@ -109,14 +116,15 @@ def test_files_selection_and_clean_stops_with_a_tracker(tmp_path: Path) -> None:
             assert not (out / "album" / "track2.flac").exists() or (
                 (out / "album" / "track2.flac").read_bytes() != (root / "track2.flac").read_bytes()
             )
-            ih = bytes.fromhex(json.loads(tk("info", str(torrent), "--json").stdout)["info_hash"])
             deadline = time.monotonic() + 20
             while (
                 tracker.scrape(ih).get(b"complete", 0) + tracker.scrape(ih).get(b"incomplete", 0)
                 < 2
+                or tracker.scrape(ih).get(b"downloaded", 0) < 1
             ):
                 assert time.monotonic() < deadline, tracker.scrape(ih)
                 time.sleep(0.2)
+            assert tracker.scrape(ih).get(b"downloaded", 0) == 1  # the leecher's, once
 
             seeder.send_signal(signal.SIGTERM)
             assert seeder.wait(15) == 0

@@ -464,7 +464,7 @@ class Torrent:
                 self.picker.set_have(index)
         self.checked.set()
         if self.picker.is_finished():
-            await self._finish_download()
+            await self._finish_download(at_start=True)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -1071,14 +1071,17 @@ class Torrent:
                 self.emit(PeerBanned, peer=str(link.addr), reason=reason)
                 link.close("banned: " + reason)
 
-    async def _finish_download(self) -> None:
+    async def _finish_download(self, *, at_start: bool = False) -> None:
+        """Every wanted piece is verified. ``at_start``: it was so when the torrent started
+        (a seed), so trackers hear no ``completed`` (BEP 3: not sent "if the file was
+        complete when started")."""
         try:
             await self._create_empty_files()
         except StorageError as exc:
             self._fail(str(exc))
             return
         if not self.complete.is_set():
-            self._mark_complete(trio.current_time())
+            self._mark_complete(trio.current_time(), at_start=at_start)
 
     async def _create_empty_files(self) -> None:
         """Zero-length files hold no piece, so no write creates them: make the wanted ones
@@ -1092,13 +1095,14 @@ class Torrent:
         if empty:
             await self.storage.allocate(empty)
 
-    def _mark_complete(self, now: float) -> None:
+    def _mark_complete(self, now: float, *, at_start: bool = False) -> None:
         self.completed_at = now
         self.complete.set()
         self._web_work.set()  # web seeds leave
         self.emit(TorrentCompleted, seconds=round(now - self.started_at, 3))
-        for source in self._discoveries:
-            source.completed()
+        if not at_start:
+            for source in self._discoveries:
+                source.completed()
         for link in list(self.links):
             self._close_if_both_done(link)
         self._fill_slots(now)  # seeding now: snubbed peers may hold slots, seeds leave
