@@ -23,7 +23,9 @@ Each round runs two swarms, one per client, alternating which goes first. A swar
 
 Both libtorrent roles use bench_loopback's session settings: loopback only, DHT, LSD, UPnP,
 NAT-PMP, uTP and the default plugins (so PEX) off, ``allow_multiple_connections_per_ip``,
-encryption off (we do not speak MSE).
+encryption off; ours runs with ``--encryption disable`` and ``--no-dht`` to match (the
+default ``prefer`` would make every connection among our peers an MSE handshake, and each
+first dial to libtorrent's seeder a refused one).
 
 Figures, from the moment the first leecher is started: when each leecher reported its copy
 complete (our ``completed`` JSON event; libtorrent's ``torrent_finished_alert``, relayed as
@@ -367,6 +369,8 @@ def run_swarm(
                     "--bind",
                     LOOPBACK,
                     "--no-dht",
+                    "--encryption",
+                    "disable",
                     "--json",
                     "--no-ui",
                     "--state-dir",
@@ -398,6 +402,8 @@ def run_swarm(
                     "--peer",
                     f"{LOOPBACK}:{seeder.port}",
                     "--no-dht",
+                    "--encryption",
+                    "disable",
                     "--json",
                     "--no-ui",
                     "--timeout",
