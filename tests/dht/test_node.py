@@ -539,3 +539,19 @@ def test_a_thin_table_bootstraps_again_through_the_routers() -> None:
     sent = [(krpc.decode(d), dst) for d, dst in node.datagrams_to_send()]
     assert [(q.method, dst) for q, dst in sent] == [(b"find_node", router)]
     assert sent[0][0].args[b"target"] == node.id
+
+
+def test_announce_with_implied_port() -> None:
+    node = make()
+    peer = PeerAddr("3.2.0.1", 1)
+    node.ping(peer, 0.0)
+    ((data, _),) = node.datagrams_to_send()
+    answer(node, data, peer, {b"id": b"p" * 20}, 0.1)
+    node.events()
+    node.announce_peer(IH, 0, 1.0, implied_port=True)
+    ((data, _),) = node.datagrams_to_send()
+    answer(node, data, peer, {b"id": b"p" * 20, b"token": b"tk"}, 1.1)
+    ((data, _),) = node.datagrams_to_send()
+    q = krpc.decode(data)
+    assert isinstance(q, Query) and q.method == b"announce_peer"
+    assert q.args[b"implied_port"] == 1 and q.args[b"token"] == b"tk"
