@@ -208,15 +208,24 @@ async def test_leecher_uses_allowed_fast_while_choked_and_requeues_rejects(
             reqs = peer.of(Request)
             assert {(r.index, r.begin) for r in reqs} == {(5, 0), (5, 32 * KIB // 2)}  # type: ignore[attr-defined]
             assert peer.of(HaveNone)  # we had nothing: HAVE NONE, not silence
-            # It rejects one: asked again at once (the only peer that can serve it).
+            # It rejects one: not asked of it again while it chokes us (no ping-pong) ...
             await peer.send(RejectRequest(index=5, begin=0, length=16 * KIB))
-            await peer.wait_for(lambda: len(peer.of(Request)) == 3)
-            # Blocks sent while choked (allowed fast) are taken.
+            await trio.sleep(2)
+            assert len(peer.of(Request)) == 2
+            # ... the other block, sent while choked (allowed fast), is taken ...
+            half = 16 * KIB
             await peer.send(
-                Piece(index=5, begin=16 * KIB, data=payload[5 * 32 * KIB + 16 * KIB : 6 * 32 * KIB])
+                Piece(index=5, begin=half, data=payload[5 * 32 * KIB + half : 6 * 32 * KIB])
             )
+            # ... and once it unchokes us, the rejected block is asked again.
+            from torrentkit.wire.events import Unchoke
+
+            await peer.send(Unchoke())
+            await peer.wait_for(
+                lambda: (5, 0) in [(r.index, r.begin) for r in peer.of(Request)[2:]]
+            )  # type: ignore[attr-defined]
             await peer.send(
-                Piece(index=5, begin=0, data=payload[5 * 32 * KIB : 5 * 32 * KIB + 16 * KIB])
+                Piece(index=5, begin=0, data=payload[5 * 32 * KIB : 5 * 32 * KIB + half])
             )
             await peer.wait_for(lambda: torrent.picker.have(5))
             # A reject for a block we never asked for: the peer is dropped.
@@ -463,3 +472,24 @@ async def test_no_suggestions_while_some_piece_has_no_other_copy(
             await a.wait_for(lambda: bool(a.of(Piece)))
             await trio.sleep(2)
             assert not a.of(SuggestPiece) and not b.of(SuggestPiece)
+
+
+async def test_a_reject_from_an_unchoking_peer_pauses_requests_to_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No request/reject ping-pong: after a reject, nothing new goes to that peer for a
+    second; then the block is asked again."""
+    from torrentkit.wire.events import Unchoke
+
+    info, _ = make_info(random.Random(1), 1 * 32 * KIB, 32 * KIB)  # one piece, two blocks
+    with trio.fail_after(60):
+        async with running(info, None) as (net, _torrent, _events, nursery):
+            peer = await HandPeer.connect(net, "127.3.0.9", info)
+            nursery.start_soon(peer.read)
+            await peer.send(HaveAll(), Unchoke())
+            await peer.wait_for(lambda: len(peer.of(Request)) == 2)
+            await peer.send(RejectRequest(index=0, begin=0, length=16 * KIB))
+            t0 = trio.current_time()
+            await peer.wait_for(lambda: len(peer.of(Request)) == 3)
+            assert trio.current_time() - t0 >= 0.9
+            assert (peer.of(Request)[2].index, peer.of(Request)[2].begin) == (0, 0)  # type: ignore[attr-defined]

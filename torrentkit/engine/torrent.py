@@ -142,6 +142,10 @@ FAST_CHOKE_GRACE = 20.0
 #: many suggestions sent to one peer (docs/limits.md).
 MAX_SUGGESTS_KEPT = 16
 MAX_SUGGESTS_SENT = 64
+#: After a peer that unchokes us rejects a request, no new requests to it for this long.
+REJECT_PAUSE = 1.0
+#: At most this many ``fast`` engine events per peer (docs/cli.md).
+MAX_FAST_EVENTS = 100
 #: Why two peers that both have what they want close their connection.
 PARTING = "both have what they want"
 
@@ -267,6 +271,12 @@ class Torrent:
         #: per message
         self._dht_ports: dict[PeerLink, int] = {}
         self._fast_given: dict[int, PeerLink] = {}  # allowed-fast piece -> the peer served
+        # Allowed-fast pieces a peer that chokes us rejected (not asked again until it
+        # unchokes us), when requests to a peer that rejected one may go out again (no
+        # request/reject ping-pong), and how many fast events each peer has caused.
+        self._fast_refused: dict[PeerLink, set[int]] = {}
+        self._reject_pause: dict[PeerLink, float] = {}
+        self._fast_events: dict[PeerLink, int] = {}
         #: hosts that are us (peers' ``yourip``), for ignoring our own address in PEX
         self._own_hosts: set[str] = set()
         self.uploaded = 0
@@ -703,6 +713,10 @@ class Torrent:
     def _emit_fast(
         self, link: PeerLink, event: Event, direction: Literal["ours", "theirs"]
     ) -> None:
+        count = self._fast_events.get(link, 0)
+        if count >= MAX_FAST_EVENTS:
+            return  # (a peer's rejects or suggestions must not flood the event stream)
+        self._fast_events[link] = count + 1
         name = _FAST_NAMES[type(event)]
         index = getattr(event, "index", None)
         self.emit(FastMessage, peer=str(link.addr), direction=direction, message=name, index=index)
@@ -715,6 +729,9 @@ class Torrent:
             self._suggested_out,
             self._fast_choked_at,
             self._dht_ports,
+            self._fast_refused,
+            self._reject_pause,
+            self._fast_events,
         ):
             table.pop(link, None)
         if link in self.links:
@@ -784,6 +801,7 @@ class Torrent:
             link.unchoked_us_at = now
             link.last_block = now
             self._fast_choked_at.pop(link, None)
+            self._fast_refused.pop(link, None)
         elif kind is Choke:
             link.unchoked_us_at = None
             if link.conn.fast:
@@ -828,7 +846,8 @@ class Torrent:
 
     def _on_fast(self, link: PeerLink, event: Event, now: float) -> None:
         """A BEP 6 message from a fast peer (the connection checked it)."""
-        self._emit_fast(link, event, "theirs")
+        if not isinstance(event, SuggestPiece):
+            self._emit_fast(link, event, "theirs")
         if isinstance(event, HaveAll | HaveNone):
             if isinstance(event, HaveAll):
                 self.picker.peer_have_all(link)
@@ -837,7 +856,13 @@ class Torrent:
             self._update_interest(link)
             self._close_if_both_done(link)
         elif isinstance(event, RejectRequest):
-            # Asked elsewhere at once (not of this peer again, or it would loop).
+            # Asked elsewhere at once; not of this peer again for a while, or the two of us
+            # would loop: an allowed-fast piece it refused while choking us not until it
+            # unchokes us, anything else not for REJECT_PAUSE.
+            if link.conn.peer_choking:
+                self._fast_refused.setdefault(link, set()).add(event.index)
+            else:
+                self._reject_pause[link] = now + REJECT_PAUSE
             if self.picker.request_released(link, event.index, event.begin):
                 self._rerequest(link, now)
         elif isinstance(event, AllowedFast):
@@ -847,6 +872,7 @@ class Torrent:
             hints = self._suggested_in.setdefault(link, deque(maxlen=MAX_SUGGESTS_KEPT))
             if event.index not in hints and not self.picker.have(event.index):
                 hints.append(event.index)
+                self._emit_fast(link, event, "theirs")
 
     def _give_fast(self, link: PeerLink, index: int) -> bool:
         """A choked peer asks for a piece of its allowed-fast set: serve it? Only to a
@@ -1142,9 +1168,11 @@ class Torrent:
         if conn.peer_choking:
             # BEP 6: a peer that chokes us still serves its allowed-fast pieces.
             if conn.fast and conn.allowed_fast_in and conn.outstanding_requests < 4:
-                pieces = sorted(conn.allowed_fast_in)
+                pieces = sorted(conn.allowed_fast_in - self._fast_refused.get(link, set()))
                 room = 4 - conn.outstanding_requests
                 link.send_requests(self.picker.pick_blocks_in(link, room, pieces))
+            return
+        if self._reject_pause and self._reject_pause.get(link, 0.0) > now:
             return
         # A snubbed peer keeps one request, so that a block can still clear its name.
         depth = 1 if link.snubbed else link.request_depth(now)
