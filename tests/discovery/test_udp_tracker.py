@@ -215,6 +215,18 @@ def test_a_truncated_announce_reply_is_a_response_error() -> None:
         ex.result()
 
 
+def test_a_bare_announce_reply_is_a_refusal() -> None:
+    """8 bytes (action 1 and the transaction id, nothing else): opentracker's answer for a
+    torrent it does not serve. A tracker failure with a clear text, not a parse error."""
+    ids = ConnectionIds()
+    ids.put(ADDR, 5, 0.0)
+    ex = _exchange(ids)
+    tid = _tid(ex.datagram() or b"")
+    ex.receive(struct.pack(">II", 1, tid), 0.1)
+    with pytest.raises(TrackerFailure, match="refused without a reason"):
+        ex.result()
+
+
 def test_ipv6_replies_carry_18_byte_peers_and_scrapes_parse_in_order() -> None:
     ids = ConnectionIds()
     ids.put(ADDR, 5, 0.0)

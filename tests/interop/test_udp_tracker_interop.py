@@ -16,6 +16,8 @@ import contextlib
 import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +43,11 @@ from tests.interop.peers import (
     wait_until,
     wait_written,
 )
-from torrentkit.discovery.tracker.protocol import AnnounceEvent, AnnounceRequest
+from torrentkit.discovery.tracker.protocol import (
+    AnnounceEvent,
+    AnnounceRequest,
+    TrackerFailure,
+)
 from torrentkit.discovery.tracker.udp_client import UdpTrackerClient
 from torrentkit.ids import InfoHash, PeerAddr
 
@@ -61,7 +67,8 @@ def opentracker(tmp_path: Path, whitelist: list[bytes]) -> Iterator[tuple[str, s
     exe = require_binary("opentracker")
     folder = tmp_path / "opentracker"
     folder.mkdir()
-    (folder / "whitelist.txt").write_text("".join(h.hex() + "\n" for h in whitelist))
+    listed = [*whitelist, _PROBE]
+    (folder / "whitelist.txt").write_text("".join(h.hex() + "\n" for h in listed))
     http_port = free_port()
     udp_port = free_udp_port()
     cmd = [exe, "-i", LOOPBACK, "-p", str(http_port), "-P", str(udp_port)]
@@ -77,12 +84,31 @@ def opentracker(tmp_path: Path, whitelist: list[bytes]) -> Iterator[tuple[str, s
             except OSError:
                 assert time.monotonic() < deadline, "opentracker did not listen"
                 time.sleep(0.05)
+        # It reads the whitelist in a thread of its own after it starts listening; until
+        # then every torrent is unlisted, and its UDP side answers such an announce with a
+        # bare 8-byte reply. Wait until the probe torrent (listed, used nowhere else) is
+        # served.
+        wait_until(lambda: _whitelist_loaded(http_port), 10, "opentracker's whitelist")
         yield (
             f"http://{LOOPBACK}:{http_port}/announce",
             f"udp://{LOOPBACK}:{udp_port}/announce",
         )
     finally:
         stop_process(proc)
+
+
+#: An info-hash only the whitelist-loaded probe announces.
+_PROBE = bytes(range(100, 120))
+
+
+def _whitelist_loaded(http_port: int) -> bool:
+    ih = urllib.parse.quote_from_bytes(_PROBE)
+    url = (
+        f"http://{LOOPBACK}:{http_port}/announce?info_hash={ih}&peer_id=-PROBE-0000000000000"
+        "&port=1&uploaded=0&downloaded=0&left=1&compact=1&numwant=0"
+    )
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return b"not authorized" not in reply.read()
 
 
 def _request(ih: bytes, n: int, *, left: int = 1) -> AnnounceRequest:
@@ -130,6 +156,10 @@ def test_our_client_against_opentracker(tmp_path: Path) -> None:
             assert (reply.complete, reply.incomplete) == (1, 2)
             counts = await client.scrape(url, [ih])
             assert (counts[InfoHash(ih)].complete, counts[InfoHash(ih)].incomplete) == (1, 2)
+            # A torrent not on its whitelist: opentracker's bare 8-byte announce reply is a
+            # refusal, reported as a tracker failure.
+            with pytest.raises(TrackerFailure, match="refused without a reason"):
+                await client.announce(url, _request(bytes(20), 9))
 
     # The download's info-hash is only known once the torrent exists: make it first.
     payload = make_payload(tmp_path / "seed" / "payload.bin", 2 * MiB)

@@ -95,6 +95,9 @@ MAX_ERROR_TEXT = 200
 #: The largest datagram a client reads (a UDP payload cannot be longer).
 MAX_DATAGRAM = 65536
 
+#: The failure an announce reply without counts stands for (see parse_announce_reply).
+BARE_REPLY = "announce refused without a reason (an 8-byte reply: torrent not served here?)"
+
 _EVENT_CODES = {
     AnnounceEvent.NONE: 0,
     AnnounceEvent.COMPLETED: 1,
@@ -223,7 +226,14 @@ def error_text(data: bytes) -> str:
 
 
 def parse_announce_reply(data: bytes, *, ipv6: bool) -> AnnounceResponse:
-    """An announce reply (header checked by the caller); peers 18 bytes each over IPv6."""
+    """An announce reply (header checked by the caller); peers 18 bytes each over IPv6.
+
+    A bare header (8 bytes: no interval, no counts) is a refusal without a reason:
+    opentracker answers so for a torrent it does not serve (not on its whitelist, or before
+    it has read the list). It is a tracker failure, as an error packet would be.
+    """
+    if len(data) == 8:
+        raise TrackerFailure(BARE_REPLY)
     if len(data) < 20:
         raise TrackerResponseError(f"announce reply of {len(data)} bytes, need at least 20")
     _, _, interval, leechers, seeders = _ANNOUNCE_REPLY.unpack_from(data)
