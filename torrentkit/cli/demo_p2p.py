@@ -129,8 +129,8 @@ async def run_search_demo(
                     raise JobFailed(f"{name} found no copy via {mode} within {args.timeout:g} s")
                 magnet = Magnet(info_hash=hits[0].info_hash, name=QUERY)
                 nodes.append(await _leecher(session, name, limit, d, magnet, hits[0], say))
-            finished = await watch(args, nodes, ui, err)
-            result = summary(meta, seeder, nodes, digest, finished)
+            finished, seconds = await watch(args, nodes, ui, err, [seeder, *nodes])
+            result = summary(meta, seeder, nodes, digest, finished, seconds)
     result["discovery"] = mode
     result["searches"] = searches
     return report(result, args.json)

@@ -631,10 +631,11 @@ def render(
             map_rows = 0
         else:
             break
-    # Lines left over once every peer has its row go to the event log.
+    # Lines left over once every peer has its row go to the event log, which then reaches
+    # down to the legend: the frame uses the whole height, and the log fills as events come.
     spare = rows_for_peers() - want_rows
     if spare > 0 and event_rows:
-        event_rows += min(spare, max(0, len(events) - event_rows))
+        event_rows += spare
 
     peer_rows = rows_for_peers()
     if map_rows:
@@ -653,6 +654,7 @@ def render(
             lines.append(_fit([(f"{stamp:>7} ", "bright_black"), (text, style)], width))
         if not recent:
             lines.append([("no events yet", "dim")])
+        lines.extend([] for _ in range(event_rows - max(1, len(recent))))
     if legend:
         fitting = [s for s in LEGENDS if cell_len(s) <= width]
         lines.append(_fit([(fitting[0] if fitting else LEGENDS[-1], "dim")], width))
