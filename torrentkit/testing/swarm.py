@@ -30,6 +30,7 @@ from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
 from torrentkit.engine.torrent import Torrent, TorrentOptions
 from torrentkit.events import Event
+from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info, build_info, parse_info
 from torrentkit.testing.network import SimNetwork
 from torrentkit.wire.peer_id import generate_peer_id
@@ -127,6 +128,8 @@ class SimNode:
     seed: bool
     #: Every engine event of the node, typed (:mod:`torrentkit.events`), oldest first.
     events: list[Event] = field(default_factory=list)
+    #: Cancel it and the node leaves the swarm (its session and torrent stop).
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
 async def setup_swarm(
@@ -163,7 +166,8 @@ async def setup_swarm(
             rng=random.Random(rng.random()),
             on_event=events.append,
         )
-        await nursery.start(session.run)
+        scope = trio.CancelScope()
+        await nursery.start(_run_until_cancelled, session, scope)
         storage = MemoryStorage(info, payload if is_seed else None)
         own = options or TorrentOptions()
         if not is_seed and n - len(seed_rates) < len(leecher_options):
@@ -180,10 +184,18 @@ async def setup_swarm(
                 storage=storage,
                 seed=is_seed,
                 events=events,
+                scope=scope,
             )
         )
         await trio.sleep(start_gap)
     return nodes
+
+
+async def _run_until_cancelled(
+    session: Session, scope: trio.CancelScope, *, task_status: trio.TaskStatus[PeerAddr]
+) -> None:
+    with scope:
+        await session.run(task_status=task_status)
 
 
 def payload_of(storage: MemoryStorage, info: Info) -> bytes:
