@@ -114,7 +114,7 @@ class _Peer:
 class _Swarm:
     """The peers of one info-hash: a list for O(k) random sampling plus two indexes."""
 
-    __slots__ = ("by_addr", "by_id", "completed", "last_active", "peers", "seeders")
+    __slots__ = ("by_addr", "by_id", "completed", "last_active", "packed", "peers", "seeders")
 
     def __init__(self, now: float) -> None:
         self.peers: list[_Peer] = []
@@ -123,13 +123,18 @@ class _Swarm:
         self.seeders = 0
         self.completed = 0
         self.last_active = now
+        #: Every peer's compact address, in ``peers`` order; None after a change (rebuilt
+        #: when next asked for). A small swarm's reply is this minus the announcer's own.
+        self.packed: bytes | None = None
 
     def add(self, peer: _Peer) -> None:
+        self.packed = None
         self.by_id[peer.peer_id] = len(self.peers)
         self.by_addr[peer.compact] = peer.peer_id
         self.peers.append(peer)
 
     def remove(self, peer_id: bytes) -> None:
+        self.packed = None
         index = self.by_id.pop(peer_id)
         peer = self.peers[index]
         del self.by_addr[peer.compact]
@@ -141,6 +146,7 @@ class _Swarm:
             self.by_id[last.peer_id] = index
 
     def move(self, peer: _Peer, ip: str, port: int, compact: bytes) -> None:
+        self.packed = None
         del self.by_addr[peer.compact]
         peer.ip, peer.port, peer.compact = ip, port, compact
         self.by_addr[compact] = peer.peer_id
@@ -244,14 +250,17 @@ class TrackerRules:
             raise TrackerRequestError("ip is not an IP address") from None
         return info_hash, ip, packed + req.port.to_bytes(2, "big")
 
-    def reply(self, complete: int, incomplete: int, peers: Sequence[PeerInfo]) -> AnnounceReply:
-        """The reply: counts, peers, and the interval with its jitter."""
+    def interval(self) -> int:
+        """The configured interval plus its jitter (0 to ``jitter`` s, uniform)."""
         config = self.config
         jitter = config.jitter
-        interval = config.interval + (self._rng.randint(0, jitter) if jitter else 0)
+        return config.interval + (int(self._rng.random() * (jitter + 1)) if jitter else 0)
+
+    def reply(self, complete: int, incomplete: int, peers: Sequence[PeerInfo]) -> AnnounceReply:
+        """The reply: counts, peers, and the interval with its jitter."""
         return AnnounceReply(
-            interval=interval,
-            min_interval=config.announce_min_interval,
+            interval=self.interval(),
+            min_interval=self.config.announce_min_interval,
             complete=complete,
             incomplete=incomplete,
             peers=peers,
@@ -286,28 +295,84 @@ class TrackerState(TrackerRules):
 
         Raises :class:`TrackerRequestError` (its text is the failure reason) for a refused one.
         """
-        config = self.config
         info_hash, ip, compact = self.admit(req, remote_ip)
+        peer_id = req.peer_id
+        swarm, serve = self._apply(
+            info_hash, peer_id, ip, req.port, compact, req.left, req.event, req.key, now
+        )
+        if swarm is None:
+            return self.reply(0, 0, [])
+        complete = swarm.seeders
+        peers = self._pick(swarm, peer_id, req.numwant) if serve else []
+        return self.reply(complete, len(swarm.peers) - complete, peers)
+
+    def announce_compact(
+        self,
+        info_hash: bytes,
+        peer_id: bytes,
+        port: int,
+        left: int,
+        event: AnnounceEvent,
+        key: bytes | None,
+        numwant: int | None,
+        ip: str,
+        now: float,
+    ) -> tuple[int, int, int, bytes]:
+        """:meth:`announce` from the request's fields, announcing from ``ip`` (the sender's
+        address, or a trusted ``ip`` parameter), answered as (interval, seeders, leechers,
+        the compact addresses of the peers handed out that share the announcer's address
+        family): no request or reply object. The UDP tracker's path for this store
+        (docs/tracker.md, "UDP"); same rules, same refusals.
+        """
+        if self._whitelist is not None and info_hash not in self._whitelist:
+            raise TrackerRequestError("info_hash is not registered with this tracker")
+        try:
+            ip, packed = self._address(ip)
+        except ValueError:
+            raise TrackerRequestError("ip is not an IP address") from None
+        compact = packed + port.to_bytes(2, "big")
+        swarm, serve = self._apply(info_hash, peer_id, ip, port, compact, left, event, key, now)
+        interval = self.interval()
+        if swarm is None:
+            return interval, 0, 0, b""
+        complete = swarm.seeders
+        peers = self._pick_compact(swarm, peer_id, numwant, len(compact)) if serve else b""
+        return interval, complete, len(swarm.peers) - complete, peers
+
+    def _apply(
+        self,
+        info_hash: bytes,
+        peer_id: bytes,
+        ip: str,
+        port: int,
+        compact: bytes,
+        left: int,
+        event: AnnounceEvent,
+        key: bytes | None,
+        now: float,
+    ) -> tuple[_Swarm | None, bool]:
+        """Apply one admitted announce: (its swarm, whether it is handed peers); no swarm
+        for a ``stopped`` of a torrent we do not have."""
+        config = self.config
         swarm = self._swarms.get(info_hash)
-        stopping = req.event is AnnounceEvent.STOPPED
+        stopping = event is AnnounceEvent.STOPPED
         if swarm is None:
             if stopping:
-                return self.reply(0, 0, [])
+                return None, False
             if len(self._swarms) >= config.max_swarms:
                 raise TrackerRequestError("tracker is full: too many torrents")
             swarm = self._swarms[info_hash] = _Swarm(now)
         swarm.last_active = now
 
-        peer_id = req.peer_id
         index = swarm.by_id.get(peer_id)
         peer = swarm.peers[index] if index is not None else None
-        if peer is not None and peer.ip != ip and (peer.key is None or peer.key != req.key):
+        if peer is not None and peer.ip != ip and (peer.key is None or peer.key != key):
             raise TrackerRequestError("peer_id is in use from another address")
         holder = swarm.by_addr.get(compact)
         if holder is not None and holder != peer_id:
             swarm.remove(holder)  # a stale entry: its address now belongs to this peer id
 
-        if peer is not None and not peer.completed and not peer.seeder and req.left == 0:
+        if peer is not None and not peer.completed and not peer.seeder and left == 0:
             # A leecher that now has everything finished a download here, whether or not it
             # says `completed` (aria2c with --seed-time=0 goes straight to `stopped`).
             peer.completed = True
@@ -316,42 +381,38 @@ class TrackerState(TrackerRules):
         if stopping:
             if peer is not None:
                 swarm.remove(peer_id)
-            return self.reply(swarm.seeders, len(swarm.peers) - swarm.seeders, [])
+            return swarm, False
 
         fresh = peer is None
         if peer is None:
             if len(swarm.peers) >= config.max_peers_per_swarm:
                 raise TrackerRequestError("tracker is full: too many peers on this torrent")
-            peer = _Peer(peer_id, ip, req.port, compact, req.key, now)
+            peer = _Peer(peer_id, ip, port, compact, key, now)
             swarm.add(peer)
             previous = None
         else:
             previous = peer.last_seen
             peer.last_seen = now
             if peer.compact != compact:
-                swarm.move(peer, ip, req.port, compact)
-            if req.key is not None:
-                peer.key = req.key
+                swarm.move(peer, ip, port, compact)
+            if key is not None:
+                peer.key = key
 
-        seeder = req.left == 0
+        seeder = left == 0
         if seeder != peer.seeder:
             swarm.seeders += 1 if seeder else -1
             peer.seeder = seeder
-        if req.event is AnnounceEvent.COMPLETED and not peer.completed:
+        if event is AnnounceEvent.COMPLETED and not peer.completed:
             peer.completed = True
             swarm.completed += 1
 
-        complete = swarm.seeders
-        incomplete = len(swarm.peers) - complete
         early = (
             not fresh
-            and req.event is AnnounceEvent.NONE
+            and event is AnnounceEvent.NONE
             and previous is not None
             and now - previous < config.announce_min_interval
         )
-        if early:
-            return self.reply(complete, incomplete, [])
-        return self.reply(complete, incomplete, self._pick(swarm, peer_id, req.numwant))
+        return swarm, not early
 
     def _pick(self, swarm: _Swarm, peer_id: bytes, numwant: int | None) -> list[_Peer]:
         want = effective_numwant(numwant)
@@ -364,6 +425,24 @@ class TrackerState(TrackerRules):
             return peers[:own] + peers[own + 1 :]
         chosen = [peers[i] for i in self._rng.sample(range(n), want + 1) if i != own]
         return chosen[:want]
+
+    def _pick_compact(
+        self, swarm: _Swarm, peer_id: bytes, numwant: int | None, stride: int
+    ) -> bytes:
+        """:meth:`_pick`'s peers as joined compact addresses, only those ``stride`` bytes
+        long (the announcer's family). A swarm that fits the reply whole is its cached
+        ``packed`` bytes without the announcer's own entry: no per-peer work."""
+        peers = swarm.peers
+        n = len(peers)
+        if 0 < n - 1 <= effective_numwant(numwant):
+            packed = swarm.packed
+            if packed is None:
+                packed = swarm.packed = b"".join([p.compact for p in peers])
+            if len(packed) == stride * n:  # one address family: the announcer's
+                at = swarm.by_id[peer_id] * stride
+                return packed[:at] + packed[at + stride :]
+        chosen = self._pick(swarm, peer_id, numwant)
+        return b"".join([p.compact for p in chosen if len(p.compact) == stride])
 
     # -- scrape, expiry, stats ----------------------------------------------------------------
 

@@ -54,9 +54,9 @@ import os
 import random
 import socket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from torrentkit.discovery.tracker.protocol import (
     AnnounceEvent,
@@ -111,6 +111,7 @@ _CONNECT = struct.Struct(">QII")
 _HEADER = struct.Struct(">II")
 _ANNOUNCE = struct.Struct(">QII20s20sQQQIIIiH")
 _ANNOUNCE_REPLY = struct.Struct(">IIIII")
+_INT63 = 2**63 - 1
 _SCRAPE_ENTRY = struct.Struct(">III")
 
 
@@ -495,6 +496,26 @@ def packed_address(ip: str) -> bytes:
         raise ValueError(f"not an IP address: {ip!r}") from None
 
 
+class Swarms(Protocol):
+    """Swarms the core answers from at once, as it reads a datagram: a store whose calls
+    never wait (the in-memory :class:`~.state.TrackerState`)."""
+
+    def announce_compact(
+        self,
+        info_hash: bytes,
+        peer_id: bytes,
+        port: int,
+        left: int,
+        event: AnnounceEvent,
+        key: bytes | None,
+        numwant: int | None,
+        ip: str,
+        now: float,
+    ) -> tuple[int, int, int, bytes]: ...
+
+    def scrape(self, info_hashes: Iterable[InfoHash]) -> dict[InfoHash, ScrapeStats]: ...
+
+
 class UdpPending(NamedTuple):
     """A verified announce or scrape the swarm store must answer; :class:`UdpTrackerCore`
     turns the store's answer (or refusal) into the reply datagram. (A named tuple: one is
@@ -521,14 +542,38 @@ class UdpTrackerCore:
     answer :meth:`announce_reply` / :meth:`scrape_reply` / :meth:`error_reply` encode.
 
     The driver hands pending requests to the same store ``announce`` and ``scrape`` the
-    HTTP side calls, so both protocols serve one swarm state.
+    HTTP side calls, so both protocols serve one swarm state. With ``swarms`` (a store
+    whose calls never wait: memory) the core answers announces and scrapes itself, as it
+    reads them: no request object, no pending step (the in-memory tracker's speed).
     """
 
-    def __init__(self, *, trust_ip_param: bool = False, master: bytes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        trust_ip_param: bool = False,
+        master: bytes | None = None,
+        swarms: Swarms | None = None,
+    ) -> None:
         self._secret = ConnectionSecret(master)
         self.trust_ip_param = trust_ip_param
+        self.swarms = swarms
         #: What the UDP side served (``/stats`` shows it beside HTTP's).
         self.counters = ServedCounts()
+        #: Sender IP as received -> (its text with IPv4-mapped as IPv4, packed).
+        self._addresses: dict[str, tuple[str, bytes]] = {}
+
+    def _address(self, ip: str) -> tuple[str, bytes] | None:
+        known = self._addresses.get(ip)
+        if known is None:
+            text = ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
+            try:
+                known = (text, packed_address(text))
+            except ValueError:
+                return None
+            if len(self._addresses) >= VERIFIED_CACHE:
+                self._addresses.clear()
+            self._addresses[ip] = known
+        return known
 
     def handle(self, data: bytes, ip: str, now: float) -> bytes | UdpPending | None:
         """What to do with ``data`` from ``ip`` (any port: the connection id binds the IP)."""
@@ -537,13 +582,11 @@ class UdpTrackerCore:
             counters.dropped += 1
             return None
         cid, action, tid = _CONNECT.unpack_from(data)
-        if ip.startswith("::ffff:") and "." in ip:
-            ip = ip[7:]
-        try:
-            address = packed_address(ip)
-        except ValueError:
+        known = self._address(ip)
+        if known is None:
             counters.dropped += 1
             return None
+        ip, address = known
         if action == ACTION_CONNECT:
             if cid != PROTOCOL_ID:
                 counters.dropped += 1
@@ -554,17 +597,47 @@ class UdpTrackerCore:
             counters.dropped += 1
             return None
         # From here the sender's address is verified: it received our connection id.
+        swarms = self.swarms
         try:
             if action == ACTION_ANNOUNCE:
+                if swarms is not None:
+                    return self._announce_now(swarms, data, tid, ip, now)
                 return self._announce(data, tid, ip)
             if action == ACTION_SCRAPE:
-                return self._scrape(data, tid, ip)
+                pending = self._scrape(data, tid, ip)
+                if swarms is not None:
+                    return self.scrape_reply(pending, swarms.scrape(pending.scrape))
+                return pending
             raise TrackerRequestError(f"unknown action {action}")
         except TrackerRequestError as exc:
             counters.errors += 1
             return _error_reply(tid, str(exc), len(data))
 
-    def _announce(self, data: bytes, tid: int, ip: str) -> UdpPending:
+    def _announce_now(self, swarms: Swarms, data: bytes, tid: int, ip: str, now: float) -> bytes:
+        """An announce answered from ``swarms`` there and then: the reply datagram."""
+        info_hash, peer_id, _, left, event, given_ip, key, numwant, port = self._fields(data)
+        interval, seeders, leechers, peers = swarms.announce_compact(
+            info_hash,
+            peer_id,
+            port,
+            left,
+            _CODE_EVENTS.get(event, AnnounceEvent.NONE),
+            key_from_int(key),
+            None if numwant < 0 else numwant,
+            ip if given_ip is None else given_ip,
+            now,
+        )
+        self.counters.announces += 1
+        return (
+            _ANNOUNCE_REPLY.pack(ACTION_ANNOUNCE, tid, min(interval, 0xFFFFFFFF), leechers, seeders)
+            + peers
+        )
+
+    def _fields(
+        self, data: bytes
+    ) -> tuple[bytes, bytes, tuple[int, int], int, int, str | None, int, int, int]:
+        """An announce's checked fields: info-hash, peer id, (downloaded, uploaded), left,
+        event code, the trusted ``ip`` field (None), key, numwant, port."""
         if len(data) < ANNOUNCE_SIZE:
             raise TrackerRequestError(f"announce of {len(data)} bytes, need {ANNOUNCE_SIZE}")
         (_, _, _, info_hash, peer_id, downloaded, left, uploaded, event, ip_field, key, numwant,
@@ -578,14 +651,30 @@ class UdpTrackerCore:
         given_ip = None
         if ip_field and self.trust_ip_param:
             given_ip = str(ipaddress.IPv4Address(ip_field))
-        limit = 2**63 - 1
+        limit = _INT63
+        return (
+            info_hash,
+            peer_id,
+            (min(downloaded, limit), min(uploaded, limit)),
+            min(left, limit),
+            event,
+            given_ip,
+            key,
+            numwant,
+            port,
+        )
+
+    def _announce(self, data: bytes, tid: int, ip: str) -> UdpPending:
+        info_hash, peer_id, (downloaded, uploaded), left, event, given_ip, key, numwant, port = (
+            self._fields(data)
+        )
         req = AnnounceRequest(
             info_hash=InfoHash(info_hash),
             peer_id=peer_id,
             port=port,
-            downloaded=min(downloaded, limit),
-            left=min(left, limit),
-            uploaded=min(uploaded, limit),
+            downloaded=downloaded,
+            left=left,
+            uploaded=uploaded,
             event=_CODE_EVENTS.get(event, AnnounceEvent.NONE),
             numwant=None if numwant < 0 else numwant,
             ip=given_ip,

@@ -3,15 +3,14 @@
 It runs on the HTTP server's event loop and hands every verified announce and scrape to the
 same :class:`~.store.SwarmStore` ``announce`` and ``scrape`` the HTTP handler calls, so a
 peer announcing over UDP and one announcing over HTTP meet in one swarm, whichever store
-holds it. Connects, drops and malformed requests are answered as they are read; a store
-call runs as a task (a Redis store waits on the network), its reply sent when it returns.
-Nothing is kept per client (the connection ids are HMACs;
-see :mod:`.udp`).
+holds it. Connects, drops and malformed requests are answered as they are read. Nothing is
+kept per client (the connection ids are HMACs; see :mod:`.udp`).
 
-With the in-memory store the call is started at once, as the datagram is read: it never
-waits, so its announce is answered there and then, with no task (a task per datagram
-was a sixth of the time per announce). Any other store's call (a Redis round trip, whose
-client wants to run inside a task) runs as a task.
+With the in-memory store every datagram is answered as it is read: the core calls the
+swarm state directly (:meth:`~.state.TrackerState.announce_compact`: no request or reply
+object, no coroutine, no task; docs/tracker.md, "UDP"). Any other store's call (a Redis round
+trip, whose client wants to run inside a task) runs as a task, its reply sent when it
+returns.
 """
 
 from __future__ import annotations
@@ -64,8 +63,6 @@ class _Server:
         self.clock = clock
         self.sock = sock
         self.tasks: set[asyncio.Task[None]] = set()
-        #: The in-memory store's calls never wait: answer them without a task.
-        self.eager = type(store) is MemoryStore
 
     def readable(self) -> None:
         recvfrom, handle, clock = self.sock.recvfrom, self.core.handle, self.clock
@@ -99,16 +96,7 @@ class _Server:
         if len(self.tasks) >= MAX_PENDING:
             self.core.counters.dropped += 1
             return
-        coro = self._answer(pending, addr)
-        if self.eager:
-            try:
-                coro.send(None)
-            except StopIteration:
-                return  # answered without waiting
-            coro.close()  # cannot happen: the in-memory store has nothing to wait for
-            _log_bug(RuntimeError("the in-memory store waited; datagram dropped"))
-            return
-        task = asyncio.get_running_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(self._answer(pending, addr))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -157,7 +145,10 @@ async def start_udp(
     """Serve BEP 15 on the bound, non-blocking ``sock`` from the running loop, over
     ``store``. ``master``: the connection-id secret, shared by worker processes (random when
     None). The caller keeps the socket and closes it after :meth:`UdpService.close`."""
-    core = UdpTrackerCore(trust_ip_param=store.config.trust_ip_param, master=master)
+    # The in-memory store never waits: the core answers from its state as it reads
+    # (exactly it: a subclass may wait or refuse).
+    swarms = store.state if type(store) is MemoryStore else None
+    core = UdpTrackerCore(trust_ip_param=store.config.trust_ip_param, master=master, swarms=swarms)
     server = _Server(core, store, clock, sock)
     sock.setblocking(False)
     asyncio.get_running_loop().add_reader(sock.fileno(), server.readable)
