@@ -2,7 +2,7 @@
 """Announces per second: torrentkit's tracker (memory, Redis) against opentracker, one run.
 
     .venv/bin/python tools/bench_tracker.py [--duration 10] [--connections 50]
-        [--store all|memory|redis] [--workers N]
+        [--store all|memory|redis] [--workers N] [--no-udp | --udp-only] [--rounds 2]
 
 Configurations, in this order: our tracker with the in-memory store (one process); with the
 Redis store (a redis-server this tool starts on a unix socket, no persistence) and 1 worker,
@@ -39,10 +39,11 @@ columns say where the time went; docs/tracker.md: what a bigger machine changes)
 Prints both figures, the CPU each side used, and the ratio. A tool, not a test: nothing is
 asserted.
 
-UDP (BEP 15) column: the same load as datagrams against our in-memory tracker (UDP beside
-HTTP on one swarm state) and opentracker (its ``-P`` port), from a Python load generator
-(tools/bench_tracker_udp.py says how it loads and where its ceiling is). ``--no-udp`` skips
-it.
+UDP (BEP 15) column, after the HTTP ones: the same swarms as datagrams against our
+in-memory tracker and opentracker (its ``-P`` port), both running at once, measured in
+alternating rounds (``--rounds`` each) by several load generator processes
+(tools/bench_tracker_udp.py says how it loads and what limits each figure). ``--no-udp``
+skips it, ``--udp-only`` runs only it.
 """
 
 from __future__ import annotations
@@ -274,7 +275,11 @@ def main() -> None:
         "--workers", type=int, help="Redis runs with this many workers only (default: 1, then 2)"
     )
     ap.add_argument("--no-udp", action="store_true", help="skip the UDP (BEP 15) column")
-    ap.add_argument("--udp-window", type=int, default=64, help="UDP announces in flight")
+    ap.add_argument("--udp-only", action="store_true", help="only the UDP (BEP 15) column")
+    ap.add_argument("--rounds", type=int, default=2, help="UDP rounds per tracker, alternating")
+    ap.add_argument("--senders", type=int, default=2, help="UDP load generator processes")
+    ap.add_argument("--sockets", type=int, default=4, help="UDP sockets per generator")
+    ap.add_argument("--udp-window", type=int, default=32, help="UDP announces in flight per socket")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--whitelist", help=argparse.SUPPRESS)
     ap.add_argument("--store-url", help=argparse.SUPPRESS)
@@ -293,19 +298,6 @@ def main() -> None:
     rng = random.Random(20240601)
     hashes = [rng.randbytes(20).hex() for _ in range(args.torrents)]
     results: dict[str, Result] = {}
-    udp_results: dict[str, tuple[float, float]] = {}
-
-    def udp_column(label: str, port: int, pid: int) -> None:
-        if not args.no_udp:
-            udp_results[label] = bench_tracker_udp.measure(
-                port,
-                hashfile,
-                torrents=args.torrents,
-                peers=args.peers,
-                seconds=args.duration,
-                pid=pid,
-                window=args.udp_window,
-            )
 
     with tempfile.TemporaryDirectory(prefix="bench-tracker-") as tmp:
         work = Path(tmp)
@@ -336,7 +328,7 @@ def main() -> None:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
             try:
                 assert proc.stdout is not None
-                port, *udp_port = (int(p) for p in proc.stdout.readline().split())
+                port = int(proc.stdout.readline().split()[0])  # HTTP (then UDP)
                 _wait_port(port, proc)
                 if warm:
                     _warm_up(port, hashfile, args, proc.pid)
@@ -344,11 +336,12 @@ def main() -> None:
                 results[label] = _wrk(
                     port, hashfile, args, args.duration, pid=proc.pid, redis_pid=redis_pid
                 )
-                if udp_port:
-                    udp_column(label, udp_port[0], proc.pid)
             finally:
                 _stop(proc)
 
+        if args.udp_only:
+            _udp_column(args, hashfile, otdir)
+            return
         if args.store in ("all", "memory"):
             ours("memory (one process)")
         if args.store in ("all", "redis"):
@@ -360,32 +353,15 @@ def main() -> None:
                     ours(label, store_url=url, workers=n, warm=i == 0, redis_pid=redis_pid)
 
         print("opentracker:")
-        port = _free_port()
-        ot = subprocess.Popen(
-            [
-                "opentracker",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-P",
-                str(port),
-                "-d",
-                str(otdir),
-                "-w",
-                "whitelist.txt",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        port, ot = _opentracker(otdir)
         try:
-            _wait_port(port, ot)
             _warm_up(port, hashfile, args, ot.pid)
             _check(port, hashes[0], args.peers)
             results["opentracker"] = _wrk(port, hashfile, args, args.duration, pid=ot.pid)
-            udp_column("opentracker", port, ot.pid)
         finally:
             _stop(ot)
+        if not args.no_udp:
+            _udp_column(args, hashfile, otdir)
 
     ot_rate = results["opentracker"].rate
     memory = results.get("memory (one process)")
@@ -408,22 +384,70 @@ def main() -> None:
         "keeps them from full cores. Redis, its workers and wrk share this machine's "
         f"{os.cpu_count()} CPUs, so the Redis rows are a floor, not the scaling.)"
     )
-    if len(udp_results) == 2:
-        _udp_table(udp_results)
 
 
-def _udp_table(udp_results: dict[str, tuple[float, float]]) -> None:
-    (ours, ours_cpu), (ot, ot_cpu) = udp_results.values()
-    print()
-    print(f"{'UDP (BEP 15)':<22} {'announces/s':>11} {'CPU tracker':>11} {'per CPU-s':>9}")
-    for label, (rate, cpu) in udp_results.items():
-        print(f"{label:<22} {rate:>11,.0f} {cpu:>11.0%} {rate / max(cpu, 1e-9):>9,.0f}")
-    per_cpu = (ours / max(ours_cpu, 1e-9)) / (ot / max(ot_cpu, 1e-9))
-    print(
-        f"ratio (ours / opentracker): {ours / ot:.2f} by rate, {per_cpu:.2f} per CPU-second "
-        "(target >= 0.5). An opentracker well under 100 % of a core was held back by the "
-        "Python load generator: then compare per CPU-second."
+def _opentracker(otdir: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    """opentracker on 127.0.0.1 (HTTP and UDP on one port number), serving the whitelist
+    in ``otdir``, once it has read it (it does so in a thread after it listens)."""
+    port = _free_port()
+    cmd = ["opentracker", "-i", "127.0.0.1", "-p", str(port), "-P", str(port)]
+    cmd += ["-d", str(otdir), "-w", "whitelist.txt"]
+    ot = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_port(port, ot)
+    first = (otdir / "whitelist.txt").read_text().split()[0]
+    ih = "".join(f"%{b:02x}" for b in bytes.fromhex(first))
+    url = (
+        f"http://127.0.0.1:{port}/announce?info_hash={ih}&peer_id=-CHECK0-000000000000"
+        "&port=9999&uploaded=0&downloaded=0&left=1&compact=1&numwant=0"
     )
+    deadline = time.monotonic() + 10
+    while b"not authorized" in urllib.request.urlopen(url, timeout=5).read():
+        if time.monotonic() > deadline:
+            sys.exit("bench: opentracker did not read its whitelist")
+        time.sleep(0.05)
+    return port, ot
+
+
+def _udp_column(args: argparse.Namespace, hashfile: Path, otdir: Path) -> None:
+    """Ours (in-memory) and opentracker at once; warm both, then alternate rounds."""
+    print(
+        f"UDP (BEP 15): {args.senders} generator processes x {args.sockets} sockets x "
+        f"{args.udp_window} in flight, {args.duration} s a round, {args.rounds} rounds each"
+    )
+    cmd = [sys.executable, __file__, "--serve", "--whitelist", str(hashfile)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    ot: subprocess.Popen[bytes] | None = None
+    try:
+        assert proc.stdout is not None
+        http_port, udp_port = (int(p) for p in proc.stdout.readline().split())
+        _wait_port(http_port, proc)
+        ot_port, ot = _opentracker(otdir)
+        servers = {"ours": (udp_port, proc.pid), "opentracker": (ot_port, ot.pid)}
+        for port, pid in servers.values():
+            bench_tracker_udp.warm_up(
+                port, hashfile, torrents=args.torrents, peers=args.peers, pid=pid
+            )
+        rounds: dict[str, list[bench_tracker_udp.Round]] = {name: [] for name in servers}
+        for n in range(args.rounds):
+            print(f" round {n + 1}:")
+            for name, (port, pid) in servers.items():
+                r = bench_tracker_udp.measure(
+                    port,
+                    hashfile,
+                    peers=args.peers,
+                    seconds=args.duration,
+                    pid=pid,
+                    senders=args.senders,
+                    sockets=args.sockets,
+                    window=args.udp_window,
+                )
+                bench_tracker_udp.report(name, r)
+                rounds[name].append(r)
+        bench_tracker_udp.summary(rounds)
+    finally:
+        _stop(proc)
+        if ot is not None:
+            _stop(ot)
 
 
 @contextlib.contextmanager

@@ -326,10 +326,13 @@ class TrackerState(TrackerRules):
         """
         if self._whitelist is not None and info_hash not in self._whitelist:
             raise TrackerRequestError("info_hash is not registered with this tracker")
-        try:
-            ip, packed = self._address(ip)
-        except ValueError:
-            raise TrackerRequestError("ip is not an IP address") from None
+        known = self._ip_cache.get(ip)
+        if known is None:
+            try:
+                known = self._address(ip)
+            except ValueError:
+                raise TrackerRequestError("ip is not an IP address") from None
+        ip, packed = known
         compact = packed + port.to_bytes(2, "big")
         swarm, serve = self._apply(info_hash, peer_id, ip, port, compact, left, event, key, now)
         interval = self.interval()

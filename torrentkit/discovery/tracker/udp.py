@@ -582,7 +582,7 @@ class UdpTrackerCore:
             counters.dropped += 1
             return None
         cid, action, tid = _CONNECT.unpack_from(data)
-        known = self._address(ip)
+        known = self._addresses.get(ip) or self._address(ip)
         if known is None:
             counters.dropped += 1
             return None
