@@ -40,4 +40,4 @@ def test_peer_specs_name_the_leechers_from_the_slowest_up() -> None:
     assert [name for name, _ in specs] == [f"leecher {i}" for i in range(1, 12)] + ["free rider"]
     limits = [limit for _, limit in specs]
     assert limits[-1] == 0 and limits[:-1] == sorted(limits[:-1])
-    assert limits[0] == 96 * 1024 and limits[-2] == 768 * 1024  # 1/16 to 1/2 of the seeder
+    assert limits[0] == 192 * 1024 and limits[-2] == 768 * 1024  # 1/8 to 1/2 of the seeder

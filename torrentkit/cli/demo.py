@@ -74,8 +74,8 @@ def register(sub: Any) -> None:
         "--seed-rate",
         default="1536K",
         metavar="RATE",
-        help="the seeder's upload (default 1536K); the leechers' limits run from 1/16 of "
-        "it to 1/2 of it",
+        help="the seeder's upload (default 1536K); the leechers' limits run from 1/8 of it "
+        "to 1/2 of it",
     )
     p.add_argument(
         "--discovery",

@@ -54,14 +54,14 @@ class Node:
 
 
 def leecher_limits(n: int, seed_rate: int) -> list[int]:
-    """Upload limits spread geometrically from a sixteenth of the seeder's rate to half of
-    it (8x apart), so tit-for-tat has very different peers to tell apart. The seeder is
-    the fastest peer so that it is not the bottleneck: with a seeder no faster than the
-    fastest leecher, every piece waited for the seeder and all leechers finished together
-    whatever they uploaded (docs/design.md, "The demo's swarm")."""
+    """Upload limits spread geometrically from an eighth of the seeder's rate to half of it
+    (4x apart), so tit-for-tat has very different peers to tell apart. The seeder is the
+    fastest peer so that it is not the bottleneck; the slowest leecher still uploads a fair
+    share, so that what it gives buys it something over the free rider (docs/design.md,
+    "The demo's swarm")."""
     if n == 1:
         return [seed_rate // 2]
-    low, high = seed_rate / 16, seed_rate / 2
+    low, high = seed_rate / 8, seed_rate / 2
     return [int(low * (high / low) ** (i / (n - 1))) for i in range(n)]
 
 
