@@ -390,3 +390,47 @@ def test_scrape_answers_at_most_74_hashes_in_order_with_zeros_for_unknown_ones()
     reply = core.handle(data, "127.0.0.1", 1, 1000.0)
     assert reply is not None and len(reply) == 8 + 12 * MAX_SCRAPE_HASHES
     assert reply[8:20] == bytes(12) and struct.unpack(">III", reply[20:32]) == (1, 0, 0)
+
+
+def test_the_direct_path_answers_byte_for_byte_as_the_store_path() -> None:
+    """A core with ``swarms`` (the in-memory store's path: the state answers from the fields,
+    small swarms from their cached compact peers) and one that hands requests to
+    ``TrackerState.announce`` give the same datagrams for the same traffic: events, seeders,
+    both families, moves, refusals, swarms past numwant, stopped, scrapes."""
+    rng = random.Random(7)
+    via_store = Served(TrackerState(TrackerConfig(interval=100), rng=random.Random(1)))
+    direct_state = TrackerState(TrackerConfig(interval=100), rng=random.Random(1))
+    direct = UdpTrackerCore(master=b"m" * 32, swarms=direct_state)
+    ips = ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.3"]
+    hashes = [bytes([h]) * 20 for h in range(1, 4)]
+    now = 1000.0
+    sizes = set()
+    for n in range(4000):
+        now += rng.random()
+        ip = rng.choice(ips)
+        cid = _connect(via_store, ip, now)
+        connected = struct.pack(">II", 0, 42) + cid.to_bytes(8, "big")
+        assert direct.handle(encode_connect(42), ip, now) == connected
+        if rng.random() < 0.05:
+            data = encode_scrape(cid, n, rng.sample(hashes, 2))
+        else:
+            peer = rng.randrange(70)
+            req = AnnounceRequest(
+                info_hash=InfoHash(rng.choice(hashes)),
+                peer_id=b"-TK0100-%012d" % peer,
+                port=7000 + rng.choice([peer, peer + 1]),
+                left=rng.choice([0, 0, 5, 5, 5]),
+                event=rng.choice(list(AnnounceEvent)),
+                numwant=rng.choice([None, 0, 3, 50, 200]),
+                key=rng.choice([b"%08x" % peer, b"0000abcd"]),
+            )
+            data = encode_announce(cid, n, req)
+        expected = via_store.handle(data, ip, 5000, now)
+        assert direct.handle(data, ip, now) == expected
+        assert expected is not None
+        sizes.add((expected[:4], len(expected) > 20))
+    # The traffic reached every kind of answer: announces with and without peers, scrapes,
+    # refusals (a peer id in use from another address).
+    assert sizes >= {(b"\0\0\0\1", True), (b"\0\0\0\1", False), (b"\0\0\0\2", True)}
+    assert (b"\0\0\0\3", True) in sizes
+    assert direct.counters == via_store.counters

@@ -335,12 +335,12 @@ class TrackerState(TrackerRules):
         ip, packed = known
         compact = packed + port.to_bytes(2, "big")
         swarm, serve = self._apply(info_hash, peer_id, ip, port, compact, left, event, key, now)
-        interval = self.interval()
         if swarm is None:
-            return interval, 0, 0, b""
+            return self.interval(), 0, 0, b""
         complete = swarm.seeders
         peers = self._pick_compact(swarm, peer_id, numwant, len(compact)) if serve else b""
-        return interval, complete, len(swarm.peers) - complete, peers
+        # The interval after the pick, as announce() draws them: a seeded run gives both alike.
+        return self.interval(), complete, len(swarm.peers) - complete, peers
 
     def _apply(
         self,
