@@ -134,6 +134,10 @@ class PeerLink:
         self.short_down = RollingRate(now=now, window=3)  # drives the request depth
         self.downloaded = 0
         self.uploaded = 0
+        #: An upload limit for this peer alone, on top of the torrent's and the session's
+        #: (``None``, the default: none). The engine never sets it; a choker policy may
+        #: (tools/incentives.py's strategic uploader gives each peer a rate of its own).
+        self.upload_cap: RateLimiter | None = None
         self.close_reason = "closed"
         #: the peer prefers encrypted connections (the PEX flag 0x01 we pass on)
         self.prefers_encryption = False
@@ -361,6 +365,8 @@ class PeerLink:
             # One batch: the queued requests the peer still wants, up to the high-water mark
             # (one block at a time under a rate limit, so the limit paces single blocks).
             limits = [x for x in torrent.up_limiters if x.rate > 0]
+            if self.upload_cap is not None and self.upload_cap.rate > 0:
+                limits.append(self.upload_cap)
             room = 1 if limits else high - self._outbox_bytes
             batch: dict[Request, None] = {}  # a block asked, cancelled, asked again: once
             while uploads and room > 0:
