@@ -24,7 +24,7 @@ import httpx
 import trio
 
 from torrentkit.discovery.tracker import protocol
-from torrentkit.discovery.tracker.client import TrackerDiscovery
+from torrentkit.discovery.tracker.client import TrackerClientConfig, TrackerDiscovery
 from torrentkit.discovery.tracker.state import TrackerConfig, TrackerState
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
@@ -39,15 +39,26 @@ PEER_PORT = 6881
 
 
 def make_torrent(
-    rng: random.Random, size: int, piece_length: int, name: str = "sim.bin"
+    rng: random.Random,
+    size: int,
+    piece_length: int,
+    name: str = "sim.bin",
+    *,
+    private: bool = False,
 ) -> tuple[Info, bytes]:
-    """A single-file torrent of ``size`` seeded-random bytes, made in memory."""
+    """A single-file torrent of ``size`` seeded-random bytes, made in memory (``private``:
+    BEP 27, no peer exchange: the tracker alone tells peers of each other)."""
     payload = rng.randbytes(size)
     hashes = b"".join(
         hashlib.sha1(payload[i : i + piece_length]).digest() for i in range(0, size, piece_length)
     )
     raw = build_info(
-        name=name, files=None, length=size, piece_length=piece_length, piece_hashes=hashes
+        name=name,
+        files=None,
+        length=size,
+        piece_length=piece_length,
+        piece_hashes=hashes,
+        private=private,
     )
     return parse_info(raw), payload
 
@@ -87,8 +98,15 @@ class SimTracker:
         the transport holds no connections)."""
         return httpx.AsyncClient(transport=httpx.MockTransport(lambda r: self.handle(r, host)))
 
-    def discovery(self, torrent: Torrent, host: str, rng: random.Random) -> TrackerDiscovery:
-        """The real tracker client for ``torrent`` on ``host``, announcing here."""
+    def discovery(
+        self,
+        torrent: Torrent,
+        host: str,
+        rng: random.Random,
+        config: TrackerClientConfig | None = None,
+    ) -> TrackerDiscovery:
+        """The real tracker client for ``torrent`` on ``host``, announcing here
+        (``config``: e.g. another ``numwant``)."""
         return TrackerDiscovery(
             info_hash=torrent.info_hash,
             peer_id=torrent.peer_id,
@@ -97,6 +115,7 @@ class SimTracker:
             totals=torrent.totals,
             sink=torrent.add_peers,
             http=self.client(host),
+            config=config,
             rng=rng,
         )
 
