@@ -424,7 +424,9 @@ def test_the_direct_path_answers_byte_for_byte_as_the_store_path() -> None:
                 numwant=rng.choice([None, 0, 3, 50, 200]),
                 key=rng.choice([b"%08x" % peer, b"0000abcd"]),
             )
-            data = encode_announce(cid, n, req)
+            # Some carry BEP 41 options (the direct path's general branch), most none.
+            options = url_data_options("/announce?x=1") if rng.random() < 0.2 else b""
+            data = encode_announce(cid, n, req, url_data=options)
         expected = via_store.handle(data, ip, 5000, now)
         assert direct.handle(data, ip, now) == expected
         assert expected is not None
@@ -434,3 +436,17 @@ def test_the_direct_path_answers_byte_for_byte_as_the_store_path() -> None:
     assert sizes >= {(b"\0\0\0\1", True), (b"\0\0\0\1", False), (b"\0\0\0\2", True)}
     assert (b"\0\0\0\3", True) in sizes
     assert direct.counters == via_store.counters
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_the_ip_field_names_the_peer_only_when_trusted_on_the_direct_path(trusted: bool) -> None:
+    state = TrackerState(TrackerConfig(trust_ip_param=trusted), rng=random.Random(1))
+    core = UdpTrackerCore(master=b"m" * 32, swarms=state, trust_ip_param=trusted)
+    connected = core.handle(encode_connect(1), "127.0.0.1", 1000.0)
+    assert isinstance(connected, bytes)
+    data = bytearray(encode_announce(int.from_bytes(connected[8:], "big"), 2, _request()))
+    data[84:88] = bytes([10, 1, 2, 3])  # BEP 15's ip field
+    reply = core.handle(bytes(data), "127.0.0.1", 1000.0)
+    assert isinstance(reply, bytes) and reply[:4] == b"\0\0\0\1"
+    ips = [p.ip for s in state.stats().swarms for p in s.peers]
+    assert ips == (["10.1.2.3"] if trusted else ["127.0.0.1"])

@@ -601,6 +601,16 @@ class UdpTrackerCore:
         try:
             if action == ACTION_ANNOUNCE:
                 if swarms is not None:
+                    if len(data) == ANNOUNCE_SIZE:
+                        (_, _, _, info_hash, peer_id, _, left, _, event, ip_field, key, numwant,
+                         port) = _ANNOUNCE.unpack_from(data)  # fmt: skip
+                        if port and event <= 3 and left <= _INT63 and not ip_field:
+                            # The usual announce (no options, nothing to refuse, clamp or
+                            # translate): one unpack, straight to the swarm.
+                            return self._answer_now(
+                                swarms, tid, info_hash, peer_id, port, left, event, key,
+                                numwant, ip, now,
+                            )  # fmt: skip
                     return self._announce_now(swarms, data, tid, ip, now)
                 return self._announce(data, tid, ip)
             if action == ACTION_SCRAPE:
@@ -616,6 +626,26 @@ class UdpTrackerCore:
     def _announce_now(self, swarms: Swarms, data: bytes, tid: int, ip: str, now: float) -> bytes:
         """An announce answered from ``swarms`` there and then: the reply datagram."""
         info_hash, peer_id, _, left, event, given_ip, key, numwant, port = self._fields(data)
+        ip = ip if given_ip is None else given_ip
+        return self._answer_now(
+            swarms, tid, info_hash, peer_id, port, left, event, key, numwant, ip, now
+        )
+
+    def _answer_now(
+        self,
+        swarms: Swarms,
+        tid: int,
+        info_hash: bytes,
+        peer_id: bytes,
+        port: int,
+        left: int,
+        event: int,
+        key: int,
+        numwant: int,
+        ip: str,
+        now: float,
+    ) -> bytes:
+        """A checked announce's reply datagram, from ``swarms``."""
         interval, seeders, leechers, peers = swarms.announce_compact(
             info_hash,
             peer_id,
@@ -624,7 +654,7 @@ class UdpTrackerCore:
             _CODE_EVENTS.get(event, AnnounceEvent.NONE),
             key_from_int(key),
             None if numwant < 0 else numwant,
-            ip if given_ip is None else given_ip,
+            ip,
             now,
         )
         self.counters.announces += 1
