@@ -27,8 +27,9 @@ def summary(names: list[str], rho: float | None, last: float | None = 9.0) -> di
 
 def test_verdict_states_the_correlation_and_the_free_riders_place() -> None:
     line = verdict(summary(["leecher 2", "leecher 1", "free rider"], -0.87))
-    assert line.startswith("rank correlation of upload limit and time to complete")
-    assert "-0.87" in line and "the free rider finished 3rd of 3 (last)" in line
+    assert line == "upload limit vs time, Spearman -0.87; the free rider finished 3rd of 3 (last)"
+    rows = [f"leecher {i}" for i in range(1, 20)] + ["free rider"]
+    assert len(verdict(summary(rows, -0.876))) <= 80
     line = verdict(summary(["leecher 2", "free rider", "leecher 1"], -0.5))
     assert "the free rider finished 2nd of 3" in line and "(last)" not in line
     line = verdict(summary(["leecher 1", "free rider"], None, last=None))

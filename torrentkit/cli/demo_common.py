@@ -249,11 +249,8 @@ def summary(
 
 def verdict(summary: dict[str, Any]) -> str:
     """The summary's last line: the rank correlation, and where the free rider finished."""
-    rho = summary["spearman"]
-    text = "rank correlation of upload limit and time to complete (Spearman): "
-    text += f"{rho:+.2f}" if rho is not None else "n/a"
-    if rho is not None:
-        text += " (-1: more upload, done sooner)"
+    rho = summary["spearman"]  # one line of at most 80 columns
+    text = "upload limit vs time, Spearman " + (f"{rho:+.2f}" if rho is not None else "n/a")
     rows = summary["leechers"]
     riders = [i for i, r in enumerate(rows) if r["name"] == FREE_RIDER]
     if riders:
@@ -277,7 +274,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     80 columns."""
     table = Table(title="demo summary", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("leecher", no_wrap=True)
-    for head in ["upload\nKiB/s", "time to\ncomplete, s", "kept unchoked by\nother leechers"]:
+    unchoked = "kept unchoked by other\nleechers, of its time"
+    heads = ["upload\nKiB/s", "time to\ncomplete, s", unchoked]
+    for head in heads:
         table.add_column(head, justify="right", no_wrap=True)
     table.add_column("copy", no_wrap=True)
     for row in summary["leechers"]:
@@ -285,7 +284,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             row["name"],
             f"{row['upload_limit'] / KIB:.0f}" if row["upload_limit"] else "0 (never)",
             f"{row['seconds']:.1f}" if row["seconds"] is not None else "-",
-            f"{100 * row['unchoked_share']:.0f}% of the run",
+            f"{100 * row['unchoked_share']:.0f}%",
             "[green]verified[/]" if row["verified"] else "[red]WRONG[/]",
         )
     console = Console(highlight=False)
