@@ -229,16 +229,21 @@ class PeerLink:
             self._outbox_ready.set()
 
     async def run(self) -> None:
-        """Drive the link until it ends; raise nothing (the reason is in close_reason)."""
-        with self._scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._guard, self._writer)
-                nursery.start_soon(self._guard, self._uploader)
-                await self._guard(self._reader)
-                nursery.cancel_scope.cancel()
-        self._closed = True
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await self.stream.aclose()
+        """Drive the link until it ends; raise nothing (the reason is in close_reason). The
+        stream is closed on every way out, cancellation from outside included (a paused or
+        stopped torrent): else the peer saw nothing and waited out its silence timeout on
+        requests nobody would answer."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._guard, self._writer)
+                    nursery.start_soon(self._guard, self._uploader)
+                    await self._guard(self._reader)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._closed = True
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self.stream.aclose()
 
     async def _guard(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run one of the link's tasks; any way it ends closes the whole link."""
