@@ -13,15 +13,18 @@ clock (``MockClock(autojump_threshold=0)``: idle time is skipped), every random 
 seeded. Only transports are simulated; the tracker is the real tracker core behind an
 in-memory HTTP transport (:class:`~torrentkit.testing.swarm.SimTracker`).
 
-The swarm (:class:`Config`): one seed with a slow uplink, so that leechers mostly download
-from each other and what they upload decides what they get; leechers in three upload
-classes (slow / medium / fast host uplinks, all with the same download limit), joining
-``start_gap`` apart. Each honest leecher learns ``numwant`` peers from the tracker (plus
-whoever dials it), so its view is part of the swarm (the torrent is private: no peer
-exchange, BEP 27, so the tracker alone sets who knows whom). A leecher leaves as soon as it
-completes (no altruistic seeding: what a cheater gets, it gets from the seed, from
-tit-for-tat or from optimistic unchokes). The *cheater* is always the last leecher to join
-and has the medium class's capacities.
+The swarm (:class:`Config`): one seed (96 KiB/s) whose uplink is a fifth of the swarm's,
+so that leechers mostly download from each other and what they upload decides what they
+get; 24 leechers in three upload classes (4 / 12 / 32 KiB/s, 8 each; every peer's upload
+limit is 80% of its host uplink, as users are told to set it), all with a 64 KiB/s download
+limit, joining ``start_gap`` apart; 4 MiB in 32 KiB pieces. Each leecher learns ``numwant``
+(5) peers from the tracker per announce (every 60 s), plus whoever dials it, so its view is
+part of the swarm (the torrent is private: no peer exchange, BEP 27, so the tracker alone
+sets who knows whom). A leecher seeds ``linger`` (20) seconds once complete, then leaves: a
+cheater gets little from altruistic seeding, mostly from the seed, from tit-for-tat or from
+optimistic unchokes (and once the seed has left, such a swarm can lose pieces for good:
+``unfinished`` counts the leechers that never completed). The *cheater slot* is the
+leecher that joins halfway, with the medium class's capacities.
 
 Strategies (each one run, the same seed, the cheater slot changed):
 
@@ -68,8 +71,8 @@ Runs are seeded: the payload, join order, peer ids, the engine's, the network's 
 tracker's randomness come from ``--seed``, and trio's scheduler order is seeded too. A
 rerun still differs somewhat, since a few engine sets iterate in object-identity order
 and a swarm amplifies any difference (one peer finishing a piece first changes who
-unchokes whom); so ``--runs`` averages over that many seeds (default 2: about 5 CPU
-minutes, 2-3 minutes on 2 free cores; ``--quick``: 12 leechers, 2 MiB, seconds).
+unchokes whom); so ``--runs`` averages over that many seeds (default 4: 24 runs, about 5
+CPU minutes, under 3 minutes on 2 free cores; ``--quick``: 12 leechers, 2 MiB).
 """
 
 from __future__ import annotations
@@ -136,6 +139,8 @@ class Config:
     headroom: float = 0.8
     numwant: int = 5
     tracker_interval: int = 60
+    #: Seconds a leecher keeps seeding once complete, then it leaves.
+    linger: float = 20.0
     start_gap: float = 0.5
     latency: float = 0.02
     time_limit: float = 4 * 3600.0
@@ -421,7 +426,8 @@ async def run_swarm(cfg: Config, strategy: str, seed: int) -> list[PeerResult]:
                 node.finished = trio.current_time()
                 node.from_seed = node.received_from(seed_node.host)
                 check_done()
-                node.scope.cancel()  # leave at once: no altruistic seeding
+                await trio.sleep(cfg.linger)
+                node.scope.cancel()
 
     def pieces_left() -> bool:
         """Do the peers still here hold every piece between them?"""
@@ -673,8 +679,13 @@ def verdicts(rows: Sequence[Row], cfg: Config) -> list[str]:
         )
         if rider.cheater_from_seed is not None:
             text += f" ({100 * rider.cheater_from_seed:.0f}% of its bytes from the seed)"
-        if alone is not None:
+        if alone is not None and alone.cheater_vs_same_slot is not None:
             text += f"; once the seed leaves, {_ratio(alone.cheater_vs_same_slot)}"
+        elif alone is not None:
+            text += (
+                f"; once the seed leaves, {alone.unfinished} of {alone.runs * cfg.leechers}"
+                " leechers never completed, the free rider among them"
+            )
         view = by.get("large_view")
         if view is not None:
             text += f"; with a large view, {_ratio(view.cheater_vs_same_slot)}"
@@ -737,7 +748,7 @@ def plot(rows: Sequence[Row], cfg: Config, path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a small swarm (12 leechers, 1 MiB)")
-    p.add_argument("--runs", type=int, default=2, help="seeds per strategy (default 2)")
+    p.add_argument("--runs", type=int, default=4, help="seeds per strategy (default 4)")
     p.add_argument("--seed", type=int, default=1, help="the first seed (default 1)")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
     p.add_argument(
