@@ -13,18 +13,19 @@ clock (``MockClock(autojump_threshold=0)``: idle time is skipped), every random 
 seeded. Only transports are simulated; the tracker is the real tracker core behind an
 in-memory HTTP transport (:class:`~torrentkit.testing.swarm.SimTracker`).
 
-The swarm (:class:`Config`): one seed (96 KiB/s) whose uplink is a fifth of the swarm's,
-so that leechers mostly download from each other and what they upload decides what they
-get; 24 leechers in three upload classes (4 / 12 / 32 KiB/s, 8 each; every peer's upload
-limit is 80% of its host uplink, as users are told to set it), all with a 64 KiB/s download
+The swarm (:class:`Config`): one seed (96 KiB/s) whose uplink is a fifth of the swarm's, so
+that leechers mostly download from each other and what they upload decides what they get;
+24 leechers in three upload classes (4 / 12 / 32 KiB/s, 8 each; every peer's upload limit
+is 80% of its host uplink, as users are told to set it), all with a 64 KiB/s download
 limit, joining ``start_gap`` apart; 4 MiB in 32 KiB pieces. Each leecher learns ``numwant``
-(5) peers from the tracker per announce (every 60 s), plus whoever dials it, so its view is
-part of the swarm (the torrent is private: no peer exchange, BEP 27, so the tracker alone
-sets who knows whom). A leecher seeds ``linger`` (20) seconds once complete, then leaves: a
-cheater gets little from altruistic seeding, mostly from the seed, from tit-for-tat or from
-optimistic unchokes (and once the seed has left, such a swarm can lose pieces for good:
-``unfinished`` counts the leechers that never completed). The *cheater slot* is the
-leecher that joins halfway, with the medium class's capacities.
+(5) peers from the tracker per announce (every 60 s), plus whoever dials it, and keeps at
+most ``view`` (10) connections, so its view is part of the swarm (the torrent is private:
+no peer exchange, BEP 27, so the tracker alone sets who knows whom). A leecher seeds
+``linger`` (20) seconds once complete, then leaves: a cheater gets little from altruistic
+seeding, mostly from the seed, from tit-for-tat or from optimistic unchokes (and once the
+seed has left, such a swarm can lose pieces for good: ``unfinished`` counts the leechers
+that never completed). The *cheater slot* is the leecher that joins halfway, with the
+medium class's capacities.
 
 Strategies (each one run, the same seed, the cheater slot changed):
 
@@ -33,8 +34,9 @@ Strategies (each one run, the same seed, the cheater slot changed):
 - ``free_rider``: never uploads (the engine's ``upload_slots=0, optimistic_slots=0``: it
   never unchokes anyone).
 - ``large_view``: a free rider that also asks the tracker for every peer (``numwant`` 1000)
-  and dials them all: each of them may pick it for an optimistic unchoke (the known
-  exploit: optimistic unchokes scale with how many peers you know).
+  and keeps up to 200 connections instead of ``view``: each of them may pick it for an
+  optimistic unchoke (the known exploit: optimistic unchokes scale with how many peers you
+  know).
 - ``strategic``: BitTyrant's idea (Piatek et al., NSDI 2007), as :class:`StrategicChoker`:
   give each peer just enough to stay in its tit-for-tat slots, and spread the upload over as
   many peers as that allows, ranked by what each returns per byte given. The same uplink
@@ -138,6 +140,10 @@ class Config:
     #: it faster requests than any honest peer).
     headroom: float = 0.8
     numwant: int = 5
+    #: Connections a leecher keeps at most (``max_peers``): a client's view of a big swarm
+    #: is a few dozen of its thousands of peers; here 10 of 24 (without a cap, re-announces
+    #: and incoming dials connect everyone to nearly everyone within minutes).
+    view: int = 10
     tracker_interval: int = 60
     #: Seconds a leecher keeps seeding once complete, then it leaves.
     linger: float = 20.0
@@ -345,7 +351,7 @@ def _options(cfg: Config, kind: str, up_rate: float) -> TorrentOptions:
     rider = kind in ("free_rider", "large_view")
     default = TorrentOptions()
     return TorrentOptions(
-        max_peers=200 if kind == "large_view" else default.max_peers,
+        max_peers={"large_view": 200, "seed": default.max_peers}.get(kind, cfg.view),
         down_limit=0 if kind == "seed" else cfg.down_limit,
         up_limit=up_rate,
         upload_slots=0 if rider else default.upload_slots,
@@ -651,7 +657,7 @@ def _pct(x: float | None) -> str:
 def table(rows: Sequence[Row], cfg: Config) -> str:
     names = "/".join(f"{rate / KIB:g}" for rate, _ in cfg.classes)
     head = (
-        "strategy                 cheater s  vs same slot  vs class  from seed  "
+        "strategy                 cheater s  vs same slot  vs class  from seed  peers  up MiB  "
         f"honest s  honest loss  by class ({names} KiB/s up) s"
     )
     lines = [head, "-" * len(head)]
@@ -660,7 +666,8 @@ def table(rows: Sequence[Row], cfg: Config) -> str:
         seed_share = "-" if r.cheater_from_seed is None else f"{100 * r.cheater_from_seed:.0f}%"
         lines.append(
             f"{r.strategy:<24} {_secs(r.cheater_s):>9}  {_ratio(r.cheater_vs_same_slot):>12}"
-            f"  {_ratio(r.cheater_vs_class):>8}  {seed_share:>9}  {_secs(r.honest_s):>8}"
+            f"  {_ratio(r.cheater_vs_class):>8}  {seed_share:>9}  {r.cheater_peers:>5.0f}"
+            f"  {r.cheater_up / MIB:>6.1f}  {_secs(r.honest_s):>8}"
             f"  {_pct(r.honest_loss):>11}  {classes}"
             + (f"  ({r.unfinished} never completed)" if r.unfinished else "")
         )
@@ -730,7 +737,7 @@ def plot(rows: Sequence[Row], cfg: Config, path: str) -> None:
         [x + len(cfg.classes) * width for x in xs],
         [r.cheater_s or 0 for r in rows],
         width,
-        label=f"cheater slot ({cfg.classes[len(cfg.classes) // 2][0] / KIB:g} KiB/s link)",
+        label=f"cheater slot ({cfg.classes[len(cfg.classes) // 2][0] / KIB:g} KiB/s class)",
         color="black",
     )
     ax.set_xticks([x + 0.4 - width / 2 for x in xs])
