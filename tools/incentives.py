@@ -754,7 +754,7 @@ def plot(rows: Sequence[Row], cfg: Config, path: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a small swarm (12 leechers, 1 MiB)")
+    p.add_argument("--quick", action="store_true", help="a small swarm (12 leechers, 2 MiB)")
     p.add_argument("--runs", type=int, default=4, help="seeds per strategy (default 4)")
     p.add_argument("--seed", type=int, default=1, help="the first seed (default 1)")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
