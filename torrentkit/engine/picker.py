@@ -198,7 +198,7 @@ class Picker(Generic[P]):
         rng: random.Random,
         block_size: int = BLOCK_SIZE,
         random_first: int = 4,
-        endgame_requesters: int = 2,
+        endgame_requesters: int = 3,
     ) -> None:
         if piece_length <= 0 or total_length < 0 or block_size <= 0:
             raise LocalProtocolError("piece_length and block_size must be > 0, total >= 0")
