@@ -27,7 +27,9 @@ Order of picking, for one peer (anacrolix's "one comparison chain", libtorrent's
 4. a block already requested from another peer is never handed out again, unless every
    block still missing is requested (endgame): then outstanding blocks are requested from
    several peers, at most ``endgame_requesters`` peers per block, fewest requesters first,
-   and :meth:`Picker.block_received` returns the duplicates to cancel.
+   and :meth:`Picker.block_received` returns the duplicates to cancel. A peer with no request
+   at all may take one block past that cap (unless the cap is 1: no duplicates), so that a
+   fast peer is never idle while the last blocks wait on slow ones.
 
 Data structures (so that a pick does not scan the torrent):
 
@@ -1027,6 +1029,22 @@ class Picker(Generic[P]):
                     need -= taken
                     if not need:
                         return
+        if requests or self.endgame_requesters < 2:  # busy, or no duplicates at all
+            return
+        # An idle peer takes one block past the cap (the one with the fewest requesters), as
+        # libtorrent's end game does: when every requester of the last blocks is slow, a fast
+        # peer (the seed, say) would otherwise sit idle while the download waits on them.
+        best: tuple[int, int, _Partial[P], int] | None = None
+        for piece, part in pieces:
+            for blk, reqs in enumerate(part.requesters):
+                if reqs and peer not in reqs and (best is None or len(reqs) < best[0]):
+                    best = (len(reqs), piece, part, blk)
+        if best is not None:
+            _, piece, part, blk = best
+            part.requesters[blk].append(peer)
+            part.by_peer[peer] = part.by_peer.get(peer, 0) + 1
+            requests.add((piece, blk))
+            picked.append((piece, blk))
 
     # -------------------------------------------------------------- checking
     def check_consistency(self) -> None:
