@@ -470,8 +470,9 @@ def generate(path: Path, size: int, seed: int = 1) -> None:
 
 
 @contextmanager
-def workspace(parent: str | None, keep: bool) -> Iterator[Path]:
-    work = Path(tempfile.mkdtemp(prefix="bench-loopback-", dir=parent))
+def workspace(parent: str | None, keep: bool, prefix: str = "bench-loopback-") -> Iterator[Path]:
+    """A temporary folder under ``parent``, removed afterwards unless ``keep``."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         yield work
     finally:

@@ -56,12 +56,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -74,6 +73,7 @@ from bench_loopback import (  # a sibling tool, not a package
     generate,
     lt_add,
     lt_session,
+    workspace,
 )
 
 LOOPBACK = "127.0.0.1"
@@ -498,16 +498,6 @@ def loopback_up() -> str:
 # --------------------------------------------------------------------------- main
 
 
-@contextmanager
-def workspace(parent: str | None, keep: bool) -> Iterator[Path]:
-    work = Path(tempfile.mkdtemp(prefix="bench-swarm-", dir=parent))
-    try:
-        yield work
-    finally:
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from torrentkit.cli.common import UsageError, parse_size
 
@@ -568,7 +558,7 @@ def main(argv: list[str]) -> int:
         "network": network,
         "cpus": os.cpu_count(),
     }
-    with workspace(args.dir, args.keep) as work:
+    with workspace(args.dir, args.keep, prefix="bench-swarm-") as work:
         warm_up(work)
         seed_dir = work / "seed"
         seed_dir.mkdir()
