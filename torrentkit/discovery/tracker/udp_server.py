@@ -49,8 +49,12 @@ def open_udp_socket(host: str, port: int, *, reuse_port: bool = False) -> socket
 class _Server:
     """Reads datagrams straight off the socket when the loop says it is readable, up to
     :data:`BATCH` per wake-up (asyncio's datagram transport takes one per wake-up, an extra
-    epoll round per announce), and answers each with a non-blocking ``sendto``. A reply the
-    kernel cannot take now is dropped: the client retransmits (BEP 15)."""
+    epoll round per announce), and answers them with non-blocking ``sendto`` calls made
+    back to back after the batch is read. (Sent as each was read, every reply found its
+    client asleep and paid the kernel's wake-up; sent together, the first wakes it and the
+    rest find it running: 124k -> 137k announces/s, and the clients' CPU halved, in
+    tools/bench_tracker.py.) A reply the kernel cannot take now is dropped: the client
+    retransmits (BEP 15)."""
 
     def __init__(
         self,
@@ -67,13 +71,15 @@ class _Server:
 
     def readable(self) -> None:
         sock = self.sock
-        recvfrom, sendto, handle = sock.recvfrom, sock.sendto, self.core.handle
+        recvfrom, handle = sock.recvfrom, self.core.handle
         now = self.clock()  # one reading per batch: the batch takes about a millisecond
+        replies: list[tuple[bytes, Any]] = []
+        append = replies.append
         for _ in range(BATCH):
             try:
                 data, addr = recvfrom(MAX_REQUEST)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # an ICMP error for an earlier reply: nothing to do
                 log.debug("udp tracker: %s", exc)
                 continue
@@ -85,12 +91,15 @@ class _Server:
             if out is None:
                 continue
             if out.__class__ is bytes:
-                try:
-                    sendto(out, addr)
-                except OSError:  # the send buffer is full, or the address went away
-                    self.core.counters.dropped += 1
+                append((out, addr))
             else:
                 self.answer(out, addr)  # type: ignore[arg-type]
+        sendto = sock.sendto
+        for out, addr in replies:
+            try:
+                sendto(out, addr)
+            except OSError:  # the send buffer is full, or the address went away
+                self.core.counters.dropped += 1
 
     def send(self, data: bytes, addr: Any) -> None:
         try:
