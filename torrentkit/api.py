@@ -377,7 +377,7 @@ class Session:
         if self._http is None:
             from torrentkit.discovery.tracker.client import new_http_client
 
-            self._http = new_http_client()
+            self._http = new_http_client(ca_file=self.settings.ca_file)
         return self._http
 
     async def _join_networks(

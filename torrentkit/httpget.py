@@ -18,16 +18,28 @@ with a one-line message the caller can prefix and log.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import trio
 
 from torrentkit.errors import TorrentkitError
 
-__all__ = ["CappedReply", "FetchError", "ReplyRefused", "new_client", "request_capped"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = [
+    "CappedReply",
+    "FetchError",
+    "ReplyRefused",
+    "error_reason",
+    "new_client",
+    "request_capped",
+    "tls_context",
+]
 
 
 class FetchError(TorrentkitError):
@@ -80,12 +92,12 @@ async def request_capped(
     except httpx.TimeoutException as exc:
         raise FetchError(f"timed out ({type(exc).__name__})") from None
     except httpx.HTTPError as exc:
-        raise FetchError(f"{type(exc).__name__}: {_reason(exc)}") from None
+        raise FetchError(f"{type(exc).__name__}: {error_reason(exc)}") from None
     except httpx.InvalidURL as exc:
         raise FetchError(f"invalid URL: {exc}") from None
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
     """What went wrong, in words: httpx's own message, or (when it has none, as for TLS
     failures) the message of the error underneath it."""
     seen = exc
@@ -94,19 +106,36 @@ def _reason(exc: BaseException) -> str:
     return str(seen) or "no reason given"
 
 
+def tls_context(ca_file: str | os.PathLike[str] | None = None) -> ssl.SSLContext:
+    """The SSL context our https requests verify servers with: the CA bundle httpx ships
+    (certifi's), or the one ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name instead (as OpenSSL
+    and curl read them), plus the PEM certificates in ``ca_file`` (a private CA, a
+    self-signed web seed). Raises ``OSError`` / ``ssl.SSLError`` if ``ca_file`` cannot be
+    read or holds no certificate."""
+    context = httpx.create_ssl_context(verify=True, trust_env=True)
+    if ca_file is not None:
+        context.load_verify_locations(cafile=os.fspath(ca_file))
+    return context
+
+
 class _TLSOnFirstUse(httpx.AsyncBaseTransport):
     """The https transport, made on the first https request: building an SSL context and
     loading the CA bundle costs ~80 ms of CPU, which every process that only ever speaks
     plain HTTP (most trackers, loopback tests, the swarm benchmark's eight leechers) would
     otherwise pay at start."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, ca_file: str | os.PathLike[str] | None, **options: Any) -> None:
+        self._ca_file = ca_file
         self._options = options
         self._transport: httpx.AsyncHTTPTransport | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._transport is None:
-            self._transport = httpx.AsyncHTTPTransport(verify=True, **self._options)
+            try:
+                context = tls_context(self._ca_file)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise httpx.ConnectError(f"cannot load CA file: {exc}", request=request) from None
+            self._transport = httpx.AsyncHTTPTransport(verify=context, **self._options)
         return await self._transport.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -115,12 +144,17 @@ class _TLSOnFirstUse(httpx.AsyncBaseTransport):
 
 
 def new_client(
-    *, timeout: httpx.Timeout, headers: Mapping[str, str], max_redirects: int
+    *,
+    timeout: httpx.Timeout,
+    headers: Mapping[str, str],
+    max_redirects: int,
+    ca_file: str | os.PathLike[str] | None = None,
 ) -> httpx.AsyncClient:
     """An httpx client for our own requests: redirects followed up to ``max_redirects``,
     environment proxies ignored (``trust_env=False``: traffic goes where the URL says, and
-    loopback tests never reach a proxy), certificates verified on https, and the TLS set-up
-    made only when the first https URL is fetched."""
+    loopback tests never reach a proxy), certificates verified on https against
+    :func:`tls_context` (the default bundle, ``SSL_CERT_FILE``, plus ``ca_file``), and the
+    TLS set-up made only when the first https URL is fetched."""
     limits = httpx.Limits()
     return httpx.AsyncClient(
         timeout=timeout,
@@ -130,5 +164,5 @@ def new_client(
         trust_env=False,
         # Plain http never uses an SSL context: no CA bundle is loaded for it.
         transport=httpx.AsyncHTTPTransport(verify=False, limits=limits),
-        mounts={"https://": _TLSOnFirstUse(limits=limits)},
+        mounts={"https://": _TLSOnFirstUse(ca_file, limits=limits)},
     )

@@ -151,6 +151,10 @@ class Settings:
     trackers: bool = True
     #: Fetch pieces from the HTTP(S) servers a torrent's ``url-list`` names (BEP 19).
     web_seeds: bool = True
+    #: PEM certificates to trust for https (web seeds, trackers) beside the default CA
+    #: bundle (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` replace that bundle, as in OpenSSL):
+    #: a private CA or a self-signed server. Checked when the settings are made.
+    ca_file: Path | None = None
     #: Local Service Discovery (BEP 14): announce public torrents to the LAN by multicast
     #: and take the peers it announces. Off by default: multicast reaches every host.
     lsd: bool = False
@@ -172,6 +176,15 @@ class Settings:
         parse_listen(self.listen)
         if self.state_dir is not None and not isinstance(self.state_dir, Path):
             object.__setattr__(self, "state_dir", Path(self.state_dir))
+        if self.ca_file is not None:
+            object.__setattr__(self, "ca_file", Path(self.ca_file))
+            import ssl  # only here: the CA file is loaded into an empty context to check it
+
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=self.ca_file)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise SettingsError(f"ca_file: {self.ca_file}: {reason}") from None
         for name in ("down_limit", "up_limit"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name}: must be >= 0 (0 = unlimited)")

@@ -12,7 +12,9 @@ misbehave in one way each (docs/limits.md item 16):
 - ``/busy/``: 503 for the first ``busy`` requests, then like ``/ok/``;
 - ``/stall/``: a correct 206 header and the first byte, then nothing for 3 s.
 
-``hits`` counts requests per prefix.
+``hits`` counts requests per prefix; ``in_flight`` the requests being answered at this
+moment, ``most_in_flight`` the most at once. With ``tls=`` (see :func:`make_certificates`)
+it serves https.
 """
 
 from __future__ import annotations
@@ -20,16 +22,96 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
+import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
-from torrentkit.discovery.aioservice import ServiceThread, host_port, serve_http
+from torrentkit.discovery.aioservice import ServiceThread, host_port
+
+
+class Certificates(NamedTuple):
+    """PEM files: a CA's certificate, and a server certificate it signed (with its key)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certificates(
+    folder: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+) -> Certificates:
+    """A fresh CA and a server certificate for ``hosts`` signed by it, written to ``folder``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "torrentkit test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    out = Certificates(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    out.ca.write_bytes(ca.public_bytes(pem))
+    out.cert.write_bytes(cert.public_bytes(pem))
+    out.key.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return out
 
 
 class WebSeedServer:
@@ -37,6 +119,8 @@ class WebSeedServer:
         self.root = root.resolve()
         self.busy = busy
         self.hits: collections.Counter[str] = collections.Counter()
+        self.in_flight = 0
+        self.most_in_flight = 0
         self.base = ""
 
     def url(self, mode: str) -> str:
@@ -49,6 +133,14 @@ class WebSeedServer:
         return path
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._handle(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, request: BaseRequest) -> web.StreamResponse:
         _, mode, rest = request.raw_path.split("/", 2)
         self.hits[mode] += 1
         if mode == "loop":
@@ -91,24 +183,37 @@ class WebSeedServer:
 
 
 @contextlib.contextmanager
-def web_seed_server(root: Path, *, busy: int = 0) -> Iterator[WebSeedServer]:
-    """Serve ``root`` on 127.0.0.1 (a free port) until the block ends."""
+def web_seed_server(
+    root: Path, *, busy: int = 0, tls: Certificates | None = None, host: str = "127.0.0.1"
+) -> Iterator[WebSeedServer]:
+    """Serve ``root`` on 127.0.0.1 (a free port) until the block ends; over https with
+    ``tls``'s server certificate, its URLs naming ``host``."""
     server = WebSeedServer(root, busy=busy)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    server.base = f"http://{host_port(sock)}"
+    port = sock.getsockname()[1]
+    server.base = f"https://{host}:{port}" if tls else f"http://{host_port(sock)}"
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls.cert, tls.key)
 
-    async def serve(s: socket.socket, stop: object) -> None:
-        await serve_http(
-            server.handle,
-            s,
-            stop,  # type: ignore[arg-type]
-            logger=logging.getLogger("webseed-test-server"),
-            chore=lambda: None,
-            every=3600,
+    async def serve(s: socket.socket, stop: asyncio.Event) -> None:
+        runner = web.ServerRunner(
+            web.Server(
+                server.handle, access_log=None, logger=logging.getLogger("webseed-test-server")
+            ),
+            handle_signals=False,
+            shutdown_timeout=1,
         )
+        await runner.setup()
+        try:
+            await web.SockSite(runner, s, ssl_context=context).start()
+            await stop.wait()
+        finally:
+            await runner.cleanup()
 
     with ServiceThread(sock, serve, "webseed-test-server"):
         yield server

@@ -37,12 +37,9 @@ def add_common_arguments(
     p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
     add_max_peers(p)
     p.add_argument("--no-tracker", action="store_true", help="do not announce to trackers")
-    p.add_argument(
-        "--no-web-seeds", action="store_true", help="do not fetch from the torrent's url-list"
-    )
-    p.add_argument(
-        "--lsd", action="store_true", help="local service discovery: find peers on the LAN"
-    )
+    add_web_seed_argument(p)
+    add_lsd_argument(p)
+    add_ca_file_argument(p)
     add_encryption_argument(p)
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
@@ -65,6 +62,27 @@ def add_common_arguments(
         add_chord_arguments(p)
     if not seeding:
         p.add_argument("--down-limit", default="0", metavar="RATE", help="download limit")
+
+
+def add_web_seed_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-web-seeds", action="store_true", help="do not fetch from the torrent's url-list"
+    )
+
+
+def add_lsd_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lsd", action="store_true", help="local service discovery: find peers on the LAN"
+    )
+
+
+def add_ca_file_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="PEM certificates to trust for https web seeds and trackers, beside the "
+        "default CA bundle (a private CA or a self-signed server)",
+    )
 
 
 def add_encryption_argument(p: argparse.ArgumentParser) -> None:
@@ -110,11 +128,15 @@ def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
             trackers=not args.no_tracker,
             web_seeds=not getattr(args, "no_web_seeds", False),
             lsd=getattr(args, "lsd", False),
+            ca_file=getattr(args, "ca_file", None),
             encryption=args.encryption,
             **more,
         )
     except SettingsError as exc:
-        raise UsageError(str(exc)) from None
+        text = str(exc)
+        if text.startswith("ca_file: "):  # named as the user wrote it
+            text = "--ca-file: " + text.removeprefix("ca_file: ")
+        raise UsageError(text) from None
 
 
 def parse_peers(values: list[str]) -> list[PeerAddr]:

@@ -170,6 +170,8 @@ class WebSeedLink:
     ) -> None:
         import httpx  # here, so that runs without web seeds never load it
 
+        from torrentkit.httpget import error_reason
+
         assert req.url is not None
         owner = self.owner
         got = 0
@@ -206,8 +208,15 @@ class WebSeedLink:
             raise WebSeedError(f"unsupported URL: {exc}", fatal=True) from None
         except httpx.InvalidURL as exc:
             raise WebSeedError(f"invalid URL: {exc}", fatal=True) from None
+        except httpx.ConnectError as exc:
+            untrusted = _certificate_error(exc)
+            if untrusted is not None:  # not a passing fault: drop the seed, say why
+                raise WebSeedError(
+                    f"https certificate not trusted: {untrusted}", fatal=True
+                ) from None
+            raise WebSeedError(f"ConnectError: {error_reason(exc)}", fatal=False) from None
         except httpx.HTTPError as exc:
-            raise WebSeedError(f"{type(exc).__name__}: {exc}", fatal=False) from None
+            raise WebSeedError(f"{type(exc).__name__}: {error_reason(exc)}", fatal=False) from None
         if got < req.length:
             raise WebSeedError(f"body of {got} bytes for {req.length} asked", fatal=False)
 
@@ -227,3 +236,20 @@ class WebSeedLink:
             del buf[:taken]
             self.downloaded += taken
             self.owner.on_web_blocks(self, out, trio.current_time())
+
+
+def _certificate_error(exc: BaseException) -> str | None:
+    """Why the server's certificate was refused, if that is what ``exc`` (an httpx
+    ``ConnectError``) comes from: a TLS verification failure (unknown issuer, self-signed,
+    expired, another host's name) is the server's or the user's set-up, not a passing
+    fault, so retrying would only repeat it."""
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import secrets
 import urllib.parse
@@ -406,11 +407,15 @@ class TrackerTiers:
 # HTTP
 
 
-def new_http_client(config: TrackerClientConfig | None = None) -> httpx.AsyncClient:
+def new_http_client(
+    config: TrackerClientConfig | None = None, *, ca_file: str | os.PathLike[str] | None = None
+) -> httpx.AsyncClient:
     """An httpx client set up for trackers (share one across torrents; close it when done).
 
     Environment proxies are not used (``trust_env=False``): tracker traffic goes where the
-    torrent says, and loopback tests are not sent through a proxy by accident.
+    torrent says, and loopback tests are not sent through a proxy by accident. https
+    servers are verified against the default CA bundle plus ``ca_file``
+    (:func:`torrentkit.httpget.tls_context`).
     """
     config = config if config is not None else TrackerClientConfig()
     return new_client(
@@ -423,6 +428,7 @@ def new_http_client(config: TrackerClientConfig | None = None) -> httpx.AsyncCli
             "Accept-Encoding": "identity",
         },
         max_redirects=3,
+        ca_file=ca_file,
     )
 
 
