@@ -124,9 +124,8 @@ async def test_hostile_web_seed_is_dropped_and_pieces_come_from_the_good_one(
     assert [e.peer for e in banned] == ([bad] if mode == "corrupt" else [])
 
 
-async def test_busy_web_seed_is_retried_with_backoff(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Web seeds retry after 0.05 s; the list gets each backoff's failure count."""
     delays: list[int] = []
 
     def quick(failures: int) -> float:
@@ -134,6 +133,13 @@ async def test_busy_web_seed_is_retried_with_backoff(
         return 0.05
 
     monkeypatch.setattr(webseed_link, "retry_delay", quick)
+    return delays
+
+
+async def test_busy_web_seed_is_retried_with_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delays = quick_retries(monkeypatch)
     src = payload(tmp_path / "src", {"f.bin": 200 * KIB})
     with web_seed_server(src, busy=3) as server:
         raw = make_torrent(src / "f.bin", piece_length=16 * KIB, url_list=[server.url("busy")])

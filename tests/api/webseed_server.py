@@ -10,7 +10,12 @@ misbehave in one way each (docs/limits.md item 16):
 - ``/longer/``: the asked bytes and more, chunked (no length to check up front);
 - ``/corrupt/``: the asked range with every byte flipped;
 - ``/busy/``: 503 for the first ``busy`` requests, then like ``/ok/``;
-- ``/stall/``: a correct 206 header and the first byte, then nothing for 3 s.
+- ``/stall/``: a correct 206 header and the first byte, then nothing for 3 s;
+- ``/slow/``: correct replies, sent 16 KiB at a time with ``slow`` seconds between (a
+  server far away, or slow per connection);
+- ``/flaky/``: like ``/slow/``, but every ``flaky``-th request gets a 503;
+- ``/breaks/``: like ``/slow/`` for the first ``breaks`` requests, then a shifted
+  ``Content-Range`` as ``/badrange/``.
 
 ``hits`` counts requests per prefix; ``in_flight`` the requests being answered at this
 moment, ``most_in_flight`` the most at once. With ``tls=`` (see :func:`make_certificates`)
@@ -115,9 +120,14 @@ def make_certificates(
 
 
 class WebSeedServer:
-    def __init__(self, root: Path, *, busy: int = 0) -> None:
+    def __init__(
+        self, root: Path, *, busy: int = 0, slow: float = 0.01, flaky: int = 3, breaks: int = 4
+    ) -> None:
         self.root = root.resolve()
         self.busy = busy
+        self.slow = slow
+        self.flaky = flaky
+        self.breaks = breaks
         self.hits: collections.Counter[str] = collections.Counter()
         self.in_flight = 0
         self.most_in_flight = 0
@@ -148,6 +158,10 @@ class WebSeedServer:
         path = self._file(rest)
         if mode == "busy" and self.hits[mode] <= self.busy:
             return web.Response(status=503, text="busy")
+        if mode == "flaky" and self.hits[mode] % self.flaky == 0:
+            return web.Response(status=503, text="busy")
+        if mode == "breaks" and self.hits[mode] > self.breaks:
+            mode = "badrange"
         if mode in ("ok", "busy"):
             return web.FileResponse(path)
         data = path.read_bytes()
@@ -171,6 +185,17 @@ class WebSeedServer:
             await resp.write(part[:1])
             await asyncio.sleep(3)
             return resp
+        elif mode in ("slow", "flaky", "breaks"):
+            resp = web.StreamResponse(
+                status=206,
+                headers={"Content-Range": content_range, "Content-Length": str(len(part))},
+            )
+            await resp.prepare(request)
+            for at in range(0, len(part), 16 * 1024):
+                await resp.write(part[at : at + 16 * 1024])
+                await asyncio.sleep(self.slow)
+            await resp.write_eof()
+            return resp
         elif mode == "longer":
             resp = web.StreamResponse(status=206, headers={"Content-Range": content_range})
             resp.enable_chunked_encoding()
@@ -184,11 +209,18 @@ class WebSeedServer:
 
 @contextlib.contextmanager
 def web_seed_server(
-    root: Path, *, busy: int = 0, tls: Certificates | None = None, host: str = "127.0.0.1"
+    root: Path,
+    *,
+    tls: Certificates | None = None,
+    host: str = "127.0.0.1",
+    busy: int = 0,
+    slow: float = 0.01,
+    flaky: int = 3,
+    breaks: int = 4,
 ) -> Iterator[WebSeedServer]:
     """Serve ``root`` on 127.0.0.1 (a free port) until the block ends; over https with
     ``tls``'s server certificate, its URLs naming ``host``."""
-    server = WebSeedServer(root, busy=busy)
+    server = WebSeedServer(root, busy=busy, slow=slow, flaky=flaky, breaks=breaks)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

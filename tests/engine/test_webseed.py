@@ -20,7 +20,8 @@ from torrentkit.engine.webseed import (
     run_pieces,
     usable_url,
 )
-from torrentkit.metainfo import BLOCK_SIZE, FileEntry, Info, InfoHash
+from torrentkit.ids import InfoHash
+from torrentkit.metainfo import BLOCK_SIZE, FileEntry, Info
 
 KIB = 1024
 

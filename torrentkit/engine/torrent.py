@@ -1479,8 +1479,13 @@ class Torrent:
         """Blocks a web seed fetched: into the picker and the assemblies like a peer's."""
         self._accept_blocks(seed, seed.key, blocks)
 
-    def release_web_requests(self, seed: WebSeedLink) -> None:
-        if self.picker.release_requests(seed):
+    def release_web_requests(
+        self, seed: WebSeedLink, blocks: Sequence[tuple[int, int, int]]
+    ) -> None:
+        released = False
+        for piece, begin, _ in blocks:
+            released |= self.picker.request_released(seed, piece, begin)
+        if released:
             self._rerequest_all()
 
     async def wait_web_work(self) -> None:

@@ -38,6 +38,10 @@ MAX_REDIRECTS = 3
 #: Payload bytes asked of a web seed at once: a run of whole pieces up to this size (at
 #: least one piece; see :func:`run_pieces`).
 RUN_BYTES = 4 * 1024 * 1024
+#: Requests (each a run of pieces) one web seed may have in flight at once, over one HTTP
+#: client's connection pool: a server far away or slow per connection still fills the
+#: pipe, as aria2's split connections do.
+REQUESTS_PER_SEED = 3
 #: Transient failures back off RETRY_BASE x 2^(failures - 1) seconds, at most RETRY_CAP.
 RETRY_BASE = 5.0
 RETRY_CAP = 300.0

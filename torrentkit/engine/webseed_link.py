@@ -2,20 +2,28 @@
 
 A :class:`WebSeedLink` is the second kind of link a torrent owns, beside
 :class:`~torrentkit.engine.peer.PeerLink`: to the picker it is a peer that has every piece
-and never chokes. Its one task loops:
+and never chokes. It keeps up to :data:`~torrentkit.engine.webseed.REQUESTS_PER_SEED`
+requests in flight over the session's one httpx client (its connection pool), each a task
+of the link's nursery:
 
-1. ask the owner for a run of whole pieces (``Picker.pick_run``); with nothing to fetch,
-   wait until the owner wakes it (requests were given back, a piece failed, the download
-   completed) or a second passes; once every wanted piece is in, the link ends;
-2. fetch the run: one ``GET`` with a ``Range`` header per file the run touches, in payload
-   order, each reply checked by :func:`~torrentkit.engine.webseed.check_reply` before its
-   body is read, the body streamed and cut into 16 KiB blocks that go to the owner as they
-   complete (so memory stays at one block plus one network chunk, and rates move smoothly);
-   a body longer than asked is refused as soon as the extra byte arrives, a shorter one
-   gives the rest back to the picker;
-3. on a transient failure give the unfetched blocks back and wait
-   :func:`~torrentkit.engine.webseed.retry_delay`; on a fatal one the link ends, and the
-   owner drops the seed for good.
+1. the link asks the owner for a run of whole pieces (``Picker.pick_run``) whenever fewer
+   requests are in flight than allowed; with nothing to fetch it waits until the owner
+   wakes it (requests were given back, a piece failed, the download completed), a request
+   ends, or a second passes; once every wanted piece is in, the link ends. It starts with
+   one request at a time, and allows more once a reply is good: a server that fails is
+   probed by one request, not a volley;
+2. a request fetches its run: one ``GET`` with a ``Range`` header per file the run touches,
+   in payload order, each reply checked by :func:`~torrentkit.engine.webseed.check_reply`
+   before its body is read, the body streamed and cut into 16 KiB blocks that go to the
+   owner as they complete (so memory stays at one block plus one network chunk per request,
+   and rates move smoothly); a body longer than asked is refused as soon as the extra byte
+   arrives, a shorter one gives the rest back to the picker;
+3. a request that fails gives its unfetched blocks back (only its own: the others run on).
+   A transient failure makes the link wait
+   :func:`~torrentkit.engine.webseed.retry_delay` before its next request and go back to
+   one request at a time; failures of requests sent before the last counted one are not
+   counted again (several requests failing together are one failure in a row). A fatal
+   failure ends the link and its other requests; the owner drops the seed for good.
 
 The download rate limits and the disk backpressure gate apply as for peers. Verifying is
 the owner's: the blocks land in the same assemblies as peers' blocks, named by the seed's
@@ -25,7 +33,7 @@ the owner's: the blocks land in the same assemblies as peers' blocks, named by t
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -34,6 +42,7 @@ from torrentkit.engine.layout import Layout
 from torrentkit.engine.ratelimit import RateLimiter, acquire_all
 from torrentkit.engine.rates import RollingRate
 from torrentkit.engine.webseed import (
+    REQUESTS_PER_SEED,
     RangeRequest,
     WebSeedError,
     WebSeedKey,
@@ -78,8 +87,10 @@ class WebSeedOwner(Protocol):
         """Blocks the seed fetched (synchronous)."""
         ...
 
-    def release_web_requests(self, seed: WebSeedLink) -> None:
-        """Give the seed's outstanding requests back to the picker."""
+    def release_web_requests(
+        self, seed: WebSeedLink, blocks: Sequence[tuple[int, int, int]]
+    ) -> None:
+        """Give those of ``blocks`` the seed still holds back to the picker."""
         ...
 
     async def wait_web_work(self) -> None:
@@ -105,11 +116,21 @@ class WebSeedLink:
         self.down = RollingRate(now=now)
         self.downloaded = 0
         self.failures = 0  # transient failures in a row
-        self.fetching = False
+        self.in_flight = 0  # requests being fetched
+        self.allowed = 1  # requests allowed in flight: 1 until a reply is good
+        self.retry_at = 0.0  # no new request before this time (after a transient failure)
+        self._epoch = 0  # counted failures so far; a request remembers it when sent
+        self._wake = trio.Event()  # a request ended, or more are allowed
+        self._nursery: trio.Nursery | None = None
         self.close_reason = "closed"
         self.dropped = False  # closed by the owner for bad data: never used again
         self.fatal = False  # ended by a fatal error: never used again
         self.scope = trio.CancelScope()
+
+    @property
+    def fetching(self) -> bool:
+        """Some request is in flight (shown as our interest in the UI)."""
+        return self.in_flight > 0
 
     def __repr__(self) -> str:
         return f"<WebSeedLink {self.url}>"
@@ -124,31 +145,73 @@ class WebSeedLink:
     async def run(self) -> None:
         """Fetch until the download is complete, a fatal error (``fatal`` set) or
         cancellation; the reason is in ``close_reason``."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._send_requests(nursery)
+            nursery.cancel_scope.cancel()  # the requests still running are not wanted
+
+    async def _send_requests(self, nursery: trio.Nursery) -> None:
         owner = self.owner
-        while True:
+        while not self.fatal:
+            now = trio.current_time()
+            if now < self.retry_at:
+                await trio.sleep_until(self.retry_at)
+                continue
+            if self.in_flight >= self.allowed:
+                await self._wait(1.0, owner_work=False)
+                continue
             blocks = owner.pick_web_run(self, self.max_pieces)
             if blocks is None:
                 self.close_reason = "download complete"
                 return
             if not blocks:
-                with trio.move_on_after(1.0):
-                    await owner.wait_web_work()
+                await self._wait(1.0, owner_work=True)
                 continue
-            self.fetching = True
-            try:
-                for run in contiguous_runs(blocks, self.piece_length):
-                    await self._fetch_run(run)
-                self.failures = 0
-            except WebSeedError as exc:
-                self.fetching = False
-                owner.release_web_requests(self)
-                self.close_reason = str(exc)
-                if exc.fatal:
-                    self.fatal = True
-                    return
+            self.in_flight += 1
+            nursery.start_soon(self._request, blocks, self._epoch)
+
+    async def _wait(self, seconds: float, *, owner_work: bool) -> None:
+        """Until a request ends or more are allowed, or (``owner_work``) the owner may
+        have something new; at most ``seconds``."""
+        wake = self._wake
+        with trio.move_on_after(seconds):
+            if not owner_work:
+                await wake.wait()
+            else:
+                async with trio.open_nursery() as race:
+
+                    async def first(fn: Callable[[], Awaitable[None]]) -> None:
+                        await fn()
+                        race.cancel_scope.cancel()
+
+                    race.start_soon(first, wake.wait)
+                    race.start_soon(first, self.owner.wait_web_work)
+        if wake.is_set():
+            self._wake = trio.Event()
+
+    async def _request(self, blocks: list[tuple[int, int, int]], epoch: int) -> None:
+        """Fetch ``blocks`` (one pick: a run of pieces); on failure give back what is left."""
+        try:
+            for run in contiguous_runs(blocks, self.piece_length):
+                await self._fetch_run(run)
+        except WebSeedError as exc:
+            self.owner.release_web_requests(self, blocks)
+            self.close_reason = str(exc)
+            if exc.fatal:
+                self.fatal = True
+                if self._nursery is not None:
+                    self._nursery.cancel_scope.cancel()
+                return
+            self.allowed = 1
+            if epoch == self._epoch:  # the first failure since the last one counted
+                self._epoch += 1
                 self.failures += 1
-                await trio.sleep(retry_delay(self.failures))
-            self.fetching = False
+                self.retry_at = trio.current_time() + retry_delay(self.failures)
+        else:
+            self.failures = 0
+        finally:
+            self.in_flight -= 1
+            self._wake.set()
 
     async def _fetch_run(self, run: list[tuple[int, int, int]]) -> None:
         first = run[0]
@@ -184,6 +247,9 @@ class WebSeedLink:
                     headers={"Range": req.header, "Accept-Encoding": "identity"},
                 ) as reply:
                     check_reply(reply.status_code, reply.headers, req)
+                    if self.allowed < REQUESTS_PER_SEED and self.retry_at <= trio.current_time():
+                        self.allowed = REQUESTS_PER_SEED  # it answers well: more at once
+                        self._wake.set()
                     async for chunk in reply.aiter_raw():
                         got += len(chunk)
                         if got > req.length:
