@@ -167,6 +167,7 @@ class Child:
     exited: float | None = None
     code: int | None = None
     cpu: float | None = None  # user + sys of the whole process, from wait4
+    sys_cpu: float | None = None  # of cpu, in the kernel
     uploaded: int = 0  # payload bytes, from its summary event
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=30))
     listening: threading.Event = field(default_factory=threading.Event)
@@ -192,6 +193,7 @@ class Child:
             _, status, usage = os.wait4(self.proc.pid, 0)
             self.code = self.proc.returncode = os.waitstatus_to_exitcode(status)
             self.cpu = usage.ru_utime + usage.ru_stime
+            self.sys_cpu = usage.ru_stime
         self.listening.set()
         self.ready.set()
 
@@ -309,6 +311,7 @@ class Swarm:
     all_exited: float
     cpu_seconds: float  # leechers + seeder (after its start-up check)
     leechers_cpu: float
+    leechers_sys: float  # of leechers_cpu, in the kernel
     seeder_cpu: float
     seeder_startup_cpu: float
     tracker_cpu: float
@@ -440,6 +443,7 @@ def run_swarm(
 
     done = sorted(leecher.done - t0 for leecher in leechers if leecher.done is not None)
     leechers_cpu = sum(leecher.cpu or 0.0 for leecher in leechers)
+    leechers_sys = sum(leecher.sys_cpu or 0.0 for leecher in leechers)
     seeder_cpu = seeder.cpu - seeder_startup
     return Swarm(
         client=client,
@@ -451,6 +455,7 @@ def run_swarm(
         all_exited=round(all_exited, 3),
         cpu_seconds=round(leechers_cpu + seeder_cpu, 2),
         leechers_cpu=round(leechers_cpu, 2),
+        leechers_sys=round(leechers_sys, 2),
         seeder_cpu=round(seeder_cpu, 2),
         seeder_startup_cpu=round(seeder_startup, 2),
         tracker_cpu=round(tracker.cpu, 2),
@@ -508,6 +513,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="rounds, each both swarms (default 3)")
     p.add_argument("--timeout", type=float, default=300, help="per swarm, seconds")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument(
+        "--only", choices=CLIENTS, help="run this client's swarms only (no ratio): for profiling"
+    )
     p.add_argument(
         "--no-netns", action="store_true", help="run on the host's loopback, no namespace"
     )
@@ -570,9 +578,26 @@ def main(argv: list[str]) -> int:
             f"payload: {size / 2**20:g} MiB in pieces of {args.piece_bytes // 1024} KiB; "
             f"1 seeder + {args.leechers} leechers per swarm; {network}"
         )
+        # One small untimed swarm per client first: every module a seeder or a leecher
+        # imports on the way (some only when first needed) is compiled into the bytecode
+        # cache before the clock runs; otherwise the first measured swarm's leechers each
+        # compile them, at once, on the same two cores.
+        warm_seed = work / "warm-seed"
+        warm_seed.mkdir()
+        generate(warm_seed / PAYLOAD, 2 * args.piece_bytes)
+        warm_torrent = make_torrent(warm_seed / PAYLOAD, piece_length=args.piece_bytes)
+        warm_args = argparse.Namespace(
+            **{**vars(args), "leechers": 2, "size_bytes": 2 * args.piece_bytes}
+        )
+        for client in (args.only,) if args.only else CLIENTS:
+            run_swarm(
+                client, 0, warm_args, work, warm_torrent, warm_seed, file_sha1(warm_seed / PAYLOAD)
+            )
         swarms: list[Swarm] = []
         for k in range(1, args.runs + 1):
-            order = CLIENTS if k % 2 else CLIENTS[::-1]
+            order: tuple[str, ...] = CLIENTS if k % 2 else CLIENTS[::-1]
+            if args.only:
+                order = (args.only,)
             for client in order:
                 s = run_swarm(client, k, args, work, base_torrent, seed_dir, digest)
                 swarms.append(s)
@@ -580,10 +605,12 @@ def main(argv: list[str]) -> int:
                     f"run {k} {client:<10}: all done {s.all_done:6.2f} s, first "
                     f"{s.first_done:6.2f} s, median {s.median_done:6.2f} s, all exited "
                     f"{s.all_exited:6.2f} s; cpu {s.cpu_seconds:6.2f} s (leechers "
-                    f"{s.leechers_cpu:.2f} + seeder {s.seeder_cpu:.2f}); "
+                    f"{s.leechers_cpu:.2f}, kernel {s.leechers_sys:.2f}, + seeder "
+                    f"{s.seeder_cpu:.2f}); "
                     f"{s.leecher_upload_share:.0%} of the copies came from other leechers"
                 )
-        result.update(summarize(swarms, say))
+        if not args.only:
+            result.update(summarize(swarms, say))
     if args.json:
         print(json.dumps(result))
     return 0

@@ -37,10 +37,9 @@ from torrentkit.cli.common import (
     EXIT_OK,
     JobFailed,
     UsageError,
-    emit_json,
     safe_text,
 )
-from torrentkit.cli.swarm_output import HandleSnapshots, RunView, line, status_line
+from torrentkit.cli.swarm_output import HandleSnapshots, JsonLines, RunView, line, status_line
 from torrentkit.ids import PeerAddr
 from torrentkit.settings import Settings
 
@@ -81,14 +80,30 @@ def run_plan(plan: RunPlan, *, extra: Extra | None = None) -> int:
 
 async def arun_plan(plan: RunPlan, *, extra: Extra | None = None) -> int:
     """:func:`run_plan` inside a running trio program."""
-    run = RunView(json=plan.json, seed_after=plan.seed_after)
+    out = JsonLines() if plan.json else None
+    run = RunView(json=plan.json, seed_after=plan.seed_after, out=out)
+    if out is None:
+        return await _arun_plan(plan, run, extra)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(out.run)
+            code = await _arun_plan(plan, run, extra, out)
+            nursery.cancel_scope.cancel()
+    finally:
+        out.close()  # what is still queued, in order, the summary last
+    return code
+
+
+async def _arun_plan(
+    plan: RunPlan, run: RunView, extra: Extra | None, out: JsonLines | None = None
+) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             async with open_session(plan.settings) as session:
                 unsubscribe = session.subscribe(run.on_event)
                 addr = session.address
-                if plan.json:
-                    emit_json(
+                if out is not None:
+                    out.emit(
                         {"event": "listening", "t": run.elapsed(), "host": addr.host,
                          "port": addr.port}
                     )  # fmt: skip
@@ -106,8 +121,8 @@ async def arun_plan(plan: RunPlan, *, extra: Extra | None = None) -> int:
                         # The summary closes the stream: the session's own stop (resume
                         # saves, trackers told) follows it quietly.
                         unsubscribe()
-                        if plan.json:
-                            emit_json(run.summary())
+                        if out is not None:
+                            out.emit(run.summary())
                     nursery.cancel_scope.cancel()
         except SessionError as exc:
             raise UsageError(str(exc)) from None
