@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from torrentkit.errors import MetainfoError, UnsupportedError
 from torrentkit.ids import InfoHash, PeerAddr
-from torrentkit.metainfo import Magnet, parse_magnet
+from torrentkit.metainfo import MAX_MAGNET_WEB_SEEDS, Magnet, parse_magnet
 
 IH = bytes.fromhex("c9e15763f722f23e98a29decdfae341b98d53056")
 HEX = IH.hex()
@@ -54,6 +54,24 @@ def test_numbered_keys_as_some_clients_write_them() -> None:
     m = parse_magnet(f"magnet:?xt.1=urn:btih:{HEX}&tr.1=http://a/ann&tr.2=http://b/ann")
     assert m.info_hash == IH
     assert m.trackers == ("http://a/ann", "http://b/ann")
+
+
+def test_ws_web_seeds_are_decoded_and_only_http_or_https_kept() -> None:
+    uri = (
+        f"magnet:?xt=urn:btih:{HEX}&ws=http%3A%2F%2Fh.example%2Fa%20b%2F"
+        "&ws=ftp%3A%2F%2Fx.example%2Ff&ws=HTTPS://y.example:8443/z%3Fq%3D1"
+        "&ws=http%3A%2F%2Fh.example%2Fa%20b%2F"  # duplicate: dropped
+        "&ws=&ws=http%3A%2F%2F%2Fno-host&ws=javascript:alert(1)&ws=http://[::1&ws=file:///etc"
+    )
+    m = parse_magnet(uri)
+    assert m.web_seeds == ("http://h.example/a b/", "HTTPS://y.example:8443/z?q=1")
+    assert parse_magnet(f"magnet:?xt=urn:btih:{HEX}").web_seeds == ()
+
+
+def test_ws_web_seeds_are_bounded() -> None:
+    many = "".join(f"&ws=http://h{i}.example/" for i in range(MAX_MAGNET_WEB_SEEDS + 5))
+    m = parse_magnet(f"magnet:?xt=urn:btih:{HEX}{many}")
+    assert m.web_seeds == tuple(f"http://h{i}.example/" for i in range(MAX_MAGNET_WEB_SEEDS))
 
 
 def test_btmh_gives_the_v2_hash() -> None:
@@ -105,10 +123,12 @@ def test_format_exact() -> None:
         trackers=("http://t/ann?x=1&y=2",),
         peers=(PeerAddr("127.0.0.1", 1), PeerAddr("::1", 2)),
         info_hash_v2=V2,
+        web_seeds=("https://w/d ir/",),
     )
     assert m.format() == (
         f"magnet:?xt=urn:btih:{HEX}&xt=urn:btmh:1220{V2.hex()}&dn=a%20b%2F%C3%A9"
         "&tr=http%3A%2F%2Ft%2Fann%3Fx%3D1%26y%3D2&x.pe=127.0.0.1:1&x.pe=[::1]:2"
+        "&ws=https%3A%2F%2Fw%2Fd%20ir%2F"
     )
     assert parse_magnet(m.format()) == m
 
@@ -127,6 +147,12 @@ trackers = st.builds(
     st.integers(1, 65535),
     st.sampled_from(["", "?passkey=a+b&x=%41", "?k=é"]),
 )
+web_seeds = st.builds(
+    lambda scheme, host, path: f"{scheme}://{host}/{path}",
+    st.sampled_from(["http", "https"]),
+    st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True),
+    st.sampled_from(["", "files/", "a b/é.iso", "x?y=1&z=%41"]),
+)
 magnets = st.builds(
     Magnet,
     info_hash=st.binary(min_size=20, max_size=20).map(InfoHash),
@@ -134,6 +160,7 @@ magnets = st.builds(
     trackers=st.lists(trackers, unique=True, max_size=4).map(tuple),
     peers=st.lists(peers, unique=True, max_size=4).map(tuple),
     info_hash_v2=st.none() | st.binary(min_size=32, max_size=32),
+    web_seeds=st.lists(web_seeds, unique=True, max_size=3).map(tuple),
 )
 
 
@@ -175,6 +202,7 @@ LINKS = [
     f"magnet:?xt=urn:btih:{HEX}&x.pe=127.0.0.1:6881&x.pe=[::1]:6882&x.pe=[2001:db8::7]:51413",
     f"magnet:?dn=first&xt=urn:btih:{HEX}&xt=urn:btmh:1220{V2.hex()}&tr=http://t/ann"
     "&x.pe=10.1.2.3:1",
+    f"magnet:?xt=urn:btih:{HEX}&ws=http%3A%2F%2Fw.example%2Ffiles%2F&ws=https://v.example/a%20b",
 ]
 
 
@@ -186,13 +214,14 @@ def normal(peers: list[PeerAddr] | tuple[PeerAddr, ...]) -> list[Peer]:
     return [(ipaddress.ip_address(host), port) for host, port in peers]
 
 
-def libtorrent_reading(uri: str) -> tuple[bytes, str | None, list[str], list[Peer]]:
+def libtorrent_reading(uri: str) -> tuple[bytes, str | None, list[str], list[Peer], list[str]]:
     p = lt.parse_magnet_uri(uri)
     return (
         bytes.fromhex(str(p.info_hashes.v1)),
         p.name or None,
         list(p.trackers),
         normal([PeerAddr(host, port) for host, port in p.peers]),
+        list(p.url_seeds),
     )
 
 
@@ -200,7 +229,13 @@ def libtorrent_reading(uri: str) -> tuple[bytes, str | None, list[str], list[Pee
 @pytest.mark.parametrize("uri", LINKS)
 def test_libtorrent_reads_links_as_we_do(uri: str) -> None:
     m = parse_magnet(uri)
-    assert libtorrent_reading(uri) == (m.info_hash, m.name, list(m.trackers), normal(m.peers))
+    assert libtorrent_reading(uri) == (
+        m.info_hash,
+        m.name,
+        list(m.trackers),
+        normal(m.peers),
+        list(m.web_seeds),
+    )
     p = lt.parse_magnet_uri(uri)
     if m.info_hash_v2 is not None:
         assert bytes.fromhex(str(p.info_hashes.v2)) == m.info_hash_v2
@@ -210,11 +245,12 @@ def test_libtorrent_reads_links_as_we_do(uri: str) -> None:
 @given(magnets)
 def test_libtorrent_reads_our_links_as_we_do(m: Magnet) -> None:
     uri = m.format()
-    ih, name, trs, pes = libtorrent_reading(uri)
+    ih, name, trs, pes, wss = libtorrent_reading(uri)
     assert ih == m.info_hash
     assert name == m.name
     assert trs == list(m.trackers)
     assert pes == normal(m.peers)
+    assert wss == list(m.web_seeds)
     if m.info_hash_v2 is not None:
         assert bytes.fromhex(str(lt.parse_magnet_uri(uri).info_hashes.v2)) == m.info_hash_v2
 
@@ -223,8 +259,10 @@ def test_libtorrent_reads_our_links_as_we_do(m: Magnet) -> None:
 def test_libtorrent_writes_links_we_read() -> None:
     atp = lt.parse_magnet_uri(
         f"magnet:?xt=urn:btih:{HEX}&dn=a%20b&tr=http%3A%2F%2Ft%2Fann&x.pe=127.0.0.1:6881"
+        "&ws=http%3A%2F%2Fw%2Fa%20b%2F"
     )
     uri = lt.make_magnet_uri(atp)
     m = parse_magnet(uri)
     assert m.info_hash == IH and m.name == "a b" and m.trackers == ("http://t/ann",)
+    assert m.web_seeds == ("http://w/a b/",)  # libtorrent writes lower-case escapes
     assert urllib.parse.urlsplit(uri).scheme == "magnet"

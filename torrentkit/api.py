@@ -949,7 +949,11 @@ class _TorrentJob:
             nursery.cancel_scope.cancel()
         info = parse_info(raw)
         self._found = list(fetcher.known)
-        meta = Metainfo(info=info, trackers=tuple((t,) for t in magnet.trackers))
+        meta = Metainfo(
+            info=info,
+            trackers=tuple((t,) for t in magnet.trackers),
+            url_list=magnet.web_seeds,  # ws=: fetched from once the metadata is in
+        )
         self.emit(MetadataReceived, name=info.name, size=len(raw))
         self._notify()
         return meta

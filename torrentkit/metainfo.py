@@ -36,6 +36,8 @@ from torrentkit.ids import InfoHash, PeerAddr
 MAX_PIECE_LENGTH = 512 * 1024 * 1024
 MAX_PIECES = 2**21
 MAX_TOTAL_LENGTH = 2**63 - 1
+#: A magnet's ``ws=`` web seeds kept at most (later ones are ignored).
+MAX_MAGNET_WEB_SEEDS = 16
 BLOCK_SIZE = 16 * 1024
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -462,6 +464,9 @@ class Magnet:
     trackers: tuple[str, ...] = ()
     peers: tuple[PeerAddr, ...] = ()
     info_hash_v2: bytes | None = None
+    #: ``ws=`` web seeds (BEP 19 URLs; libtorrent's magnet extension): http/https only,
+    #: used as the torrent's ``url-list`` once the metadata is in.
+    web_seeds: tuple[str, ...] = ()
 
     def format(self) -> str:
         parts = [f"xt=urn:btih:{self.info_hash.hex()}"]
@@ -471,6 +476,7 @@ class Magnet:
             parts.append("dn=" + urllib.parse.quote(self.name, safe=""))
         parts.extend("tr=" + urllib.parse.quote(t, safe="") for t in self.trackers)
         parts.extend("x.pe=" + urllib.parse.quote(str(p), safe="[]:") for p in self.peers)
+        parts.extend("ws=" + urllib.parse.quote(u, safe="") for u in self.web_seeds)
         return "magnet:?" + "&".join(parts)
 
 
@@ -478,8 +484,20 @@ def is_magnet(text: str) -> bool:
     return text.startswith("magnet:")
 
 
+def is_web_seed_url(url: str) -> bool:
+    """An ``http`` or ``https`` URL with a host: the web seeds we use (BEP 19 lets a client
+    ignore other schemes)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a bad port or IPv6 literal
+        return False
+
+
 def parse_magnet(uri: str) -> Magnet:
-    """Parse ``magnet:?xt=urn:btih:...``. Raises :class:`MetainfoError` naming the field."""
+    """Parse ``magnet:?xt=urn:btih:...``. Raises :class:`MetainfoError` naming the field.
+    ``ws=`` web seeds other than http(s) URLs, and those past :data:`MAX_MAGNET_WEB_SEEDS`,
+    are ignored."""
     if not uri.startswith("magnet:?"):
         raise MetainfoError("magnet", "does not start with 'magnet:?'")
     if len(uri) > 64 * 1024:
@@ -490,6 +508,7 @@ def parse_magnet(uri: str) -> Magnet:
     name: str | None = None
     trackers: list[str] = []
     peers: list[PeerAddr] = []
+    web_seeds: dict[str, None] = {}
     for key, value in params:
         if key == "xt" or (key.startswith("xt.") and key[3:].isdigit()):
             if value.lower().startswith("urn:btih:"):
@@ -515,6 +534,8 @@ def parse_magnet(uri: str) -> Magnet:
                 peers.append(PeerAddr.parse(value))
             except ValueError as exc:
                 raise MetainfoError("magnet.x.pe", str(exc)) from None
+        elif key == "ws" and len(web_seeds) < MAX_MAGNET_WEB_SEEDS and is_web_seed_url(value):
+            web_seeds[value] = None
     if info_hash is None:
         if info_hash_v2 is not None:
             raise UnsupportedError("magnet.xt", "v2-only magnet links are not supported yet")
@@ -525,6 +546,7 @@ def parse_magnet(uri: str) -> Magnet:
         trackers=tuple(dict.fromkeys(trackers)),
         peers=tuple(dict.fromkeys(peers)),
         info_hash_v2=info_hash_v2,
+        web_seeds=tuple(web_seeds),
     )
 
 
@@ -536,4 +558,5 @@ def magnet_for(meta: Metainfo, peers: Iterable[PeerAddr] = ()) -> Magnet:
         trackers=tuple(dict.fromkeys(u for tier in meta.trackers for u in tier)),
         peers=tuple(peers),
         info_hash_v2=meta.info.info_hash_v2,
+        web_seeds=tuple(u for u in meta.url_list if is_web_seed_url(u))[:MAX_MAGNET_WEB_SEEDS],
     )

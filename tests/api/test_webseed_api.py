@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import trio
@@ -16,6 +17,7 @@ import torrentkit
 from torrentkit.engine import webseed_link
 from torrentkit.events import (
     Event,
+    MetadataReceived,
     PeerBanned,
     PeerConnected,
     PeerDisconnected,
@@ -28,7 +30,7 @@ from .webseed_server import web_seed_server
 
 
 async def fetch(
-    raw: bytes, dest: Path, state: Path, *, timeout: float = 60, **kw: object
+    raw: bytes | str, dest: Path, state: Path, *, timeout: float = 60, **kw: object
 ) -> list[Event]:
     """Download ``raw`` into ``dest``; the session's events, and (as PeerConnected events
     with info_hash "snapshot") the peers the UI lists at the moment the download completes
@@ -209,3 +211,26 @@ def test_cli_download_from_a_web_seed_names_it_as_a_peer(tmp_path: Path) -> None
         assert r.returncode != 0
         assert "peer_connected" not in r.stdout
         assert server.hits["ok"] == asked
+
+
+async def test_magnet_ws_web_seed_is_used_once_the_metadata_is_in(tmp_path: Path) -> None:
+    """A magnet's ``ws=`` web seed: the metadata comes from a peer (BEP 9) that never
+    unchokes anyone, so every piece comes from the web seed."""
+    src = payload(tmp_path / "src", {"pack/a.bin": 300 * KIB, "pack/b.bin": 50 * KIB})
+    raw = make_torrent(src / "pack", piece_length=16 * KIB)  # no url-list of its own
+    holder = settings(tmp_path / "s1", upload_slots=0, optimistic_slots=0)
+    with web_seed_server(src) as server:
+        url = server.url("ok")
+        async with torrentkit.open_session(holder) as seeder:
+            holding = await seeder.add(raw, src)
+            await holding.wait_complete()
+            magnet = (
+                f"magnet:?xt=urn:btih:{holding.info_hash.hex()}&x.pe={seeder.address}"
+                f"&ws={quote(url, safe='')}&ws=ftp%3A%2F%2Fignored.example%2F"
+            )
+            events = await fetch(magnet, tmp_path / "dest", tmp_path / "s2")
+        assert server.hits["ok"] >= 2
+    assert same_files(src / "pack", tmp_path / "dest" / "pack")
+    seeds = [e for e in events if isinstance(e, PeerConnected) and e.client == "web seed"]
+    assert {e.peer for e in seeds} == {url}
+    assert [e for e in events if isinstance(e, MetadataReceived)]

@@ -76,6 +76,7 @@ def test_info_of_a_magnet(tmp_path: Path) -> None:
     magnet = (
         "magnet:?xt=urn:btih:c9e15763f722f23e98a29decdfae341b98d53056"
         "&dn=Cosmos%20Laundromat&tr=http%3A%2F%2Ft.example%2Fannounce&x.pe=127.0.0.1:6881"
+        "&ws=http%3A%2F%2Fw.example%2Fa%20b%2F"
     )
     r = tk("info", magnet, "--json")
     assert r.returncode == 0, r.stderr
@@ -84,6 +85,7 @@ def test_info_of_a_magnet(tmp_path: Path) -> None:
     assert obj["name"] == "Cosmos Laundromat"
     assert obj["trackers"] == [["http://t.example/announce"]]
     assert obj["peers"] == ["127.0.0.1:6881"]
+    assert obj["url_list"] == ["http://w.example/a b/"]
     assert obj["total_size"] is None and obj["files"] is None
 
 

@@ -239,7 +239,11 @@ def test_help_texts() -> None:
 def test_info_prints_a_magnet_link_that_reads_back(tmp_path: Path, payload: Path) -> None:
     out = tmp_path / "t.torrent"
     trackers = ["http://a.example/announce,http://b.example/announce", "udp://c.example:6969"]
-    made = tk("create", str(payload), "-o", str(out), "-t", trackers[0], "-t", trackers[1])
+    web_seed = "https://w.example/files/"
+    made = tk(
+        "create", str(payload), "-o", str(out), "-t", trackers[0], "-t", trackers[1],
+        "--web-seed", web_seed, "--web-seed", "ftp://not.used.example/",
+    )  # fmt: skip
     assert made.returncode == 0, made.stderr
     r = tk("info", str(out), "--magnet")
     assert r.returncode == 0, r.stderr
@@ -252,3 +256,4 @@ def test_info_prints_a_magnet_link_that_reads_back(tmp_path: Path, payload: Path
         ["http://b.example/announce"],
         ["udp://c.example:6969"],
     ]
+    assert back["url_list"] == [web_seed]  # ws=, as libtorrent writes web seeds

@@ -16,7 +16,7 @@ from torrentkit.cli.common import (
     load_torrent_or_magnet,
     safe_text,
 )
-from torrentkit.metainfo import Magnet, Metainfo
+from torrentkit.metainfo import Magnet, Metainfo, magnet_for
 
 
 def register(sub: Any) -> None:
@@ -32,14 +32,11 @@ def register(sub: Any) -> None:
 
 
 def magnet_of(src: Metainfo | Magnet) -> str:
-    """The magnet link (BEP 9) for a torrent: its info-hash(es), name and trackers."""
+    """The magnet link (BEP 9) for a torrent: its info-hash(es), name, trackers and web
+    seeds (``ws=``, as libtorrent writes them)."""
     if isinstance(src, Magnet):
         return src.format()
-    trackers = tuple(dict.fromkeys(url for tier in src.trackers for url in tier))
-    info = src.info
-    return Magnet(
-        info_hash=info.info_hash, name=info.name, trackers=trackers, info_hash_v2=info.info_hash_v2
-    ).format()
+    return magnet_for(src).format()
 
 
 def info_object(src: Metainfo | Magnet) -> dict[str, Any]:
@@ -56,6 +53,7 @@ def info_object(src: Metainfo | Magnet) -> dict[str, Any]:
             "files": None,
             "trackers": [[t] for t in src.trackers],
             "peers": [str(p) for p in src.peers],
+            "url_list": list(src.web_seeds),
         }
     info = src.info
     return {

@@ -27,11 +27,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from torrentkit.engine.layout import Layout
 from torrentkit.errors import TorrentkitError
-from torrentkit.metainfo import Info
+from torrentkit.metainfo import Info, is_web_seed_url
 
 #: Redirects followed for one request (httpx's ``max_redirects``); a loop ends there.
 MAX_REDIRECTS = 3
@@ -71,11 +71,7 @@ class WebSeedKey:
 
 def usable_url(url: str) -> bool:
     """An ``http`` or ``https`` URL with a host (other schemes are ignored, BEP 19)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return is_web_seed_url(url)
 
 
 def _encode(component: str) -> str:
