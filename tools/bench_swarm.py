@@ -416,6 +416,9 @@ def run_swarm(
                 )
             else:
                 cmd = lt_peer("leech", str(torrent), str(dest), str(seeder.port), str(args.timeout))
+            if args.profile and i == 0 and round_no > 0 and client == "torrentkit":
+                out = Path(args.profile) / f"{client}-{round_no}-leecher-0.prof"
+                cmd = [cmd[0], str(Path(__file__).with_name("cpu_profile.py")), str(out), *cmd[1:]]
             leechers.append(children.start(f"leecher-{i}", cmd))
 
         deadline = t0 + args.timeout + 30
@@ -513,6 +516,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="rounds, each both swarms (default 3)")
     p.add_argument("--timeout", type=float, default=300, help="per swarm, seconds")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="run each swarm's first leecher (ours) under cProfile with its main thread's CPU "
+        "time as the clock (tools/cpu_profile.py), its stats saved in DIR",
+    )
     p.add_argument(
         "--only", choices=CLIENTS, help="run this client's swarms only (no ratio): for profiling"
     )
