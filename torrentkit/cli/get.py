@@ -42,6 +42,7 @@ from torrentkit.cli.p2p import (
 from torrentkit.cli.swarm import AddSpec, RunPlan, run_plan
 from torrentkit.cli.swarm_flags import (
     add_encryption_argument,
+    add_lsd_argument,
     add_max_peers,
     check_save_dir,
     parse_peers,
@@ -79,6 +80,7 @@ def register(sub: Any) -> None:
     p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
     p.add_argument("--down-limit", default="0", metavar="RATE", help="download limit")
     add_max_peers(p)
+    add_lsd_argument(p)
     add_encryption_argument(p)
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")

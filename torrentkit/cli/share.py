@@ -39,6 +39,7 @@ from torrentkit.cli.p2p import (
 from torrentkit.cli.swarm import AddSpec, RunPlan, run_plan
 from torrentkit.cli.swarm_flags import (
     add_encryption_argument,
+    add_lsd_argument,
     add_max_peers,
     settings_from_args,
     want_ui,
@@ -64,6 +65,7 @@ def register(sub: Any) -> None:
     p.add_argument("--piece-size", metavar="SIZE", help="piece size (default: per file size)")
     p.add_argument("--up-limit", default="0", metavar="RATE", help="upload limit, e.g. 500K")
     add_max_peers(p)
+    add_lsd_argument(p)
     add_encryption_argument(p)
     p.add_argument("--json", action="store_true", help="JSON events on stdout")
     p.add_argument("--no-ui", action="store_true", help="plain status lines even on a TTY")
@@ -136,7 +138,8 @@ def make_torrents(root: Path, piece_length: int | None) -> dict[Path, Metainfo]:
 
 async def _report_published(session: Session, count: int) -> None:
     """A line once the index or the overlay has our files (the session publishes them)."""
-    net = session.networks[0]
+    # The index or overlay (with --lsd, LSD is a network of the session too).
+    net = next(n for n in session.networks if isinstance(n, NapsterNetwork | OverlayNetwork))
     if isinstance(net, NapsterNetwork):
         warned = False
         while True:
