@@ -319,6 +319,8 @@ class Swarm:
     #: that they found each other through the tracker
     leecher_upload_share: float
     done: list[float]
+    #: each leecher's (user, sys) CPU-seconds, in start order
+    leecher_cpus: list[tuple[float, float]]
 
 
 def cli(*args: str) -> list[str]:
@@ -464,6 +466,10 @@ def run_swarm(
         tracker_cpu=round(tracker.cpu, 2),
         leecher_upload_share=round(sum(x.uploaded for x in leechers) / (n * size), 3),
         done=[round(d, 3) for d in done],
+        leecher_cpus=[
+            (round((x.cpu or 0.0) - (x.sys_cpu or 0.0), 3), round(x.sys_cpu or 0.0, 3))
+            for x in leechers
+        ],
     )
 
 
