@@ -67,6 +67,7 @@ from typing import Any, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_loopback import (  # a sibling tool, not a package
+    WARM_UP_CODE,
     check_copy,
     child_env,
     file_sha1,
@@ -632,9 +633,9 @@ def main(argv: list[str]) -> int:
 
 
 def warm_up(work: Path) -> None:
-    """Import every CLI module once (untimed), filling the bytecode cache."""
+    """Import every module once (untimed), filling the bytecode cache."""
     subprocess.run(
-        cli("--help"),
+        [sys.executable, "-c", WARM_UP_CODE],
         env=child_env(work),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
