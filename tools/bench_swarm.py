@@ -625,7 +625,9 @@ def main(argv: list[str]) -> int:
                     f"{s.seeder_cpu:.2f}); "
                     f"{s.leecher_upload_share:.0%} of the copies came from other leechers"
                 )
-        if not args.only:
+        if args.only:
+            result["swarms"] = [asdict(s) for s in swarms]
+        else:
             result.update(summarize(swarms, say))
     if args.json:
         print(json.dumps(result))

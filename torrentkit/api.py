@@ -1057,7 +1057,7 @@ class _TorrentJob:
             self.run_started = None
             self.torrent = None
             with trio.CancelScope(shield=True):
-                await self._save_resume(meta)
+                await self._save_resume(meta)  # no fsync: see resume.py ("without an fsync")
             self._notify()
 
     async def _save_periodically(self, torrent: Torrent) -> None:
@@ -1087,13 +1087,13 @@ class _TorrentJob:
             mark = mark_now()
             if mark != last:
                 last = mark
-                # Periodic saves skip the fsync of every file (the kernel writes back
-                # within ~30 s anyway); the final save at a stop makes everything durable.
-                await self._save_resume(self.meta, torrent, sync=False)
+                await self._save_resume(self.meta, torrent)
 
-    async def _save_resume(
-        self, meta: Metainfo, torrent: Torrent | None = None, *, sync: bool = True
-    ) -> None:
+    async def _save_resume(self, meta: Metainfo, torrent: Torrent | None = None) -> None:
+        """Write the resume data. Never an fsync of the files (the kernel writes them
+        back, as libtorrent and Transmission leave it to do): the data names the files
+        written lately, rehashed on the next start if the machine booted in between
+        (resume.py, "Saving without an fsync")."""
         settings = self.session.settings
         if not settings.resume or self.storage is None or self.have is None:
             return
@@ -1115,7 +1115,7 @@ class _TorrentJob:
                 active_seconds=active,
                 seeding_seconds=seeding,
                 file_priorities=self.files,
-                sync=sync,
+                sync=False,
             )
             await trio.to_thread.run_sync(resume_data.save, settings.resolved_state_dir, data)
             self.emit(ResumeSaved, pieces=sum(have))

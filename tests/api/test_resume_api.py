@@ -11,11 +11,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import trio
 
 import torrentkit
 from tests.api.helpers import KIB, MIB, payload, same_files, settings, torrent_of
 from torrentkit import events
+from torrentkit.engine import resume as resume_data
+from torrentkit.engine.storage import FileStorage
 from torrentkit.metainfo import parse_torrent
 
 
@@ -75,6 +78,42 @@ async def test_only_the_changed_files_pieces_are_rechecked(tmp_path: Path) -> No
         assert (checked.rechecked, checked.trusted) == (4, 8)
         assert checked.pieces == 11 and handle.status().state == "downloading"
     assert meta.info.num_pieces == 12
+
+
+async def test_a_stop_after_a_download_does_not_fsync_the_payload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files are not fsynced at the stop (the kernel writes them back); the resume file
+    names the files just written and this boot, so the next start on the same boot trusts
+    them and one after a reboot would hash them again (tests/engine/test_resume.py)."""
+    synced: list[str] = []
+    real = FileStorage._sync_sync
+
+    def counting(self: FileStorage) -> None:
+        synced.append(str(self.root))
+        real(self)
+
+    monkeypatch.setattr(FileStorage, "_sync_sync", counting)
+    src = payload(tmp_path / "seed", {"data.bin": 1 * MIB})
+    raw = torrent_of(src / "data.bin")
+    meta = parse_torrent(raw)
+    state = tmp_path / "leecher-state"
+    with trio.fail_after(30):
+        async with (
+            torrentkit.open_session(settings(tmp_path / "s1")) as seeder,
+            torrentkit.open_session(settings(state)) as leecher,
+        ):
+            seed = await seeder.add(raw, src)
+            await seed.wait_complete()
+            handle = await leecher.add(raw, tmp_path / "dl", peers=[str(seeder.address)])
+            await handle.wait_complete()
+        assert synced == []
+        saved = resume_data.load(state, meta.info).data
+        assert saved is not None and saved.unsynced_files == (0,)
+        assert saved.unsynced_boot == resume_data.boot_id() != ""
+        async with torrentkit.open_session(settings(state)) as again:
+            _, checked = await first_checked(again, raw, tmp_path / "dl")
+            assert (checked.trusted, checked.rechecked) == (16, 0)
 
 
 CHILD = textwrap.dedent(

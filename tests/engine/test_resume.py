@@ -11,6 +11,7 @@ Layout of the torrent most tests use (piece length 4 KiB, 28 pieces)::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -144,7 +145,11 @@ def resume_strategy() -> hst.SearchStrategy[ResumeData]:
         seeding_seconds=ms,
         file_priorities=hst.none()
         | hst.tuples(*[hst.integers(min_value=0, max_value=7)] * len(INFO.files)),
-    )
+        unsynced_boot=hst.just("boot-0123"),
+        unsynced_files=hst.sets(hst.integers(min_value=0, max_value=len(INFO.files) - 1)).map(
+            lambda chosen: tuple(sorted(chosen))
+        ),
+    ).map(lambda d: d if d.unsynced_files else dataclasses.replace(d, unsynced_boot=None))
 
 
 @given(resume_strategy())
@@ -154,6 +159,7 @@ def test_any_resume_data_round_trips(data: ResumeData) -> None:
     # Seconds are kept to the millisecond: equal up to that, and encoding is idempotent.
     assert encode(back) == raw
     assert back.files == data.files and back.pieces == data.pieces
+    assert (back.unsynced_boot, back.unsynced_files) == (data.unsynced_boot, data.unsynced_files)
     assert abs(back.active_seconds - data.active_seconds) < 1e-3
 
 
@@ -258,6 +264,15 @@ def _with(**fields: Any) -> bytes:
         (_with(file_priorities=[1, 2, 8, 1, 1]), "file-priorities[2]"),
         (_with(file_priorities=[1, 2, -1, 1, 1]), "file-priorities[2]"),
         (_with(file_priorities=b"x"), "file-priorities"),
+        (_with(unsynced_boot=b"b", unsynced_files=[5]), "unsynced-files"),
+        (_with(unsynced_boot=b"b", unsynced_files=[2, 0]), "unsynced-files"),
+        (_with(unsynced_boot=b"b", unsynced_files=[0, 0]), "unsynced-files"),
+        (_with(unsynced_boot=b"b", unsynced_files=b"x"), "unsynced-files"),
+        (_with(unsynced_boot=b"b", unsynced_files=[b"x"]), "unsynced-files"),
+        (_with(unsynced_boot=b"b"), "unsynced-files: missing"),
+        (_with(unsynced_boot=b"\xff", unsynced_files=[0]), "unsynced-boot"),
+        (_with(unsynced_boot=b"x" * 65, unsynced_files=[0]), "unsynced-boot"),
+        (_with(unsynced_boot=3, unsynced_files=[0]), "unsynced-boot"),
     ],
 )
 def test_bad_resume_data_is_refused_naming_the_field(raw: bytes, field: str) -> None:
@@ -277,6 +292,10 @@ def test_bad_resume_data_is_refused_naming_the_field(raw: bytes, field: str) -> 
         {"files": (FileStamp(size=-1, mtime_ns=0), None, None, None, None)},
         {"file_priorities": (1, 2)},
         {"file_priorities": (1, 2, 3, 4, 99)},
+        {"unsynced_files": (0,)},  # without a boot id
+        {"unsynced_boot": "b", "unsynced_files": (5,)},
+        {"unsynced_boot": "b", "unsynced_files": (1, 0)},
+        {"unsynced_boot": "x" * 65, "unsynced_files": (0,)},
     ],
 )
 def test_resume_data_validates_itself(change: dict[str, Any]) -> None:
@@ -763,3 +782,74 @@ async def test_sync_is_harmless_with_missing_files(make: Maker) -> None:
 def test_info_hash_type_is_kept() -> None:
     data = decode(encode(sample()), INFO)
     assert isinstance(data.info_hash, InfoHash)
+
+
+# --------------------------------------------------------------------------- saves without fsync
+
+
+def test_boot_id_and_dirty_window() -> None:
+    boot = resume_mod.boot_id()
+    assert len(boot) == 36 and boot.count("-") == 4  # Linux: a UUID, the same all along
+    assert resume_mod.boot_id() == boot
+    assert resume_mod.dirty_window() >= 120.0
+
+
+async def test_a_save_without_fsync_names_the_files_written_lately(make: Maker) -> None:
+    with trio.fail_after(10):
+        async with make(INFO) as st:
+            assert await st.write_piece(0, piece(INFO, PAYLOAD, 0))  # a.bin
+            assert await st.write_piece(N - 1, piece(INFO, PAYLOAD, N - 1))  # d.bin
+            kwargs: dict[str, Any] = dict(
+                save_path="/x", pieces=[i in (0, N - 1) for i in range(N)], uploaded=0,
+                downloaded=0, active_seconds=0.0, seeding_seconds=0.0,
+            )  # fmt: skip
+            data = await capture(st, sync=False, boot="boot-1", **kwargs)
+            assert (data.unsynced_boot, data.unsynced_files) == ("boot-1", (A, D))
+            assert decode(encode(data), INFO) == data
+            # A sync makes them durable: the next save names nothing.
+            synced = await capture(st, boot="boot-1", **kwargs)
+            assert (synced.unsynced_boot, synced.unsynced_files) == (None, ())
+            assert (await capture(st, sync=False, boot="boot-1", **kwargs)).unsynced_files == ()
+            assert b"unsynced" not in encode(synced)
+            # Written longer ago than the kernel keeps pages dirty: not named either.
+            assert await st.write_piece(1, piece(INFO, PAYLOAD, 1))
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(resume_mod, "dirty_window", lambda: 0.0)
+                old = await capture(st, sync=False, boot="boot-1", **kwargs)
+            assert old.unsynced_files == ()
+
+
+async def test_after_a_reboot_the_files_saved_unsynced_are_hashed_again(tmp_path: Path) -> None:
+    root = tmp_path / "dl"
+    root.mkdir()
+    with trio.fail_after(10):
+        async with FileStorage(INFO, root) as st:
+            for i in range(N):
+                assert await st.write_piece(i, piece(INFO, PAYLOAD, i))
+            await st.allocate()
+            await st.sync()  # every file durable...
+            assert await st.write_piece(0, piece(INFO, PAYLOAD, 0))  # ...but a.bin again
+            data = await capture(st, save_path=root, pieces=[True] * N, uploaded=0,
+                                 downloaded=0, active_seconds=0.0, seeding_seconds=0.0,
+                                 sync=False, boot="boot-1")  # fmt: skip
+            assert data.unsynced_files == (A,)
+            a_pieces = tuple(st.layout.file_pieces(A))
+            # Same boot: the page cache holds what was written; nothing is hashed.
+            same = await fast_check(st, INFO, data, boot="boot-1")
+            assert same.rechecked == () and all(same.have)
+            # The machine booted since, and a power cut lost a.bin's last write: its bytes
+            # are zeros under the same size and mtime. Its pieces are hashed and found bad;
+            # the other files' pieces are still trusted.
+            path = path_of(st, A)
+            stat = path.stat()
+            path.write_bytes(bytes(stat.st_size))
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            await st._forget_open_files()
+            after = await fast_check(st, INFO, data, boot="boot-2")
+            assert after.rechecked == a_pieces
+            assert [p for p in range(N) if not after.have[p]] == list(a_pieces)
+            # No boot id to compare with (another OS): the same caution.
+            assert (await fast_check(st, INFO, data, boot="")).rechecked == a_pieces
+            # Data saved with a sync is trusted after any reboot (as before).
+            synced = dataclasses.replace(data, unsynced_boot=None, unsynced_files=())
+            assert (await fast_check(st, INFO, synced, boot="boot-2")).rechecked == ()

@@ -28,6 +28,10 @@ The resume file (``<state_dir>/<info-hash hex>.resume``) is one bencoded diction
     active-ms        all-time milliseconds the torrent was started
     seeding-ms       all-time milliseconds it was started and complete
     file-priorities  optional: per file, 0 (skip) .. 7
+    unsynced-boot    optional: the boot id of the machine (Linux's
+                     /proc/sys/kernel/random/boot_id) when the data was saved without an
+                     fsync of the files, and
+    unsynced-files   the files (indexes) written in the last minutes before that save
 
 The keys of the first resume files (written by the CLI before fast resume: info-hash,
 save-path, pieces, uploaded, downloaded) keep their meaning; such a file has no
@@ -39,6 +43,18 @@ Reading a resume file never raises: :func:`load` returns a :class:`Loaded` whose
 is ``None`` when there is no usable file and whose ``problem`` says why when there was one
 (damaged, foreign, unreadable). :func:`decode` itself raises :class:`ResumeError`, a
 RemoteProtocolError (the bytes come from outside this process), for anything wrong.
+
+Saving without an fsync (every save: periodic ones and the last one at a stop). Syncing
+every file at each stop made a finished download wait for its whole payload to reach the
+disk (and pay the kernel's writeback in its own CPU time: ~0.3 CPU-s of the 1 + 8 swarm in
+tools/bench_swarm.py) where libtorrent and Transmission just exit and let the kernel write
+back. But a piece still only in the page cache when the machine loses power comes back as
+zeros under the same size and mtime, and the stamps alone would trust it. So a save without
+a sync names the files written within :func:`dirty_window` before it (the kernel writes
+dirty pages back within ``dirty_expire`` + ``dirty_writeback``, 35 s by default) and the
+boot id; on the next start, if the machine has booted since (another boot id, or none can be
+read), the claimed pieces of those files are hashed again. Same boot: the page cache still
+holds what was written, so they are trusted.
 
 Limits (shared with libtorrent and Transmission): the check trusts size and mtime. An
 edit that keeps the size and puts the mtime back (``touch -d``, ``rsync -t`` of other bytes)
@@ -82,6 +98,33 @@ MAX_RESUME_BYTES = bencoding.TORRENT_LIMITS.max_size
 SUFFIX = ".resume"
 _TEMP_PREFIX = ".resume-"
 _TEMP_SUFFIX = ".tmp"
+#: A boot id is a UUID (36 characters); anything much longer is not one.
+MAX_BOOT_ID = 64
+_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+
+
+def boot_id() -> str:
+    """This boot of the machine, as Linux names it; ``""`` where it cannot be read (then
+    every start counts as after a reboot: the safe side)."""
+    try:
+        with open(_BOOT_ID_FILE, encoding="ascii") as fh:
+            return fh.read(MAX_BOOT_ID + 1).strip()[:MAX_BOOT_ID]
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def dirty_window() -> float:
+    """Seconds after a write within which its pages may still be waiting for writeback:
+    twice the kernel's ``dirty_expire`` + ``dirty_writeback`` intervals (30 s + 5 s by
+    default), and at least two minutes."""
+    total = 0.0
+    for name, default in (("dirty_expire_centisecs", 3000), ("dirty_writeback_centisecs", 500)):
+        try:
+            with open(f"/proc/sys/vm/{name}", encoding="ascii") as fh:
+                total += int(fh.read(32)) / 100
+        except (OSError, ValueError):
+            total += default / 100
+    return max(120.0, 2 * total)
 
 
 class ResumeError(RemoteProtocolError):
@@ -108,6 +151,10 @@ class ResumeData:
     active_seconds: float = 0.0
     seeding_seconds: float = 0.0
     file_priorities: tuple[int, ...] | None = None
+    #: saved without an fsync: the boot id then (``""`` if none could be read) ...
+    unsynced_boot: str | None = None
+    #: ... and the files written shortly before, maybe not on disk yet (see the module)
+    unsynced_files: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         problem = _problem(self)
@@ -146,6 +193,16 @@ def _problem(d: ResumeData) -> str | None:
             or not 0 <= value * 1000 <= bencoding.INT64_MAX
         ):
             return f"{name}: must be a finite number of seconds >= 0"
+    if d.unsynced_boot is not None and (
+        not isinstance(d.unsynced_boot, str) or len(d.unsynced_boot) > MAX_BOOT_ID
+    ):
+        return f"unsynced-boot: must be a string of at most {MAX_BOOT_ID} characters"
+    if d.unsynced_files and d.unsynced_boot is None:
+        return "unsynced-files: given without unsynced-boot"
+    if list(d.unsynced_files) != sorted(set(d.unsynced_files)) or not all(
+        _is_int(i) and i < len(d.files) for i in d.unsynced_files
+    ):
+        return "unsynced-files: must be ascending file indexes, each once"
     if d.file_priorities is not None:
         if len(d.file_priorities) != len(d.files):
             return f"file-priorities: {len(d.file_priorities)} entries for {len(d.files)} files"
@@ -211,6 +268,9 @@ def encode(data: ResumeData) -> bytes:
     }
     if data.file_priorities is not None:
         doc["file-priorities"] = list(data.file_priorities)
+    if data.unsynced_boot is not None:
+        doc["unsynced-boot"] = data.unsynced_boot
+        doc["unsynced-files"] = list(data.unsynced_files)
     return bencoding.encode(doc)
 
 
@@ -256,6 +316,17 @@ def decode(raw: bytes, info: Info) -> ResumeData:
         if not isinstance(prios_raw, list) or not all(isinstance(p, int) for p in prios_raw):
             raise ResumeError("file-priorities: expected a list of integers")
         prios = tuple(prios_raw)
+    boot: str | None = None
+    unsynced: tuple[int, ...] = ()
+    if b"unsynced-boot" in doc:
+        try:
+            boot = _field(doc, "unsynced-boot", bytes).decode("ascii")
+        except UnicodeDecodeError:
+            raise ResumeError("unsynced-boot: not ASCII") from None
+        raw_files = _field(doc, "unsynced-files", list)
+        if not all(isinstance(i, int) for i in raw_files):
+            raise ResumeError("unsynced-files: expected a list of integers")
+        unsynced = tuple(raw_files)
     counts = {}
     for key in ("uploaded", "downloaded", "active-ms", "seeding-ms"):
         value = _field(doc, key, int)
@@ -273,6 +344,8 @@ def decode(raw: bytes, info: Info) -> ResumeData:
             active_seconds=counts["active-ms"] / 1000,
             seeding_seconds=counts["seeding-ms"] / 1000,
             file_priorities=prios,
+            unsynced_boot=boot,
+            unsynced_files=unsynced,
         )
     except LocalProtocolError as exc:
         raise ResumeError(str(exc)) from None
@@ -398,9 +471,11 @@ async def fast_check(
     resume: ResumeData | None,
     *,
     progress: ProgressFn | None = None,
+    boot: str | None = None,
 ) -> CheckResult:
     """Which pieces are complete, hashing only what may have changed since ``resume`` was
     saved (the rules are in the module docstring); with ``resume=None`` a full recheck.
+    ``boot`` stands in for :func:`boot_id` (tests).
 
     ``progress(index, ok)`` is called once per piece: first for every piece decided without
     hashing, then for hashed ones as they finish. Resume data that does not belong to
@@ -428,6 +503,13 @@ async def fast_check(
     files = info.files
     matches = [f.pad or resume.files[i] == current[i] for i, f in enumerate(files)]
     solid = [f.pad or (matches[i] and current[i] is not None) for i, f in enumerate(files)]
+    if resume.unsynced_files:
+        now_boot = boot_id() if boot is None else boot
+        if not now_boot or now_boot != resume.unsynced_boot:
+            # Booted since a save without fsync: what was written just before it may
+            # never have reached the disk, whatever its stamp says.
+            for i in resume.unsynced_files:
+                solid[i] = False
     # Per piece, from the files' piece ranges (O(pieces + files), no per-piece spans):
     # 2 = touches a changed file, 1 = touches a file not solid, 0 = all solid.
     mark = bytearray(n)
@@ -478,13 +560,16 @@ async def capture(
     seeding_seconds: float,
     file_priorities: Sequence[int] | None = None,
     sync: bool = True,
+    boot: str | None = None,
 ) -> ResumeData:
     """The resume data of a running torrent, with the files' stamps as they are now.
 
     ``pieces`` (a BEP 3 bitfield or a have list) must be taken BEFORE this call -- it is
     passed by value, so writing ``capture(storage, pieces=picker.have_bitfield(), ...)``
     does that. The totals are all-time (previous resume data's plus this session's).
-    With ``sync`` (the default), written data is fsynced before the stamps are taken.
+    With ``sync`` (the default), written data is fsynced before the stamps are taken;
+    without, the files written lately and the boot id are recorded instead (see the
+    module). ``boot`` stands in for :func:`boot_id` (tests).
     """
     info = storage.info
     bits = bytes(pieces) if isinstance(pieces, bytes | bytearray) else bitfield_from_have(pieces)
@@ -497,8 +582,11 @@ async def capture(
     # timestamps can leave unchanged within one tick -- would tell.
     # The fsync sits between the two: it makes every claimed piece durable before the
     # stamps vouch for it, so a power cut cannot leave a trusted piece half on disk.
+    unsynced: tuple[int, ...] = ()
     if sync:
         await storage.sync()
+    else:
+        unsynced = storage.written_within(dirty_window())
     now = tuple(await stamps(storage))
     data = ResumeData(
         info_hash=info.info_hash,
@@ -510,6 +598,8 @@ async def capture(
         active_seconds=float(active_seconds),
         seeding_seconds=float(seeding_seconds),
         file_priorities=None if file_priorities is None else tuple(file_priorities),
+        unsynced_boot=(boot_id() if boot is None else boot) if unsynced else None,
+        unsynced_files=unsynced,
     )
     problem = _check_against(data, info)
     if problem is not None:

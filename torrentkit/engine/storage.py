@@ -63,6 +63,7 @@ import os
 import queue
 import stat
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -192,6 +193,10 @@ class PieceStorage:
         # writes to one file contend for its inode lock, and the kernel spins on it (6% of
         # a download's CPU in issue 15's profile); threads waiting here sleep instead.
         self._write_lock = threading.Lock()
+        #: file index -> ``time.monotonic()`` of its last write, until a :meth:`sync` made
+        #: it durable (guarded by ``_write_lock``): resume data saved without a sync names
+        #: the files written lately, whose pages may not have reached the disk yet.
+        self._written: dict[int, float] = {}
 
     # ---- primitives (blocking, thread-safe) --------------------------------------------
 
@@ -324,7 +329,10 @@ class PieceStorage:
     async def sync(self) -> None:
         """Make every byte written so far durable (``fsync`` each present file), so that
         resume data saved afterwards never claims a piece a power cut could still lose."""
+        started = time.monotonic()
         await self._call(self._sync_sync)
+        with self._write_lock:  # what was written before the fsyncs began is on disk now
+            self._written = {i: t for i, t in self._written.items() if t > started}
 
     async def close(self) -> None:
         """Release open files. The storage must not be used afterwards."""
@@ -355,8 +363,16 @@ class PieceStorage:
             for s in spans:
                 if not s.pad:
                     self._pwrite(s.file_index, s.offset, view[pos : pos + s.length])
+                    self._written[s.file_index] = time.monotonic()
                 pos += s.length
         return True
+
+    def written_within(self, seconds: float) -> tuple[int, ...]:
+        """The files (indexes, ascending) written through this storage in the last
+        ``seconds`` and not made durable by a :meth:`sync` since."""
+        since = time.monotonic() - seconds
+        with self._write_lock:
+            return tuple(sorted(i for i, t in self._written.items() if t >= since))
 
     def _read_sync(self, index: int, begin: int, length: int) -> bytes | bytearray:
         out = bytearray(length)
