@@ -23,3 +23,7 @@ def test_a_headless_command_does_not_import_the_ui(command: str) -> None:
     assert out, "the probe printed no module list"
     heavy = [m for m in out if m == "rich" or m.startswith(("rich.", "torrentkit.ui"))]
     assert heavy == []
+    # Nor what only some runs need: RC4 (the first encrypted connection imports it), the
+    # tracker server's aiohttp, the Redis store, the DHT's signatures.
+    later = ("cryptography", "aiohttp", "redis")
+    assert [m for m in out if m.split(".")[0] in later] == []

@@ -41,9 +41,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
-from cryptography.hazmat.primitives.ciphers import Cipher
-
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError
 
 #: The 768-bit MODP prime of the specification (RFC 2409's first Oakley group).
@@ -110,6 +107,11 @@ class RC4:
     __slots__ = ("_ctx",)
 
     def __init__(self, key: bytes) -> None:
+        # Imported on the first RC4 stream: ~11 ms of CPU that a process whose connections
+        # are all plaintext (--encryption disable, or peers that never offer MSE) never pays.
+        from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
+        from cryptography.hazmat.primitives.ciphers import Cipher
+
         self._ctx = Cipher(ARC4(key), mode=None).encryptor()
         self._ctx.update(bytes(RC4_DISCARD))
 
