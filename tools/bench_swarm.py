@@ -419,8 +419,13 @@ def run_swarm(
                 )
             else:
                 cmd = lt_peer("leech", str(torrent), str(dest), str(seeder.port), str(args.timeout))
-            if args.profile and i == 0 and round_no > 0 and client == "torrentkit":
-                out = Path(args.profile) / f"{client}-{round_no}-leecher-0.prof"
+            if (
+                args.profile
+                and i == args.profile_leecher
+                and round_no > 0
+                and client == "torrentkit"
+            ):
+                out = Path(args.profile) / f"{client}-{round_no}-leecher-{i}.prof"
                 cmd = [cmd[0], str(Path(__file__).with_name("cpu_profile.py")), str(out), *cmd[1:]]
             leechers.append(children.start(f"leecher-{i}", cmd))
 
@@ -528,6 +533,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="DIR",
         help="run each swarm's first leecher (ours) under cProfile with its main thread's CPU "
         "time as the clock (tools/cpu_profile.py), its stats saved in DIR",
+    )
+    p.add_argument(
+        "--profile-leecher", type=int, default=0, metavar="N", help="which leecher (default 0)"
     )
     p.add_argument(
         "--only", choices=CLIENTS, help="run this client's swarms only (no ratio): for profiling"
