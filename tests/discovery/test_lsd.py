@@ -155,3 +155,76 @@ def test_receive_memory_is_bounded() -> None:
         host = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
         assert core.receive(TRANSMISSION, host, 1.0) == [(H2, PeerAddr(host, 51413))]
     assert len(core._reported) <= MAX_REMEMBERED
+
+
+# ---------------------------------------------------------------- IPv6 (the same rules)
+
+V6_ANNOUNCE = (
+    b"BT-SEARCH * HTTP/1.1\r\n"
+    b"Host: [ff15::efc0:988f]:6771\r\n"
+    b"Port: 51413\r\n"
+    b"Infohash: 0123456789abcdef0123456789abcdef01234567\r\n"
+    b"cookie: 9e1\r\n"
+    b"\r\n"
+    b"\r\n"
+)
+
+
+def test_v6_session_announces_on_start_then_at_most_every_five_minutes() -> None:
+    core = LsdCore(port=51413, cookie="9e1", families=["v6"])
+    core.add(H1, 7.0)
+    core.add(H2, 7.0, announce=False)  # listened for only: never announced
+    assert core.packets(7.0) == [("v6", V6_ANNOUNCE)]
+    for t in (7.0, 8.0, 7.0 + ANNOUNCE_INTERVAL - 0.001):
+        assert core.packets(t) == []
+    assert core.next_due() == 7.0 + ANNOUNCE_INTERVAL
+    # late (the driver slept past the due time): one announce, the next 5 minutes after it
+    assert core.packets(7.0 + ANNOUNCE_INTERVAL + 30) == [("v6", V6_ANNOUNCE)]
+    assert core.next_due() == 7.0 + 2 * ANNOUNCE_INTERVAL + 30
+    assert all(H2.hex().encode() not in data for _, data in core.packets(10_000.0))
+
+
+def test_adding_a_running_torrent_again_keeps_its_schedule() -> None:
+    # Two handles of one torrent (or a magnet's fetch and its swarm overlapping) must not
+    # announce it twice within 5 minutes; stopping it for good and starting it again does.
+    core = LsdCore(port=51413, cookie="9e1", families=["v6"])
+    core.add(H1, 0.0)
+    assert core.packets(0.0) == [("v6", V6_ANNOUNCE)]
+    core.add(H1, 10.0)
+    assert core.packets(10.0) == []
+    assert core.next_due() == ANNOUNCE_INTERVAL
+    core.remove(H1)
+    assert core.next_due() == ANNOUNCE_INTERVAL  # still running once
+    core.remove(H1)
+    assert core.next_due() is None
+    core.add(H1, 20.0)  # a new start
+    assert core.packets(20.0) == [("v6", V6_ANNOUNCE)]
+
+
+def test_v6_receive_ignores_our_cookie_and_reports_v6_peers() -> None:
+    ours = LsdCore(port=51413, cookie="9e1", families=["v6"])
+    ours.add(H1, 0.0)
+    assert ours.receive(V6_ANNOUNCE, "fd00::1", 0.0) == []  # multicast loopback: ourselves
+    theirs = V6_ANNOUNCE.replace(b"cookie: 9e1", b"cookie: 9e2")
+    assert ours.receive(theirs, "fd00::2", 0.0) == [(H1, PeerAddr("fd00::2", 51413))]
+    assert ours.receive(theirs, "fd00::2", 1.0) == []  # reported once per REPORT_AGAIN
+    # a link-local sender, with the scope the driver adds (the engine dials it as such)
+    assert ours.receive(theirs, "fe80::2%3", 1.0) == [(H1, PeerAddr("fe80::2%3", 51413))]
+    # libtorrent's IPv6 announce (its hex digits in upper case, its own cookie)
+    lt_v6 = V6_ANNOUNCE.replace(H1.hex().encode(), H1.hex().upper().encode())
+    assert parse_announce(lt_v6.replace(b"9e1", b"2b7e151")) == Announce(51413, (H1,), "2b7e151")
+
+
+def test_v6_batches_fit_the_datagram_cap_with_the_longer_host() -> None:
+    core = LsdCore(port=65535, cookie="ffffffff", families=["v4", "v6"])
+    hashes = [bytes([i]) * 20 for i in range(40)]
+    for h in hashes:
+        core.add(h, 0.0)
+    sent = core.packets(0.0)
+    v6 = [data for family, data in sent if family == "v6"]
+    assert all(len(data) <= MAX_DATAGRAM for _, data in sent)
+    assert all(
+        data.startswith(b"BT-SEARCH * HTTP/1.1\r\nHost: [ff15::efc0:988f]:6771\r\n") for data in v6
+    )
+    got = [h for data in v6 for h in parse_announce(data).info_hashes]  # type: ignore[union-attr]
+    assert sorted(got) == sorted(hashes)

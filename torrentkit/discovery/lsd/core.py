@@ -50,6 +50,14 @@ GROUP_V6 = "ff15::efc0:988f"
 HOSTS: dict[Family, str] = {"v4": f"{GROUP_V4}:{LSD_PORT}", "v6": f"[{GROUP_V6}]:{LSD_PORT}"}
 
 ANNOUNCE_INTERVAL = 300.0
+#: The IPv4 TTL and IPv6 hop limit of our announces: 1, so they never cross a router. BEP 14
+#: fixes none; the groups' scopes (239.192/14 organisation-local, ff15:: site-local) only bound
+#: how far a multicast router may carry them. libtorrent sends with 32, Transmission and aria2
+#: with 1. One hop keeps ``--lsd`` to what the user opted into, the hosts on their own link, and
+#: loses nothing in practice: libtorrent drops announces whose source is outside its listen
+#: address's subnet, so on another subnet it would ignore a routed announce anyway
+#: (docs/interop.md).
+MULTICAST_HOPS = 1
 SINGLE_LIMIT = 5
 MAX_DATAGRAM = 1400
 MAX_DATAGRAM_IN = 1500
@@ -127,7 +135,7 @@ class LsdCore:
     def add(self, info_hash: bytes, now: float, *, announce: bool = True) -> None:
         """A torrent starts (announced at once when ``announce``)."""
         self._listen[info_hash] = self._listen.get(info_hash, 0) + 1
-        if announce:
+        if announce and info_hash not in self._due:  # a second add keeps the schedule
             self._due[info_hash] = now
 
     def remove(self, info_hash: bytes) -> None:

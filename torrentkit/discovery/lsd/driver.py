@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING
 import trio
 
 from torrentkit.discovery.base import NetworkError, PeerSink, TorrentDiscovery
-from torrentkit.discovery.lsd.core import GROUP_V4, GROUP_V6, LSD_PORT, Family, LsdCore
+from torrentkit.discovery.lsd.core import (
+    GROUP_V4,
+    GROUP_V6,
+    LSD_PORT,
+    MULTICAST_HOPS,
+    Family,
+    LsdCore,
+)
 from torrentkit.ids import InfoHash
 
 if TYPE_CHECKING:
@@ -41,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MULTICAST_TTL = 1
+MULTICAST_TTL = MULTICAST_HOPS
 _GROUP_ADDR: dict[Family, tuple[str, int]] = {
     "v4": (GROUP_V4, LSD_PORT),
     "v6": (GROUP_V6, LSD_PORT),
