@@ -19,14 +19,17 @@ import libtorrent as lt
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--listen", required=True, help="the namespace's own address")
+    p.add_argument("--listen", required=True, help="the namespace's own address (v4 or v6)")
     p.add_argument("--save", required=True)
     p.add_argument("--seed", action="append", default=[], help="a torrent to seed")
     p.add_argument("--leech", action="append", default=[], help="a torrent to download")
     args = p.parse_args()
+    # An IPv6 address listens as [ADDR]:0; libtorrent then runs its IPv6 LSD on it (its
+    # lsd.cpp: a socket on [::]:6771 joined on the address's scope id, hop limit 32).
+    listen = f"[{args.listen}]:0" if ":" in args.listen else f"{args.listen}:0"
     ses = lt.session(
         {
-            "listen_interfaces": f"{args.listen}:0",
+            "listen_interfaces": listen,
             "outgoing_interfaces": args.listen,
             "enable_dht": False,
             "enable_lsd": True,

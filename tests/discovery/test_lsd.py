@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +17,7 @@ from torrentkit.discovery.lsd.core import (
     encode_announce,
     parse_announce,
 )
+from torrentkit.discovery.lsd.driver import _source_host, ipv6_interface
 from torrentkit.ids import PeerAddr
 
 H1 = bytes.fromhex("0123456789abcdef0123456789abcdef01234567")
@@ -228,3 +231,15 @@ def test_v6_batches_fit_the_datagram_cap_with_the_longer_host() -> None:
     )
     got = [h for data in v6 for h in parse_announce(data).info_hashes]  # type: ignore[union-attr]
     assert sorted(got) == sorted(hashes)
+
+
+def test_driver_interface_and_source_helpers() -> None:
+    # The scope of a link-local listen address names the interface; an address nobody holds
+    # (documentation prefix) gives 0: the routing table chooses.
+    assert ipv6_interface("fe80::1%7") == 7
+    assert ipv6_interface("fe80::1%lo") == socket.if_nametoindex("lo")
+    assert ipv6_interface("2001:db8::1") == 0
+    assert ipv6_interface("fe80::1%no-such-if") == 0
+    assert _source_host(("fe80::2", 6771, 0, 3)) == "fe80::2%3"
+    assert _source_host(("fd00::2", 6771, 0, 0)) == "fd00::2"
+    assert _source_host(("10.0.0.2", 6771)) == "10.0.0.2"

@@ -2,12 +2,25 @@
 
 :func:`open_lsd` opens one UDP socket per address family on port 6771, joined to the LSD
 group (``239.192.152.143``, ``ff15::efc0:988f``), with multicast loopback on (two clients
-on one host find each other; our cookie filters our own announces) and a hop limit of 1
-(:data:`MULTICAST_TTL`: the announce stays on the local link). When the session listens on
-one IPv4 address, the IPv4 socket joins and sends on that address's interface and no IPv6
-socket is opened; listening on a wildcard address leaves the choice of interface to the
-routing table (a multicast route, or the default route). A family that cannot be opened is
-skipped with a log line; if none can, :class:`NetworkError`.
+on one host find each other; our cookie filters our own announces) and a TTL / hop limit of
+1 (:data:`~torrentkit.discovery.lsd.core.MULTICAST_HOPS`: the announce stays on the local
+link). A session listening on one address uses that family only, on that address's
+interface, with that address as the announce's source (receivers dial the source address,
+so it must be the one we listen on):
+
+- IPv4: the group is joined on the address (``IP_ADD_MEMBERSHIP``) and sent from it
+  (``IP_MULTICAST_IF`` with an address also sets the source);
+- IPv6: the interface is the address's scope (``fe80::1%eth0``) or, for a global or ULA
+  address, the interface that holds it (``/proc/net/if_inet6``); the group is joined on that
+  interface index (``IPV6_JOIN_GROUP``), sent on it (``IPV6_MULTICAST_IF``), and from the
+  address (``IPV6_PKTINFO`` with each datagram: otherwise the kernel picks the interface's
+  preferred source, which may be another of its addresses; a sticky ``IPV6_PKTINFO`` set
+  with setsockopt does not do it, Linux takes only its interface).
+
+Listening on a wildcard address leaves the choice of interface and source to the routing
+table (the group's multicast route). A family that cannot be opened is skipped with a log
+line; if none can, :class:`NetworkError`. Announces from a link-local IPv6 address are
+reported with their scope (``fe80::1%3``) so the engine can dial them.
 
 Multicast group membership is not part of the :class:`~torrentkit.net.Network` seam, so the
 sockets are real trio sockets; the logic is the core's, tested with exact bytes, and the
@@ -48,7 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MULTICAST_TTL = MULTICAST_HOPS
+_WILDCARDS = ("", "0.0.0.0", "::")
 _GROUP_ADDR: dict[Family, tuple[str, int]] = {
     "v4": (GROUP_V4, LSD_PORT),
     "v6": (GROUP_V6, LSD_PORT),
@@ -66,7 +79,7 @@ def _open_v4(iface: str) -> trio.socket.SocketType:
         sock.setsockopt(
             socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4s", group, local)
         )
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, MULTICAST_TTL)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, MULTICAST_HOPS)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
         if iface != "0.0.0.0":
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, local)
@@ -76,26 +89,72 @@ def _open_v4(iface: str) -> trio.socket.SocketType:
         raise
 
 
-def _open_v6() -> trio.socket.SocketType:
+def ipv6_interface(address: str) -> int:
+    """The index of the interface that holds the IPv6 ``address`` (``fe80::1%eth0``: its
+    scope), or 0 when unknown (not Linux, or no interface holds it): then the routing table
+    chooses."""
+    host, _, scope = address.partition("%")
+    if scope:
+        try:
+            return int(scope) if scope.isdigit() else socket.if_nametoindex(scope)
+        except OSError:
+            return 0
+    try:
+        packed = ipaddress.IPv6Address(host).packed.hex()
+        with open("/proc/net/if_inet6", encoding="ascii") as table:
+            for line in table:  # address, index, prefix length, scope, flags, name (hex)
+                fields = line.split()
+                if len(fields) >= 2 and fields[0] == packed:
+                    return int(fields[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _open_v6(bind: str) -> trio.socket.SocketType:
     sock = trio.socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if hasattr(socket, "SO_REUSEPORT"):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        mreq = struct.pack("16sI", socket.inet_pton(socket.AF_INET6, GROUP_V6), 0)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, MULTICAST_TTL)
+        index = 0 if bind in _WILDCARDS else ipv6_interface(bind)
+        group = socket.inet_pton(socket.AF_INET6, GROUP_V6)
+        sock.setsockopt(
+            socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("16sI", group, index)
+        )
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, MULTICAST_HOPS)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
+        if index:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
         return sock
     except OSError:
         sock.close()
         raise
 
 
+def _v6_source(bind: str) -> list[tuple[int, int, bytes]]:
+    """The ancillary data that makes ``bind`` (a specific IPv6 address) the source of a
+    datagram, on its interface; none for a wildcard or an IPv4 address."""
+    if bind in _WILDCARDS or ":" not in bind or not hasattr(socket, "IPV6_PKTINFO"):
+        return []
+    source = socket.inet_pton(socket.AF_INET6, bind.partition("%")[0])
+    pktinfo = struct.pack("16sI", source, ipv6_interface(bind))
+    return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
+
+
+def _source_host(source: tuple[object, ...]) -> str:
+    """The sender's address from ``recvfrom``: a link-local IPv6 one with its scope, which
+    Python leaves out of the host string (``('fe80::1', port, flow, 3)`` -> ``fe80::1%3``)."""
+    host = str(source[0])
+    if len(source) == 4 and source[3] and "%" not in host:
+        return f"{host}%{source[3]}"
+    return host
+
+
 def _families(bind: str) -> list[Family]:
     """Which groups to join for a session listening on ``bind``."""
-    if bind in ("", "0.0.0.0", "::"):
+    if bind in _WILDCARDS:
         return ["v4", "v6"]
     try:
         version = ipaddress.ip_address(bind).version
@@ -132,13 +191,22 @@ class LsdNetwork:
             self._sinks.pop(info_hash, None)
         self.core.remove(info_hash)
 
-    async def announcer(self, socks: dict[Family, trio.socket.SocketType]) -> None:
+    async def announcer(
+        self,
+        socks: dict[Family, trio.socket.SocketType],
+        ancillary: dict[Family, list[tuple[int, int, bytes]]],
+    ) -> None:
         warned: set[Family] = set()
         while True:
             self._wakeup = trio.Event()
             for family, packet in self.core.packets(trio.current_time()):
                 try:
-                    await socks[family].sendto(packet, _GROUP_ADDR[family])
+                    if ancillary.get(family):
+                        await socks[family].sendmsg(
+                            [packet], ancillary[family], 0, _GROUP_ADDR[family]
+                        )
+                    else:
+                        await socks[family].sendto(packet, _GROUP_ADDR[family])
                 except OSError as exc:  # no multicast route, interface down, ...
                     if family not in warned:
                         warned.add(family)
@@ -154,7 +222,7 @@ class LsdNetwork:
             except OSError:
                 await trio.sleep(1.0)
                 continue
-            found = self.core.receive(data, source[0], trio.current_time())
+            found = self.core.receive(data, _source_host(source), trio.current_time())
             for info_hash, addr in found:
                 for sink in list(self._sinks.get(info_hash, ())):
                     sink([addr], "lsd")
@@ -190,10 +258,10 @@ async def open_lsd(session: Session) -> AsyncIterator[LsdNetwork]:
     for family in _families(bind):
         try:
             if family == "v4":
-                sock = _open_v4(bind if bind not in ("", "0.0.0.0", "::") else "0.0.0.0")
+                sock = _open_v4(bind if bind not in _WILDCARDS else "0.0.0.0")
                 await sock.bind((GROUP_V4, LSD_PORT))
             else:
-                sock = _open_v6()
+                sock = _open_v6(bind)
                 await sock.bind(("::", LSD_PORT))
         except OSError as exc:
             log.warning("lsd: cannot join the %s group: %s", family, exc)
@@ -205,7 +273,8 @@ async def open_lsd(session: Session) -> AsyncIterator[LsdNetwork]:
     net = LsdNetwork(LsdCore(port=session.address.port, cookie=cookie, families=socks))
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(net.announcer, socks)
+            ancillary: dict[Family, list[tuple[int, int, bytes]]] = {"v6": _v6_source(bind)}
+            nursery.start_soon(net.announcer, socks, ancillary)
             for sock in socks.values():
                 nursery.start_soon(net.receiver, sock)
             yield net
