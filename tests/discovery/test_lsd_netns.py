@@ -206,13 +206,11 @@ class Lines:
                 self.proc.wait(10)
 
 
-def libtorrent_peer(
-    ns: Namespaces, save: Path, family: Family = "v4", **torrents: list[Path]
-) -> Lines:
+def libtorrent_peer(ns: Namespaces, listen: str, save: Path, **torrents: list[Path]) -> Lines:
     args = [f"--{role}={t}" for role, paths in torrents.items() for t in paths]
     return Lines(
-        ns.run(ns.theirs, sys.executable, str(PEER_SCRIPT), "--listen",
-               ns.addr(family, "theirs"), "--save", str(save), *args)
+        ns.run(ns.theirs, sys.executable, str(PEER_SCRIPT), "--listen", listen,
+               "--save", str(save), *args)
     )  # fmt: skip
 
 
@@ -252,28 +250,24 @@ trio.run(main)
 FAMILIES = pytest.mark.parametrize("family", ["v4", "v6"])
 
 
-@FAMILIES
-def test_we_find_a_libtorrent_seeder_by_its_announce(
-    namespaces: Namespaces, decoy: str, tmp_path: Path, family: Family
+def we_find_a_libtorrent_seeder(
+    ns: Namespaces, tmp_path: Path, our_listen: str, their_listen: str
 ) -> None:
     """Ours starts first (its own start-up announce finds nobody; the next is 5 minutes
     away), then libtorrent's seeder: only libtorrent's announce can bring them together,
-    so the download proves that we parse it and dial the peer it names. Over IPv6 our
-    session listens on its (deprecated) ULA address and must have joined the group on that
-    address's veth, not on the decoy the group's route points at."""
-    ns = namespaces
+    so the download proves that we parse it and dial the peer it names."""
     data = make_payload(tmp_path / "seed" / "lan.bin", 600 * 1024 + 3, seed=5)
     torrent = tmp_path / "lan.torrent"
     torrent.write_bytes(make_torrent(data, piece_length=32 * 1024))
     ours = Lines(
-        ns.run(ns.ours, sys.executable, "-c", OUR_LEECHER, listen_arg(ns.addr(family, "ours")),
-               str(torrent), str(tmp_path / "dl"), str(tmp_path / "state"))
+        ns.run(ns.ours, sys.executable, "-c", OUR_LEECHER, listen_arg(our_listen), str(torrent),
+               str(tmp_path / "dl"), str(tmp_path / "state"))
     )  # fmt: skip
     theirs: Lines | None = None
     try:
         ours.wait_for('{"listening"', 15)
         time.sleep(1.0)  # our announce has gone out to an empty LAN
-        theirs = libtorrent_peer(ns, data.parent, family, seed=[torrent])
+        theirs = libtorrent_peer(ns, their_listen, data.parent, seed=[torrent])
         theirs.wait_for("listening", 15)
         done = json.loads(ours.wait_for('{"complete"', 60))
     finally:
@@ -286,6 +280,54 @@ def test_we_find_a_libtorrent_seeder_by_its_announce(
     assert (tmp_path / "dl" / "lan.bin").read_bytes() == data.read_bytes()
 
 
+def libtorrent_finds_our_seeder(
+    ns: Namespaces, tmp_path: Path, our_bind: str, their_listen: str, *, private: bool,
+    shown_as: str,
+) -> None:  # fmt: skip
+    """libtorrent's leecher starts first, then ours (``seed --lsd --bind our_bind``): our
+    start-up announce must reach it (its lsd_peer alert names ``shown_as`` and our port)
+    and it downloads from us. A private torrent is never announced (BEP 27): nothing
+    reaches it."""
+    data = make_payload(tmp_path / "seed" / "lan.bin", 300 * 1024, seed=6)
+    torrent = tmp_path / "lan.torrent"
+    torrent.write_bytes(make_torrent(data, piece_length=32 * 1024, private=private))
+    theirs = libtorrent_peer(ns, their_listen, tmp_path / "dl", leech=[torrent])
+    ours: Lines | None = None
+    try:
+        theirs.wait_for("listening", 15)
+        time.sleep(7.0)  # libtorrent's own announce and its repeats (2, 4, 6 s) are over
+        ours = Lines(
+            ns.run(ns.ours, sys.executable, "-m", "torrentkit.cli.main", "seed", str(torrent),
+                   str(data.parent), "--bind", our_bind, "--no-tracker", "--no-dht", "--lsd",
+                   "--json", "--state-dir", str(tmp_path / "state"))
+        )  # fmt: skip
+        port = json.loads(ours.wait_for('{"event":"listening"', 15))["port"]
+        if private:
+            time.sleep(5)
+            assert not [x for x in theirs.lines if x.startswith(("lsd_peer", "finished"))]
+        else:
+            shown = f"[{shown_as}]" if ":" in shown_as else shown_as
+            theirs.wait_for(f"lsd_peer {shown}:{port}", 15)
+            theirs.wait_for("finished", 30)
+    finally:
+        theirs.stop()
+        if ours is not None:
+            ours.stop()
+    if not private:
+        assert (tmp_path / "dl" / "lan.bin").read_bytes() == data.read_bytes()
+
+
+@FAMILIES
+def test_we_find_a_libtorrent_seeder_by_its_announce(
+    namespaces: Namespaces, decoy: str, tmp_path: Path, family: Family
+) -> None:
+    """See we_find_a_libtorrent_seeder. Over IPv6 our session listens on its (deprecated)
+    ULA address and must have joined the group on that address's veth, not on the decoy
+    the group's route points at."""
+    ns = namespaces
+    we_find_a_libtorrent_seeder(ns, tmp_path, ns.addr(family, "ours"), ns.addr(family, "theirs"))
+
+
 @pytest.mark.parametrize(
     ("family", "private"),
     [("v4", False), ("v4", True), ("v6", False)],
@@ -294,43 +336,16 @@ def test_we_find_a_libtorrent_seeder_by_its_announce(
 def test_libtorrent_finds_our_cli_seeder_by_our_announce_unless_private(
     namespaces: Namespaces, decoy: str, tmp_path: Path, family: Family, private: bool
 ) -> None:
-    """libtorrent's leecher starts first, then ours (``seed --lsd``): our start-up announce
-    must reach it (its lsd_peer alert names our address and port) and it downloads from
-    us. A private torrent is never announced (BEP 27): nothing reaches it (IPv6: see
+    """See libtorrent_finds_our_seeder (IPv6 private: see
     test_announces_exact_bytes_from_our_address_one_hop_our_interface_never_private).
     Over IPv6 libtorrent takes our address from the datagram's source and drops sources
     outside its own /64: only an announce sent from the deprecated address we listen on
     (not the kernel's choice, ::3) on our veth (not the decoy) gets it to dial us."""
     ns = namespaces
-    data = make_payload(tmp_path / "seed" / "lan.bin", 300 * 1024, seed=6)
-    torrent = tmp_path / "lan.torrent"
-    torrent.write_bytes(make_torrent(data, piece_length=32 * 1024, private=private))
-    theirs = libtorrent_peer(ns, tmp_path / "dl", family, leech=[torrent])
-    ours: Lines | None = None
-    our_addr = ns.addr(family, "ours")
-    try:
-        theirs.wait_for("listening", 15)
-        time.sleep(7.0)  # libtorrent's own announce and its repeats (2, 4, 6 s) are over
-        ours = Lines(
-            ns.run(ns.ours, sys.executable, "-m", "torrentkit.cli.main", "seed", str(torrent),
-                   str(data.parent), "--bind", our_addr, "--no-tracker", "--no-dht", "--lsd",
-                   "--json",
-                   "--state-dir", str(tmp_path / "state"))
-        )  # fmt: skip
-        port = json.loads(ours.wait_for('{"event":"listening"', 15))["port"]
-        if private:
-            time.sleep(5)
-            assert not [x for x in theirs.lines if x.startswith(("lsd_peer", "finished"))]
-        else:
-            shown = f"[{our_addr}]:{port}" if family == "v6" else f"{our_addr}:{port}"
-            theirs.wait_for(f"lsd_peer {shown}", 15)
-            theirs.wait_for("finished", 30)
-    finally:
-        theirs.stop()
-        if ours is not None:
-            ours.stop()
-    if not private:
-        assert (tmp_path / "dl" / "lan.bin").read_bytes() == data.read_bytes()
+    ours = ns.addr(family, "ours")
+    libtorrent_finds_our_seeder(
+        ns, tmp_path, ours, ns.addr(family, "theirs"), private=private, shown_as=ours
+    )
 
 
 @FAMILIES
@@ -424,3 +439,43 @@ def test_wildcard_listen_announces_exact_datagrams_on_both_groups(
         assert msg is not None and msg.cookie
         assert raw == encode_announce(HOSTS[fam], port, [info_hash], msg.cookie)
         assert got[fam]["hops"] == MULTICAST_HOPS
+
+
+def link_local(ns: str, dev: str) -> str:
+    """The veth's link-local address with its scope (``fe80::...%dev``)."""
+    out = ip("-n", ns, "-6", "-o", "addr", "show", "dev", dev, "scope", "link")
+    return out.split(" inet6 ")[1].split("/")[0] + f"%{dev}"
+
+
+def link_local_only(ns: Namespaces) -> tuple[str, str]:
+    """Their veth keeps only its link-local address (so its announces come from it, as on a
+    LAN with no IPv6 prefix); returns (our link-local, their link-local)."""
+    theirs_dev = f"tkl{ns.tag}b"
+    ip("-n", ns.theirs, "addr", "del", f"{ns.their_ip6}/64", "dev", theirs_dev)
+    return link_local(ns.ours, f"tkl{ns.tag}a"), link_local(ns.theirs, theirs_dev)
+
+
+def test_link_local_we_find_a_libtorrent_seeder(
+    namespaces: Namespaces, decoy: str, tmp_path: Path
+) -> None:
+    """libtorrent listens on its link-local address only: its announce comes from
+    ``fe80::...``, which means nothing without the interface. The driver reports the peer
+    with the scope the datagram arrived on (``fe80::...%N``), so the engine dials it on our
+    veth (not on the decoy, which has a link-local fe80::/64 route of its own)."""
+    ns = namespaces
+    _, theirs_ll = link_local_only(ns)
+    we_find_a_libtorrent_seeder(ns, tmp_path, ns.our_ip6, theirs_ll)
+
+
+def test_link_local_libtorrent_finds_our_seeder(
+    namespaces: Namespaces, decoy: str, tmp_path: Path
+) -> None:
+    """Both sides on link-local addresses (``seed --bind fe80::...%veth``): libtorrent keeps
+    only announces from its own fe80::/64, and our veth also holds ULAs the kernel would
+    prefer as the source for a site-scope group; ours must come from the link-local address
+    we listen on, on that veth (the scope names it), for libtorrent to dial us. libtorrent
+    names our address with its own interface as the scope."""
+    ns = namespaces
+    ours_ll, theirs_ll = link_local_only(ns)
+    shown = ours_ll.split("%")[0] + f"%tkl{ns.tag}b"
+    libtorrent_finds_our_seeder(ns, tmp_path, ours_ll, theirs_ll, private=False, shown_as=shown)
