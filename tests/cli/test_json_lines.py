@@ -42,8 +42,7 @@ async def test_lines_keep_their_order_and_share_writes() -> None:
     out = RecordingStream()
     writer = JsonLines(out)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run)
-        await trio.sleep(0)
+        await nursery.start(writer.run)
         for n in range(200):
             writer.emit({"n": n})
             if n % 50 == 49:
@@ -58,8 +57,7 @@ async def test_a_reader_that_stops_reading_does_not_stall_the_loop() -> None:
     out = RecordingStream()
     writer = JsonLines(out)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run)
-        await trio.sleep(0)
+        await nursery.start(writer.run)
         out.gate.clear()
         writer.emit({"n": 0})
         await trio.to_thread.run_sync(out.blocked.wait, 10)  # the writer thread is stuck
@@ -83,8 +81,7 @@ async def test_without_its_task_or_past_the_backlog_lines_are_written_at_once(
     writer.emit({"n": 0})  # no task running: written now
     assert lines(out) == [0]
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run)
-        await trio.sleep(0)
+        await nursery.start(writer.run)
         monkeypatch.setattr(swarm_output, "JSON_BACKLOG", 30)
         writer.emit({"n": 1, "pad": "x" * 40})  # past the backlog: written now
         assert lines(out) == [0, 1]

@@ -86,7 +86,7 @@ async def arun_plan(plan: RunPlan, *, extra: Extra | None = None) -> int:
         return await _arun_plan(plan, run, extra)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(out.run)
+            await nursery.start(out.run)
             code = await _arun_plan(plan, run, extra, out)
             nursery.cancel_scope.cancel()
     finally:

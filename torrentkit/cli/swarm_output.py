@@ -77,9 +77,11 @@ class JsonLines:
             self._out.write(text)
             self._out.flush()
 
-    async def run(self) -> None:
-        """Write the queued lines until cancelled (then :meth:`close` writes the rest)."""
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Write the queued lines until cancelled (then :meth:`close` writes the rest).
+        Start it with ``nursery.start``: from then on lines are queued, not written."""
         self._running = True
+        task_status.started()
         try:
             while True:
                 await self._wake.wait()
