@@ -41,6 +41,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from torrentkit.discovery.tracker.protocol import (
+    DEFAULT_NUMWANT,
+    MAX_NUMWANT,
     AnnounceEvent,
     AnnounceReply,
     AnnounceRequest,
@@ -53,6 +55,8 @@ from torrentkit.errors import LocalProtocolError
 from torrentkit.ids import InfoHash
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}")
+_NONE = AnnounceEvent.NONE
+_COMPLETED = AnnounceEvent.COMPLETED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,7 +100,17 @@ class TrackerConfig:
 class _Peer:
     """One peer's entry (internal, mutable; satisfies ``protocol.PeerInfo``)."""
 
-    __slots__ = ("compact", "completed", "ip", "key", "last_seen", "peer_id", "port", "seeder")
+    __slots__ = (
+        "compact",
+        "completed",
+        "ip",
+        "key",
+        "key_code",
+        "last_seen",
+        "peer_id",
+        "port",
+        "seeder",
+    )
 
     def __init__(
         self, peer_id: bytes, ip: str, port: int, compact: bytes, key: bytes | None, now: float
@@ -106,6 +120,9 @@ class _Peer:
         self.port = port
         self.compact = compact
         self.key = key
+        #: The BEP 15 key ``key`` was last set from by :meth:`TrackerState.reannounce_compact`
+        #: (``key == key_from_int(key_code)``), or None: a cheap "same key as before" test.
+        self.key_code: int | None = None
         self.last_seen = now
         self.seeder = False
         self.completed = False
@@ -123,8 +140,9 @@ class _Swarm:
         self.seeders = 0
         self.completed = 0
         self.last_active = now
-        #: Every peer's compact address, in ``peers`` order; None after a change (rebuilt
-        #: when next asked for). A small swarm's reply is this minus the announcer's own.
+        #: Every peer's compact address, in ``peers`` order, twice over; None after a change
+        #: (rebuilt when next asked for). A small swarm's reply is one slice of it: the
+        #: ``len(peers) - 1`` entries that follow the announcer's own.
         self.packed: bytes | None = None
 
     def add(self, peer: _Peer) -> None:
@@ -179,6 +197,18 @@ class TrackerStats:
     leechers: int
     completed: int
     swarms: tuple[SwarmStats, ...]
+
+
+def key_from_int(key: int) -> bytes:
+    """A UDP (BEP 15) key as the swarm state keeps keys: 8 hex digits, as an HTTP client
+    of ours sends them, so the two protocols name one client alike."""
+    return b"%08x" % key
+
+
+def _packed(peers: list[_Peer]) -> bytes:
+    """A swarm's ``packed``: its peers' compact addresses, in order, twice over."""
+    once = b"".join([p.compact for p in peers])
+    return once + once
 
 
 def _canonical_ip(text: str) -> tuple[str, bytes]:
@@ -278,7 +308,10 @@ class TrackerState(TrackerRules):
         whitelist: Iterable[bytes] | None = None,
     ) -> None:
         self._swarms: dict[bytes, _Swarm] = {}
+        #: Intervals drawn ahead for :meth:`reannounce_compact` (popped from the end).
+        self._intervals: list[int] = []
         super().__init__(config, rng=rng, whitelist=whitelist)
+        self._min_interval = self.config.announce_min_interval
 
     def set_whitelist(self, hashes: Iterable[bytes] | None) -> None:
         """Serve only these info-hashes (None: serve any). Swarms no longer listed are dropped."""
@@ -342,6 +375,83 @@ class TrackerState(TrackerRules):
         # The interval after the pick, as announce() draws them: a seeded run gives both alike.
         return self.interval(), complete, len(swarm.peers) - complete, peers
 
+    def reannounce_compact(
+        self,
+        info_hash: bytes,
+        peer_id: bytes,
+        compact: bytes,
+        left: int,
+        event: AnnounceEvent,
+        key: int,
+        numwant: int,
+        now: float,
+    ) -> tuple[int, int, int, bytes] | None:
+        """:meth:`announce_compact`'s common case, flattened: a peer we know announcing
+        again from the same address (``compact``: its packed IP and port) with ``event``
+        none, started or completed, in a swarm whose every peer fits the reply (``numwant``
+        as sent: negative for the default) and shares the announcer's address family.
+        ``key`` is BEP 15's 32-bit key (kept as :func:`key_from_int` gives it, as
+        :meth:`announce_compact`'s caller passes it). The same answer and the same changes
+        to the swarm as :meth:`announce_compact`, or
+        None, having changed nothing, for any other case (the caller then takes the general
+        path). The UDP tracker's path for most announces (docs/tracker.md, "UDP").
+
+        No whitelist check: a swarm we hold is on the whitelist (:meth:`set_whitelist`
+        drops the others, and :meth:`_apply` creates only listed ones). Same address means
+        same IP, so the peer's ``key`` needs no check (it is only updated), and no other
+        entry holds the address.
+        """
+        swarm = self._swarms.get(info_hash)
+        if swarm is None:
+            return None
+        index = swarm.by_id.get(peer_id)
+        if index is None:
+            return None
+        peers = swarm.peers
+        peer = peers[index]
+        if peer.compact != compact:
+            return None
+        n = len(peers)
+        if numwant < 0:
+            numwant = DEFAULT_NUMWANT
+        elif numwant > MAX_NUMWANT:
+            numwant = MAX_NUMWANT
+        if not 0 < n - 1 <= numwant:
+            return None
+        stride = len(compact)
+        packed = swarm.packed
+        if packed is None:
+            packed = swarm.packed = _packed(peers)
+        if len(packed) != 2 * stride * n:
+            return None
+        # _apply's steps for this case, in effect.
+        swarm.last_active = now
+        seeder = left == 0
+        if not peer.completed and ((seeder and not peer.seeder) or event is _COMPLETED):
+            peer.completed = True
+            swarm.completed += 1
+        if seeder != peer.seeder:
+            swarm.seeders += 1 if seeder else -1
+            peer.seeder = seeder
+        previous = peer.last_seen
+        peer.last_seen = now
+        if peer.key_code != key:
+            peer.key = key_from_int(key)
+            peer.key_code = key
+        intervals = self._intervals
+        if not intervals:
+            intervals = self._draw_intervals()
+        complete = swarm.seeders
+        if event is _NONE and now - previous < self._min_interval:
+            return intervals.pop(), complete, n - complete, b""  # early: no peers
+        at = (index + 1) * stride
+        return intervals.pop(), complete, n - complete, packed[at : at + stride * (n - 1)]
+
+    def _draw_intervals(self) -> list[int]:
+        """:meth:`interval` 256 times, for :meth:`reannounce_compact` to pop."""
+        self._intervals = [self.interval() for _ in range(256)]
+        return self._intervals
+
     def _apply(
         self,
         info_hash: bytes,
@@ -400,6 +510,7 @@ class TrackerState(TrackerRules):
                 swarm.move(peer, ip, port, compact)
             if key is not None:
                 peer.key = key
+                peer.key_code = None
 
         seeder = left == 0
         if seeder != peer.seeder:
@@ -434,16 +545,17 @@ class TrackerState(TrackerRules):
     ) -> bytes:
         """:meth:`_pick`'s peers as joined compact addresses, only those ``stride`` bytes
         long (the announcer's family). A swarm that fits the reply whole is its cached
-        ``packed`` bytes without the announcer's own entry: no per-peer work."""
+        ``packed`` bytes without the announcer's own entry (the peers after it, then those
+        before it): one slice, no per-peer work."""
         peers = swarm.peers
         n = len(peers)
         if 0 < n - 1 <= effective_numwant(numwant):
             packed = swarm.packed
             if packed is None:
-                packed = swarm.packed = b"".join([p.compact for p in peers])
-            if len(packed) == stride * n:  # one address family: the announcer's
-                at = swarm.by_id[peer_id] * stride
-                return packed[:at] + packed[at + stride :]
+                packed = swarm.packed = _packed(peers)
+            if len(packed) == 2 * stride * n:  # one address family: the announcer's
+                at = (swarm.by_id[peer_id] + 1) * stride
+                return packed[at : at + stride * (n - 1)]
         chosen = self._pick(swarm, peer_id, numwant)
         return b"".join([p.compact for p in chosen if len(p.compact) == stride])
 

@@ -69,6 +69,7 @@ from torrentkit.discovery.tracker.protocol import (
     TrackerResponseError,
     _compact_peers,
 )
+from torrentkit.discovery.tracker.state import key_from_int
 from torrentkit.discovery.tracker.stats import ServedCounts
 from torrentkit.errors import LocalProtocolError
 from torrentkit.ids import InfoHash
@@ -113,6 +114,11 @@ _ANNOUNCE = struct.Struct(">QII20s20sQQQIIIiH")
 _ANNOUNCE_REPLY = struct.Struct(">IIIII")
 _INT63 = 2**63 - 1
 _SCRAPE_ENTRY = struct.Struct(">III")
+#: An announce as the fast path reads it: connection and transaction ids and the port as
+#: bytes (a dict key, a reply field, the compact address's tail), no downloaded/uploaded.
+_FAST_ANNOUNCE = struct.Struct(">8sI4s20s20s8xQ8xIIIi2s")
+_FAST_REPLY = struct.Struct(">I4sIII")
+_FAST_EVENTS = (AnnounceEvent.NONE, AnnounceEvent.COMPLETED, AnnounceEvent.STARTED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,12 +135,6 @@ def key_to_int(key: bytes | None) -> int:
     except ValueError:
         pass
     return int.from_bytes(hmac.digest(b"key", key, "sha256")[:4], "big")
-
-
-def key_from_int(key: int) -> bytes:
-    """A UDP key as the tracker's swarm state keeps keys: 8 hex digits, as an HTTP client
-    of ours sends them, so the two protocols name one client alike."""
-    return b"%08x" % key
 
 
 def url_data_options(path_and_query: str) -> bytes:
@@ -487,6 +487,14 @@ class ConnectionSecret:
         self._verified[connection_id] = address
         return True
 
+    @staticmethod
+    def lifetime(connection_id: bytes, now: float) -> tuple[int, int]:
+        """(issued, expires): a connection id that :meth:`verify` accepted at ``now`` is
+        accepted at every ``t`` with ``issued <= t < expires`` (whole seconds)."""
+        second = int(now)
+        issued = second - ((second - int.from_bytes(connection_id[:2], "big")) & 0xFFFF)
+        return issued, issued + SERVER_CONNECTION_TTL + 1
+
 
 def packed_address(ip: str) -> bytes:
     """What a connection id is bound to: the sender's IP, packed (ValueError if not an IP)."""
@@ -512,6 +520,18 @@ class Swarms(Protocol):
         ip: str,
         now: float,
     ) -> tuple[int, int, int, bytes]: ...
+
+    def reannounce_compact(
+        self,
+        info_hash: bytes,
+        peer_id: bytes,
+        compact: bytes,
+        left: int,
+        event: AnnounceEvent,
+        key: int,
+        numwant: int,
+        now: float,
+    ) -> tuple[int, int, int, bytes] | None: ...
 
     def scrape(self, info_hashes: Iterable[InfoHash]) -> dict[InfoHash, ScrapeStats]: ...
 
@@ -561,6 +581,10 @@ class UdpTrackerCore:
         self.counters = ServedCounts()
         #: Sender IP as received -> (its text with IPv4-mapped as IPv4, packed).
         self._addresses: dict[str, tuple[str, bytes]] = {}
+        self._reannounce = swarms.reannounce_compact if swarms is not None else None
+        #: The fast path's verified connection ids: id -> (sender IP as received, packed,
+        #: and :meth:`ConnectionSecret.lifetime`). Filled as ids verify; bounded.
+        self._fast_ids: dict[bytes, tuple[str, bytes, int, int]] = {}
 
     def _address(self, ip: str) -> tuple[str, bytes] | None:
         known = self._addresses.get(ip)
@@ -576,7 +600,42 @@ class UdpTrackerCore:
         return known
 
     def handle(self, data: bytes, ip: str, now: float) -> bytes | UdpPending | None:
-        """What to do with ``data`` from ``ip`` (any port: the connection id binds the IP)."""
+        """What to do with ``data`` from ``ip`` (any port: the connection id binds the IP).
+
+        Most announces take the fast path: a plain 98-byte announce (no options, no ``ip``
+        field, event none/started/completed) under a connection id this core verified
+        before for this sender, of a peer the swarms know at this address, read with one
+        unpack and answered by :meth:`~.state.TrackerState.reannounce_compact` (the same
+        answer and swarm changes as the general path, tests/discovery/
+        test_udp_tracker_fast.py). Everything else, and every case that declines, takes the
+        general path (:meth:`_handle`).
+        """
+        if len(data) == ANNOUNCE_SIZE:
+            reannounce = self._reannounce
+            if reannounce is not None:
+                (cid, action, tid, info_hash, peer_id, left, event, ip_field, key, numwant,
+                 port) = _FAST_ANNOUNCE.unpack(data)  # fmt: skip
+                known = self._fast_ids.get(cid)
+                if known is not None and action == ACTION_ANNOUNCE and event < 3 and not ip_field:
+                    sender, packed, issued, expires = known
+                    if sender == ip and issued <= now < expires:
+                        answer = reannounce(
+                            info_hash, peer_id, packed + port, left, _FAST_EVENTS[event], key,
+                            numwant, now,
+                        )  # fmt: skip
+                        if answer is not None:
+                            interval, seeders, leechers, peers = answer
+                            self.counters.announces += 1
+                            if interval > 0xFFFFFFFF:
+                                interval = 0xFFFFFFFF
+                            return (
+                                _FAST_REPLY.pack(ACTION_ANNOUNCE, tid, interval, leechers, seeders)
+                                + peers
+                            )
+        return self._handle(data, ip, now)
+
+    def _handle(self, data: bytes, ip: str, now: float) -> bytes | UdpPending | None:
+        """:meth:`handle`'s general path: every kind of datagram, every rule."""
         counters = self.counters
         if len(data) < 16:
             counters.dropped += 1
@@ -586,6 +645,7 @@ class UdpTrackerCore:
         if known is None:
             counters.dropped += 1
             return None
+        known_ip = ip
         ip, address = known
         if action == ACTION_CONNECT:
             if cid != PROTOCOL_ID:
@@ -593,9 +653,15 @@ class UdpTrackerCore:
                 return None
             counters.connects += 1
             return _HEADER.pack(ACTION_CONNECT, tid) + self._secret.issue(address, now)
-        if not self._secret.verify(data[:8], address, now):
+        cid_bytes = data[:8]
+        if not self._secret.verify(cid_bytes, address, now):
             counters.dropped += 1
             return None
+        if self._reannounce is not None:
+            fast_ids = self._fast_ids
+            if len(fast_ids) >= VERIFIED_CACHE:
+                fast_ids.clear()
+            fast_ids[cid_bytes] = (known_ip, address, *self._secret.lifetime(cid_bytes, now))
         # From here the sender's address is verified: it received our connection id.
         swarms = self.swarms
         try:
