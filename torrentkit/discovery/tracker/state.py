@@ -448,8 +448,13 @@ class TrackerState(TrackerRules):
         return intervals.pop(), complete, n - complete, packed[at : at + stride * (n - 1)]
 
     def _draw_intervals(self) -> list[int]:
-        """:meth:`interval` 256 times, for :meth:`reannounce_compact` to pop."""
-        self._intervals = [self.interval() for _ in range(256)]
+        """256 intervals as :meth:`interval` draws them, for :meth:`reannounce_compact`."""
+        config = self.config
+        base, span, draw = config.interval, config.jitter + 1, self._rng.random
+        if span == 1:  # no jitter: no draw (interval() draws none either)
+            self._intervals = [base] * 256
+        else:
+            self._intervals = [base + int(draw() * span) for _ in range(256)]
         return self._intervals
 
     def _apply(
