@@ -169,10 +169,16 @@ class Pair:
 
     def check_state(self) -> None:
         assert _swarms(self.udp_state) == _swarms(self.ref)
-        for swarm in self.udp_state._swarms.values():
-            if swarm.packed is not None:  # the fast path's cache is never stale
+        state = self.udp_state
+        for swarm in state._swarms.values():
+            if swarm.packed is not None:  # the fast path's caches are never stale
                 once = b"".join(p.compact for p in swarm.peers)
                 assert swarm.packed == once + once
+            assert all(p.swarm is swarm and p.index == i for i, p in enumerate(swarm.peers))
+        for key, peer in state._peer_cache.items():
+            if peer.swarm is not None:
+                assert state._swarms[key[:20]] is peer.swarm
+                assert peer.swarm.peers[peer.index] is peer and peer.peer_id == key[20:]
 
     def run(self, op: object) -> None:
         if isinstance(op, Announce):

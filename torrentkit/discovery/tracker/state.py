@@ -56,6 +56,8 @@ from torrentkit.ids import InfoHash
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}")
 _NONE = AnnounceEvent.NONE
+#: Peers :meth:`TrackerState.reannounce_compact` remembers, at most (then it starts over).
+PEER_CACHE = 1 << 19
 _COMPLETED = AnnounceEvent.COMPLETED
 
 
@@ -103,6 +105,7 @@ class _Peer:
     __slots__ = (
         "compact",
         "completed",
+        "index",
         "ip",
         "key",
         "key_code",
@@ -110,6 +113,7 @@ class _Peer:
         "peer_id",
         "port",
         "seeder",
+        "swarm",
     )
 
     def __init__(
@@ -126,6 +130,10 @@ class _Peer:
         self.last_seen = now
         self.seeder = False
         self.completed = False
+        #: The swarm that lists it and where (``swarm.peers[index] is self``); None once
+        #: removed. (TrackerState.reannounce_compact finds a peer by these.)
+        self.swarm: _Swarm | None = None
+        self.index = 0
 
 
 class _Swarm:
@@ -147,7 +155,8 @@ class _Swarm:
 
     def add(self, peer: _Peer) -> None:
         self.packed = None
-        self.by_id[peer.peer_id] = len(self.peers)
+        peer.swarm, peer.index = self, len(self.peers)
+        self.by_id[peer.peer_id] = peer.index
         self.by_addr[peer.compact] = peer.peer_id
         self.peers.append(peer)
 
@@ -155,13 +164,14 @@ class _Swarm:
         self.packed = None
         index = self.by_id.pop(peer_id)
         peer = self.peers[index]
+        peer.swarm = None
         del self.by_addr[peer.compact]
         if peer.seeder:
             self.seeders -= 1
         last = self.peers.pop()
         if index < len(self.peers):
             self.peers[index] = last
-            self.by_id[last.peer_id] = index
+            self.by_id[last.peer_id] = last.index = index
 
     def move(self, peer: _Peer, ip: str, port: int, compact: bytes) -> None:
         self.packed = None
@@ -308,6 +318,9 @@ class TrackerState(TrackerRules):
         whitelist: Iterable[bytes] | None = None,
     ) -> None:
         self._swarms: dict[bytes, _Swarm] = {}
+        #: info-hash + peer id -> that peer, for :meth:`reannounce_compact`: a cache (an
+        #: entry whose peer was removed, ``swarm`` None, is looked up again); bounded.
+        self._peer_cache: dict[bytes, _Peer] = {}
         #: Intervals drawn ahead for :meth:`reannounce_compact` (popped from the end).
         self._intervals: list[int] = []
         super().__init__(config, rng=rng, whitelist=whitelist)
@@ -318,6 +331,7 @@ class TrackerState(TrackerRules):
         super().set_whitelist(hashes)
         allowed = self._whitelist
         if allowed is not None:
+            self._peer_cache.clear()  # its peers may be in swarms dropped here
             for h in [h for h in self._swarms if h not in allowed]:
                 del self._swarms[h]
 
@@ -377,8 +391,7 @@ class TrackerState(TrackerRules):
 
     def reannounce_compact(
         self,
-        info_hash: bytes,
-        peer_id: bytes,
+        info_hash_peer_id: bytes,
         compact: bytes,
         left: int,
         event: AnnounceEvent,
@@ -401,16 +414,16 @@ class TrackerState(TrackerRules):
         same IP, so the peer's ``key`` needs no check (it is only updated), and no other
         entry holds the address.
         """
-        swarm = self._swarms.get(info_hash)
-        if swarm is None:
-            return None
-        index = swarm.by_id.get(peer_id)
-        if index is None:
+        peer = self._peer_cache.get(info_hash_peer_id)
+        if peer is None or peer.swarm is None:
+            peer = self._find(info_hash_peer_id)
+            if peer is None:
+                return None
+        swarm = peer.swarm
+        if peer.compact != compact or swarm is None:
             return None
         peers = swarm.peers
-        peer = peers[index]
-        if peer.compact != compact:
-            return None
+        index = peer.index
         n = len(peers)
         if numwant < 0:
             numwant = DEFAULT_NUMWANT
@@ -446,6 +459,20 @@ class TrackerState(TrackerRules):
             return intervals.pop(), complete, n - complete, b""  # early: no peers
         at = (index + 1) * stride
         return intervals.pop(), complete, n - complete, packed[at : at + stride * (n - 1)]
+
+    def _find(self, info_hash_peer_id: bytes) -> _Peer | None:
+        """The peer (info-hash + peer id) in its swarm, remembered in ``_peer_cache``."""
+        swarm = self._swarms.get(info_hash_peer_id[:20])
+        if swarm is None:
+            return None
+        index = swarm.by_id.get(info_hash_peer_id[20:])
+        if index is None:
+            return None
+        cache = self._peer_cache
+        if len(cache) >= PEER_CACHE:
+            cache.clear()
+        peer = cache[info_hash_peer_id] = swarm.peers[index]
+        return peer
 
     def _draw_intervals(self) -> list[int]:
         """256 intervals as :meth:`interval` draws them, for :meth:`reannounce_compact`."""

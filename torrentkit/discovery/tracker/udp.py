@@ -115,8 +115,9 @@ _ANNOUNCE_REPLY = struct.Struct(">IIIII")
 _INT63 = 2**63 - 1
 _SCRAPE_ENTRY = struct.Struct(">III")
 #: An announce as the fast path reads it: connection and transaction ids and the port as
-#: bytes (a dict key, a reply field, the compact address's tail), no downloaded/uploaded.
-_FAST_ANNOUNCE = struct.Struct(">8sI4s20s20s8xQ8xIIIi2s")
+#: bytes (a dict key, a reply field, the compact address's tail), the info-hash and peer id
+#: as one (a dict key), no downloaded/uploaded.
+_FAST_ANNOUNCE = struct.Struct(">8sI4s40s8xQ8xIIIi2s")
 _FAST_REPLY = struct.Struct(">I4sIII")
 _FAST_EVENTS = (AnnounceEvent.NONE, AnnounceEvent.COMPLETED, AnnounceEvent.STARTED)
 
@@ -523,8 +524,7 @@ class Swarms(Protocol):
 
     def reannounce_compact(
         self,
-        info_hash: bytes,
-        peer_id: bytes,
+        info_hash_peer_id: bytes,
         compact: bytes,
         left: int,
         event: AnnounceEvent,
@@ -613,14 +613,14 @@ class UdpTrackerCore:
         if len(data) == ANNOUNCE_SIZE:
             reannounce = self._reannounce
             if reannounce is not None:
-                (cid, action, tid, info_hash, peer_id, left, event, ip_field, key, numwant,
+                (cid, action, tid, info_hash_peer_id, left, event, ip_field, key, numwant,
                  port) = _FAST_ANNOUNCE.unpack(data)  # fmt: skip
                 known = self._fast_ids.get(cid)
                 if known is not None and action == ACTION_ANNOUNCE and event < 3 and not ip_field:
                     sender, packed, issued, expires = known
                     if sender == ip and issued <= now < expires:
                         answer = reannounce(
-                            info_hash, peer_id, packed + port, left, _FAST_EVENTS[event], key,
+                            info_hash_peer_id, packed + port, left, _FAST_EVENTS[event], key,
                             numwant, now,
                         )  # fmt: skip
                         if answer is not None:
