@@ -29,6 +29,12 @@ Rules kept here:
   swarms that stayed empty for ``swarm_timeout``.
 - Caps: ``max_swarms`` swarms and ``max_peers_per_swarm`` peers per swarm; past them new
   entries are refused with a failure reason, existing ones keep working.
+
+These rules are applied in one place, ``TrackerState._apply``, with one exception kept
+equal to it: :meth:`TrackerState.reannounce_compact`, the UDP tracker's fast path, is what
+``_apply`` does for a known peer announcing again from its address, written out flat
+(tests/discovery/test_udp_tracker_fast.py checks the two agree on random announce
+sequences). A change to the rules changes both, or makes the fast path decline that case.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ holds it. Connects, drops and malformed requests are answered as they are read. 
 kept per client (the connection ids are HMACs; see :mod:`.udp`).
 
 With the in-memory store every datagram is answered as it is read: the core calls the
-swarm state directly (:meth:`~.state.TrackerState.announce_compact`: no request or reply
+swarm state directly (:meth:`~.state.TrackerState.reannounce_compact` for the usual
+re-announce, :meth:`~.state.TrackerState.announce_compact` for the rest: no request or reply
 object, no coroutine, no task; docs/tracker.md, "UDP"). Any other store's call (a Redis round
 trip, whose client wants to run inside a task) runs as a task, its reply sent when it
 returns.
