@@ -62,8 +62,9 @@ from torrentkit.ids import InfoHash
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}")
 _NONE = AnnounceEvent.NONE
-#: Peers :meth:`TrackerState.reannounce_compact` remembers, at most (then it starts over).
-PEER_CACHE = 1 << 19
+#: Peers :meth:`TrackerState.reannounce_compact` remembers, at most (then it starts over;
+#: :meth:`TrackerState.purge` empties it too, so removed peers are not kept long).
+PEER_CACHE = 1 << 18
 _COMPLETED = AnnounceEvent.COMPLETED
 
 
@@ -325,7 +326,8 @@ class TrackerState(TrackerRules):
     ) -> None:
         self._swarms: dict[bytes, _Swarm] = {}
         #: info-hash + peer id -> that peer, for :meth:`reannounce_compact`: a cache (an
-        #: entry whose peer was removed, ``swarm`` None, is looked up again); bounded.
+        #: entry whose peer was removed, ``swarm`` None, is looked up again); bounded, and
+        #: emptied by :meth:`purge`.
         self._peer_cache: dict[bytes, _Peer] = {}
         #: Intervals drawn ahead for :meth:`reannounce_compact` (popped from the end).
         self._intervals: list[int] = []
@@ -618,6 +620,9 @@ class TrackerState(TrackerRules):
 
     def purge(self, now: float) -> int:
         """Drop peers that missed two intervals and long-empty swarms; return peers dropped."""
+        # The peer cache forgets everything too: removed peers it still names (stopped ones,
+        # these) are freed, and the live ones come back on their next announce.
+        self._peer_cache.clear()
         deadline = now - self.config.peer_timeout
         swarm_deadline = now - self.config.swarm_timeout
         dropped = 0
