@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from torrentkit.discovery.lsd.core import (
     encode_announce,
     parse_announce,
 )
-from torrentkit.discovery.lsd.driver import _source_host, ipv6_interface
+from torrentkit.discovery.lsd.driver import _arrived_on, _source_host, ipv6_interface
 from torrentkit.ids import PeerAddr
 
 H1 = bytes.fromhex("0123456789abcdef0123456789abcdef01234567")
@@ -243,3 +244,7 @@ def test_driver_interface_and_source_helpers() -> None:
     assert _source_host(("fe80::2", 6771, 0, 3)) == "fe80::2%3"
     assert _source_host(("fd00::2", 6771, 0, 0)) == "fd00::2"
     assert _source_host(("10.0.0.2", 6771)) == "10.0.0.2"
+    pktinfo = socket.inet_pton(socket.AF_INET6, "ff15::efc0:988f") + struct.pack("I", 5)
+    assert _arrived_on([(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]) == 5
+    assert _arrived_on([(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo[:19])]) is None
+    assert _arrived_on([]) is None

@@ -479,3 +479,77 @@ def test_link_local_libtorrent_finds_our_seeder(
     ours_ll, theirs_ll = link_local_only(ns)
     shown = ours_ll.split("%")[0] + f"%tkl{ns.tag}b"
     libtorrent_finds_our_seeder(ns, tmp_path, ours_ll, theirs_ll, private=False, shown_as=shown)
+
+
+# Sends one announce three times, 0.3 s apart (the receiver may still be registering the
+# torrent; it reports a peer once per minute however often it hears of it).
+SEND_ANNOUNCE = """
+import socket, sys, time
+family, port, info_hash = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+group = "239.192.152.143" if family == "v4" else "ff15::efc0:988f"
+host = group if family == "v4" else f"[{group}]"
+sock = socket.socket(socket.AF_INET if family == "v4" else socket.AF_INET6, socket.SOCK_DGRAM)
+lines = ["BT-SEARCH * HTTP/1.1", f"Host: {host}:6771", f"Port: {port}",
+         f"Infohash: {info_hash}", f"cookie: {port}", "", "", ""]
+for _ in range(3):
+    sock.sendto("\\r\\n".join(lines).encode(), (group, 6771))
+    time.sleep(0.3)
+"""
+
+# Prints the torrent's known peer count whenever it changes.
+OUR_WATCHER = """
+import json, sys, trio, torrentkit
+async def main():
+    settings = torrentkit.Settings(listen=sys.argv[1], lsd=True, trackers=False,
+                                   state_dir=sys.argv[2], dht=None)
+    async with torrentkit.open_session(settings) as session:
+        handle = await session.add(open(sys.argv[3], "rb").read(), sys.argv[4])
+        while handle.status().state == "checking":
+            await trio.sleep(0.02)
+        print(json.dumps({"ready": handle.status().state}), flush=True)
+        seen = 0
+        while True:
+            if handle.status().known_peers != seen:
+                seen = handle.status().known_peers
+                print(json.dumps({"known_peers": seen}), flush=True)
+            await trio.sleep(0.02)
+trio.run(main)
+"""
+
+
+@FAMILIES
+def test_announces_from_another_interface_are_not_ours(
+    namespaces: Namespaces, decoy: str, tmp_path: Path, family: Family
+) -> None:
+    """A session bound to one address takes announces from that address's link only. Here
+    another program on our host has joined the group on the decoy veth (so the kernel
+    accepts the group's datagrams there, and Linux hands them to every socket bound to port
+    6771 that joined the group anywhere). One announce comes from the decoy namespace, one
+    from theirs, for the same torrent: only theirs becomes a peer."""
+    ns = namespaces
+    data = make_payload(tmp_path / "seed" / "lan.bin", 20 * 1024, seed=13)
+    torrent = tmp_path / "lan.torrent"
+    torrent.write_bytes(make_torrent(data, piece_length=16 * 1024))
+    info_hash = parse_torrent(torrent.read_bytes()).info_hash.hex()
+    other = Lines(ns.run(ns.ours, sys.executable, str(LISTENER), family))  # joins on the decoy
+    ours: Lines | None = None
+    try:
+        other.wait_for("ready", 15)
+        ours = Lines(
+            ns.run(ns.ours, sys.executable, "-c", OUR_WATCHER,
+                   listen_arg(ns.addr(family, "ours")), str(tmp_path / "state"), str(torrent),
+                   str(tmp_path / "dl"))
+        )  # fmt: skip
+        ours.wait_for('{"ready"', 15)
+        for name, port in ((decoy, "1111"), (ns.theirs, "2222")):
+            sent = ns.run(name, sys.executable, "-c", SEND_ANNOUNCE, family, port, info_hash)
+            assert sent.wait(10) == 0, sent.stderr.read() if sent.stderr else ""
+        ours.wait_for('{"known_peers"', 15)
+        time.sleep(1.0)  # room for a second, wrong one
+        # the decoy's announce reached the other program: it was sent and delivered
+        other.wait_for("{", 5)
+    finally:
+        other.stop()
+        if ours is not None:
+            ours.stop()
+    assert [json.loads(x)["known_peers"] for x in ours.lines if "known_peers" in x] == [1]

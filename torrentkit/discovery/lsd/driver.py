@@ -17,8 +17,13 @@ so it must be the one we listen on):
   preferred source, which may be another of its addresses; a sticky ``IPV6_PKTINFO`` set
   with setsockopt does not do it, Linux takes only its interface).
 
-Listening on a wildcard address leaves the choice of interface and source to the routing
-table (the group's multicast route). A family that cannot be opened is skipped with a log
+Such a session also takes announces from that interface only: Linux hands a socket the
+group's datagrams from every interface where any socket on the host joined it, so the IPv4
+socket turns ``IP_MULTICAST_ALL`` off (its membership then names the interface) and the
+IPv6 one, whose memberships Linux matches by group alone, drops datagrams whose
+``IPV6_PKTINFO`` names another interface. Listening on a wildcard address leaves the choice
+of interface and source to the routing table (the group's multicast route) and takes
+announces from every interface. A family that cannot be opened is skipped with a log
 line; if none can, :class:`NetworkError`. Announces from a link-local IPv6 address are
 reported with their scope (``fe80::1%3``) so the engine can dial them.
 
@@ -39,6 +44,7 @@ import logging
 import secrets
 import socket
 import struct
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -62,6 +68,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WILDCARDS = ("", "0.0.0.0", "::")
+# Linux's IP_MULTICAST_ALL (missing from Python's socket module): on by default, a socket
+# then gets the group's datagrams from every interface where any socket joined it.
+_IP_MULTICAST_ALL = 49 if sys.platform.startswith("linux") else None
 _GROUP_ADDR: dict[Family, tuple[str, int]] = {
     "v4": (GROUP_V4, LSD_PORT),
     "v6": (GROUP_V6, LSD_PORT),
@@ -83,6 +92,8 @@ def _open_v4(iface: str) -> trio.socket.SocketType:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
         if iface != "0.0.0.0":
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, local)
+            if _IP_MULTICAST_ALL is not None:  # only the membership on our interface
+                sock.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)
         return sock
     except OSError:
         sock.close()
@@ -127,6 +138,9 @@ def _open_v6(bind: str) -> trio.socket.SocketType:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
         if index:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            # Linux matches IPv6 memberships by group alone: the arrival interface, from
+            # IPV6_PKTINFO, tells ours from the group's datagrams on other links.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
         return sock
     except OSError:
         sock.close()
@@ -143,9 +157,20 @@ def _v6_source(bind: str) -> list[tuple[int, int, bytes]]:
     return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
 
 
-def _source_host(source: tuple[object, ...]) -> str:
-    """The sender's address from ``recvfrom``: a link-local IPv6 one with its scope, which
+def _arrived_on(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The interface index in an IPV6_PKTINFO control message (None: there is none)."""
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 20:
+            index: int = struct.unpack_from("I", data, 16)[0]
+            return index
+    return None
+
+
+def _source_host(source: object) -> str:
+    """The sender's address from ``recvmsg``: a link-local IPv6 one with its scope, which
     Python leaves out of the host string (``('fe80::1', port, flow, 3)`` -> ``fe80::1%3``)."""
+    if not isinstance(source, tuple):
+        return str(source)
     host = str(source[0])
     if len(source) == 4 and source[3] and "%" not in host:
         return f"{host}%{source[3]}"
@@ -215,12 +240,16 @@ class LsdNetwork:
             with trio.move_on_at(due if due is not None else float("inf")):
                 await self._wakeup.wait()
 
-    async def receiver(self, sock: trio.socket.SocketType) -> None:
+    async def receiver(self, sock: trio.socket.SocketType, interface: int = 0) -> None:
+        """Hands the core every datagram; with ``interface`` (IPv6), only those that
+        arrived on it."""
         while True:
             try:
-                data, source = await sock.recvfrom(2048)
+                data, ancillary, _, source = await sock.recvmsg(2048, socket.CMSG_SPACE(20))
             except OSError:
                 await trio.sleep(1.0)
+                continue
+            if interface and _arrived_on(ancillary) not in (None, interface):
                 continue
             found = self.core.receive(data, _source_host(source), trio.current_time())
             for info_hash, addr in found:
@@ -275,8 +304,9 @@ async def open_lsd(session: Session) -> AsyncIterator[LsdNetwork]:
         async with trio.open_nursery() as nursery:
             ancillary: dict[Family, list[tuple[int, int, bytes]]] = {"v6": _v6_source(bind)}
             nursery.start_soon(net.announcer, socks, ancillary)
-            for sock in socks.values():
-                nursery.start_soon(net.receiver, sock)
+            for family, sock in socks.items():
+                interface = ipv6_interface(bind) if family == "v6" and bind not in _WILDCARDS else 0
+                nursery.start_soon(net.receiver, sock, interface)
             yield net
             nursery.cancel_scope.cancel()
     finally:
