@@ -990,7 +990,7 @@ class _TorrentJob:
                     tiers=tiers,
                     totals=totals,
                     sink=sink,
-                    http=session._http_client(),
+                    http=session._http_client,  # made if an http(s) tracker is asked
                     on_error=self._tracker_error,
                 )
             )

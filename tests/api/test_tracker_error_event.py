@@ -43,6 +43,8 @@ async def test_a_udp_error_reply_is_a_tracker_error_event(tmp_path: Path) -> Non
                 async for event in stream:
                     if isinstance(event, events.TrackerError):
                         break
+                # UDP trackers alone: the session never made its HTTP client (nor loaded httpx)
+                assert session._http is None
             nursery.cancel_scope.cancel()
     assert event.source == url
     assert event.message == "tracker failure: torrent not registered"

@@ -18,11 +18,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 import trio
 import trio.testing
 
 from torrentkit.discovery.base import TransferTotals
+from torrentkit.discovery.tracker import client as client_module
 from torrentkit.discovery.tracker.client import (
     TrackerClientConfig,
     TrackerDiscovery,
@@ -233,6 +235,45 @@ async def test_a_dead_udp_tracker_holds_its_tier_45_s_then_the_next_url_answers(
         status = {s.url: s for s in discovery.status()}
         assert status[good.url].current and status[dead.url].failures == 1
         assert status[erring.url].last_error == "tracker failure: go away"
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("given", [False, True])
+async def test_udp_trackers_alone_never_make_the_http_client(
+    given: bool, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client is made (or a given maker called) only when an http(s) tracker is asked:
+    with UDP trackers alone (started, then stopped) it never is, so httpx is not loaded."""
+    made: list[str] = []
+
+    def http(config: object = None) -> httpx.AsyncClient:
+        made.append("made")
+        raise AssertionError("an HTTP client was asked for")
+
+    monkeypatch.setattr(client_module, "new_http_client", http)
+
+    found: list[PeerAddr] = []
+    async with trio.open_nursery() as nursery:
+        tracker = await ScriptedUdpTracker(honest(compact_peer("10.4.4.4", 4444))).start(nursery)
+        discovery = TrackerDiscovery(
+            info_hash=IH,
+            peer_id=PEER_ID,
+            port=6881,
+            tiers=[[tracker.url]],
+            totals=lambda: TransferTotals(uploaded=0, downloaded=0, left=1),
+            sink=lambda addrs, source: found.extend(addrs),
+            http=http if given else None,
+        )
+        async with trio.open_nursery() as inner:
+            inner.start_soon(discovery.run)
+            while not found:
+                await trio.sleep(1)
+            inner.cancel_scope.cancel()  # run() ends by sending stopped
+        assert [seen.data[80:84] for seen in tracker.seen if seen.action == 1] == [
+            struct.pack(">I", 2),  # started
+            struct.pack(">I", 3),  # stopped
+        ]
+        assert found == [PeerAddr("10.4.4.4", 4444)] and made == []
         nursery.cancel_scope.cancel()
 
 

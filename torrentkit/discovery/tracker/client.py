@@ -52,8 +52,8 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
-import httpx
 import trio
 
 import torrentkit
@@ -74,8 +74,17 @@ from torrentkit.discovery.tracker.protocol import (
 from torrentkit.discovery.tracker.udp import RetryPolicy
 from torrentkit.discovery.tracker.udp_client import UdpTrackerClient, UdpUnreachable
 from torrentkit.errors import LocalProtocolError, RemoteProtocolError, TorrentkitError
-from torrentkit.httpget import FetchError, ReplyRefused, new_client, request_capped
 from torrentkit.ids import InfoHash, PeerAddr
+
+if TYPE_CHECKING:
+    # httpx (~30 ms of CPU to import and set up, with http.client, email and the rest) is
+    # imported when the first http(s) tracker is asked: a torrent whose trackers are all UDP,
+    # as most public ones are, never loads it.
+    import httpx
+
+#: The HTTP client an announce uses for http(s) URLs: a client, or a function that makes or
+#: returns one on first use (so a UDP-only torrent never creates one).
+HttpClient: TypeAlias = "httpx.AsyncClient | Callable[[], httpx.AsyncClient]"
 
 log = logging.getLogger(__name__)
 
@@ -417,6 +426,10 @@ def new_http_client(
     servers are verified against the default CA bundle plus ``ca_file``
     (:func:`torrentkit.httpget.tls_context`).
     """
+    import httpx
+
+    from torrentkit.httpget import new_client
+
     config = config if config is not None else TrackerClientConfig()
     return new_client(
         timeout=httpx.Timeout(
@@ -432,6 +445,34 @@ def new_http_client(
     )
 
 
+class LazyHttpClient:
+    """A tracker HTTP client made on first use (see :data:`HttpClient`), closed by
+    :meth:`aclose` if it was ever made."""
+
+    def __init__(
+        self,
+        config: TrackerClientConfig | None = None,
+        *,
+        ca_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._config = config
+        self._ca_file = ca_file
+        self.client: httpx.AsyncClient | None = None
+
+    def __call__(self) -> httpx.AsyncClient:
+        if self.client is None:
+            self.client = new_http_client(self._config, ca_file=self._ca_file)
+        return self.client
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def _client(http: HttpClient) -> httpx.AsyncClient:
+    return http() if callable(http) else http
+
+
 def _is_udp(url: str) -> bool:
     return url[:6].lower() == "udp://"
 
@@ -443,6 +484,8 @@ async def fetch(http: httpx.AsyncClient, url: str, config: TrackerClientConfig) 
     :class:`~.protocol.TrackerResponseError` (too large, encoded) / :class:`TrackerFailure`
     (a non-200 reply whose body is a bencoded failure reason).
     """
+    from torrentkit.httpget import FetchError, ReplyRefused, request_capped
+
     try:
         reply = await request_capped(
             http, url, max_bytes=config.max_response_size, timeout=config.request_timeout
@@ -464,7 +507,7 @@ async def fetch(http: httpx.AsyncClient, url: str, config: TrackerClientConfig) 
 
 
 async def scrape(
-    http: httpx.AsyncClient,
+    http: HttpClient,
     announce: str,
     info_hashes: Sequence[bytes],
     *,
@@ -488,7 +531,7 @@ async def scrape(
     url = scrape_url(announce, info_hashes)
     if url is None:
         raise TrackerUnreachable(f"{announce} has no scrape URL (BEP 48)")
-    return parse_scrape_response(await fetch(http, url, config))
+    return parse_scrape_response(await fetch(_client(http), url, config))
 
 
 def announce_request(
@@ -519,7 +562,7 @@ def announce_request(
 
 
 async def announce(
-    http: httpx.AsyncClient,
+    http: HttpClient,
     url: str,
     request: AnnounceRequest,
     *,
@@ -542,7 +585,7 @@ async def announce(
     full = announce_url(url, request)
     if tracker_id is not None:
         full += "&trackerid=" + urllib.parse.quote_from_bytes(tracker_id, safe="")
-    return parse_announce_response(await fetch(http, full, config))
+    return parse_announce_response(await fetch(_client(http), full, config))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,7 +637,7 @@ class TrackerEndpoint:
         *,
         peer_id: bytes,
         port: int,
-        http: httpx.AsyncClient,
+        http: HttpClient,
         nursery: trio.Nursery,
         totals: Callable[[InfoHash], TransferTotals] | None = None,
         config: TrackerClientConfig | None = None,
@@ -718,15 +761,15 @@ async def open_tracker_endpoint(
     *,
     peer_id: bytes,
     port: int,
-    http: httpx.AsyncClient | None = None,
+    http: HttpClient | None = None,
     totals: Callable[[InfoHash], TransferTotals] | None = None,
     config: TrackerClientConfig | None = None,
 ) -> AsyncIterator[TrackerEndpoint]:
-    """A :class:`TrackerEndpoint` for ``url`` (its own httpx client unless ``http`` is
-    given); leaving it waits for the ``stopped`` announces :meth:`~TrackerEndpoint.withdraw`
-    started, each bounded by ``stop_timeout``."""
-    own = http is None
-    client = http if http is not None else new_http_client(config)
+    """A :class:`TrackerEndpoint` for ``url`` (its own httpx client, made if an http(s)
+    announce needs it, unless ``http`` is given); leaving it waits for the ``stopped``
+    announces :meth:`~TrackerEndpoint.withdraw` started, each bounded by ``stop_timeout``."""
+    own = LazyHttpClient(config)
+    client: HttpClient = http if http is not None else own
     try:
         async with trio.open_nursery() as nursery:
             yield TrackerEndpoint(
@@ -739,9 +782,8 @@ async def open_tracker_endpoint(
                 config=config,
             )
     finally:
-        if own:
-            with trio.CancelScope(shield=True):
-                await client.aclose()
+        with trio.CancelScope(shield=True):
+            await own.aclose()  # a no-op unless it made a client
 
 
 # ---------------------------------------------------------------------------------------------
@@ -754,8 +796,9 @@ class TrackerDiscovery:
     ``tiers`` is the announce-list (``Metainfo.trackers``, HTTP and UDP URLs mixed). ``totals``
     is read before each announce. Peers go to ``sink`` as ``sink(peers, "tracker")``; each
     failed announce goes to ``on_error(url, message)`` when given. Pass a shared ``http``
-    client (see :func:`new_http_client`) when running many torrents; otherwise :meth:`run`
-    opens and closes its own.
+    client (see :func:`new_http_client`, or a function returning one, :data:`HttpClient`)
+    when running many torrents; otherwise :meth:`run` makes its own if an http(s) tracker is
+    asked, and closes it.
 
     Why this is not a :class:`~torrentkit.discovery.base.SearchLoop` over
     :class:`TrackerEndpoint` (which every other network's torrents get): with a tracker, the
@@ -781,7 +824,7 @@ class TrackerDiscovery:
         tiers: Sequence[Sequence[str]],
         totals: Callable[[], TransferTotals],
         sink: PeerSink,
-        http: httpx.AsyncClient | None = None,
+        http: HttpClient | None = None,
         config: TrackerClientConfig | None = None,
         rng: random.Random | None = None,
         key: bytes | None = None,
@@ -810,16 +853,16 @@ class TrackerDiscovery:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Announce until cancelled; then send ``stopped`` (bounded by ``stop_timeout``)."""
-        http = self._http if self._http is not None else new_http_client(self.config)
+        own = LazyHttpClient(self.config)
+        http: HttpClient = self._http if self._http is not None else own
         try:
             task_status.started()
             await self._announce_loop(http)
         finally:
             with trio.move_on_after(self.config.stop_timeout, shield=True):
                 await self._send_stopped(http)
-            if self._http is None:
-                with trio.CancelScope(shield=True):
-                    await http.aclose()
+            with trio.CancelScope(shield=True):
+                await own.aclose()  # a no-op unless it made a client
 
     def completed(self) -> None:
         self.tiers.completed(trio.current_time())
@@ -837,7 +880,7 @@ class TrackerDiscovery:
 
     # -- internals ----------------------------------------------------------------------------
 
-    async def _announce_loop(self, http: httpx.AsyncClient) -> None:
+    async def _announce_loop(self, http: HttpClient) -> None:
         while True:
             if trio.current_time() < self.tiers.next_announce:
                 self._wake = trio.Event()
@@ -846,9 +889,7 @@ class TrackerDiscovery:
                 continue
             await self._round(http)
 
-    async def _announce(
-        self, http: httpx.AsyncClient, url: str, event: AnnounceEvent
-    ) -> AnnounceResponse:
+    async def _announce(self, http: HttpClient, url: str, event: AnnounceEvent) -> AnnounceResponse:
         request = announce_request(
             info_hash=self.info_hash,
             peer_id=self.peer_id,
@@ -863,7 +904,7 @@ class TrackerDiscovery:
             http, url, request, tracker_id=tracker_id, config=self.config, udp=self._udp
         )
 
-    async def _round(self, http: httpx.AsyncClient) -> None:
+    async def _round(self, http: HttpClient) -> None:
         for url in self.tiers.plan(trio.current_time()):
             event = self.tiers.event_for(url)
             self._in_flight = url
@@ -886,7 +927,7 @@ class TrackerDiscovery:
             return
         self.tiers.round_failed(trio.current_time())
 
-    async def _send_stopped(self, http: httpx.AsyncClient) -> None:
+    async def _send_stopped(self, http: HttpClient) -> None:
         in_flight = [self._in_flight] if self._in_flight is not None else []
         targets = self.tiers.stop_targets(in_flight)
         if not targets:

@@ -586,3 +586,9 @@ def parse_scrape_response(body: bytes) -> dict[InfoHash, ScrapeStats]:
             incomplete=_opt_int(value, b"incomplete") or 0,
         )
     return out
+
+
+def key_from_int(key: int) -> bytes:
+    """A UDP (BEP 15) key as the swarm state keeps keys: 8 hex digits, as an HTTP client
+    of ours sends them, so the two protocols name one client alike."""
+    return b"%08x" % key

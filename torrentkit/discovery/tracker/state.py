@@ -46,7 +46,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from torrentkit.discovery.tracker.protocol import (
+from torrentkit.discovery.tracker.protocol import (  # key_from_int: used here and re-exported
     DEFAULT_NUMWANT,
     MAX_NUMWANT,
     AnnounceEvent,
@@ -56,6 +56,7 @@ from torrentkit.discovery.tracker.protocol import (
     ScrapeStats,
     TrackerRequestError,
     effective_numwant,
+    key_from_int,
 )
 from torrentkit.errors import LocalProtocolError
 from torrentkit.ids import InfoHash
@@ -214,12 +215,6 @@ class TrackerStats:
     leechers: int
     completed: int
     swarms: tuple[SwarmStats, ...]
-
-
-def key_from_int(key: int) -> bytes:
-    """A UDP (BEP 15) key as the swarm state keeps keys: 8 hex digits, as an HTTP client
-    of ours sends them, so the two protocols name one client alike."""
-    return b"%08x" % key
 
 
 def _packed(peers: list[_Peer]) -> bytes:

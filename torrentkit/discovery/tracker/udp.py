@@ -56,7 +56,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from torrentkit.discovery.tracker.protocol import (
     AnnounceEvent,
@@ -68,11 +68,13 @@ from torrentkit.discovery.tracker.protocol import (
     TrackerRequestError,
     TrackerResponseError,
     _compact_peers,
+    key_from_int,
 )
-from torrentkit.discovery.tracker.state import key_from_int
-from torrentkit.discovery.tracker.stats import ServedCounts
 from torrentkit.errors import LocalProtocolError
 from torrentkit.ids import InfoHash
+
+if TYPE_CHECKING:  # the server's counters: imported by the server core, not by clients
+    from torrentkit.discovery.tracker.stats import ServedCounts
 
 PROTOCOL_ID = 0x41727101980
 ACTION_CONNECT = 0
@@ -577,8 +579,10 @@ class UdpTrackerCore:
         self._secret = ConnectionSecret(master)
         self.trust_ip_param = trust_ip_param
         self.swarms = swarms
+        from torrentkit.discovery.tracker.stats import ServedCounts
+
         #: What the UDP side served (``/stats`` shows it beside HTTP's).
-        self.counters = ServedCounts()
+        self.counters: ServedCounts = ServedCounts()
         #: Sender IP as received -> (its text with IPv4-mapped as IPv4, packed).
         self._addresses: dict[str, tuple[str, bytes]] = {}
         self._reannounce = swarms.reannounce_compact if swarms is not None else None
