@@ -1002,34 +1002,60 @@ class Picker(Generic[P]):
         return chosen
 
     def _take_endgame(self, peer: P, ps: _Peer, n: int, picked: list[tuple[int, int]]) -> None:
-        """Duplicate outstanding blocks, fewest requesters first: one pass per requester
-        count, from a random piece on, stopping as soon as enough are taken (a pick in a
-        long endgame costs what it takes, not a scan and sort of every outstanding block)."""
+        """Duplicate outstanding blocks, fewest requesters first, from a random piece on.
+
+        The order is that of one pass over the pieces per requester count (count 1 across
+        all of them, then count 2, ...; block order within a piece), cut off as soon as
+        enough are taken. One pass makes it: blocks with one requester are taken as they
+        come, those with more are noted by count and taken after the pass. A piece where
+        the peer already holds every missing block (``by_peer`` counts them all, as a
+        received block has no requester) has nothing for it and is not read: late in an
+        endgame many pieces are such, and the peer asks again after each block it gets.
+        """
         have, prio = ps.have, self._prio
         pieces = [(p, part) for p, part in self._partials.items() if have[p] and prio[p]]
         if not pieces:
             return
         r = self._rng.randrange(len(pieces))
+        cap = self.endgame_requesters
+        if cap < 2:  # no duplicates at all
+            return
         pieces = pieces[r:] + pieces[:r]
         need = n - len(picked)
         requests = ps.requests
-        for count in range(1, self.endgame_requesters):
-            for piece, part in pieces:
-                taken = 0
-                for blk, reqs in enumerate(part.requesters):
-                    if len(reqs) == count and peer not in reqs:
+        later: list[list[tuple[int, _Partial[P], int]]] = [[] for _ in range(cap)]  # by count
+        for piece, part in pieces:
+            by_peer, requesters = part.by_peer, part.requesters
+            if by_peer.get(peer, 0) == len(requesters) - part.n_received:
+                continue
+            taken = 0
+            for blk, reqs in enumerate(requesters):
+                count = len(reqs)
+                if count == 1:
+                    if reqs[0] != peer:
                         reqs.append(peer)
                         requests.add((piece, blk))
                         picked.append((piece, blk))
                         taken += 1
                         if taken == need:
                             break
-                if taken:
-                    part.by_peer[peer] = part.by_peer.get(peer, 0) + taken
-                    need -= taken
-                    if not need:
-                        return
-        if requests or self.endgame_requesters < 2:  # busy, or no duplicates at all
+                elif 1 < count < cap and peer not in reqs:
+                    later[count].append((piece, part, blk))
+            if taken:
+                by_peer[peer] = by_peer.get(peer, 0) + taken
+                need -= taken
+                if not need:
+                    return
+        for noted in later[2:]:
+            for piece, part, blk in noted:
+                part.requesters[blk].append(peer)
+                part.by_peer[peer] = part.by_peer.get(peer, 0) + 1
+                requests.add((piece, blk))
+                picked.append((piece, blk))
+                need -= 1
+                if not need:
+                    return
+        if requests:  # busy
             return
         # An idle peer takes one block past the cap (the one with the fewest requesters), as
         # libtorrent's end game does: when every requester of the last blocks is slow, a fast
