@@ -36,13 +36,22 @@ ready (its start-up check, read from /proc/PID/stat, is left out: it is the same
 both and not part of the swarm). The tracker's CPU is printed apart. Every copy is checked
 (size and SHA-1) and deleted; the page cache is synced before each swarm. At the end: the
 median of each figure over the rounds, and the ratio of the median all-done times,
-torrentkit / libtorrent (target <= 1.5).
+torrentkit / libtorrent (target <= 1.5). Each leecher's peak RSS and minor page faults are
+reported too (in --json per leecher).
+
+``--settle S`` waits S seconds before each swarm. On a VM whose balloon hands free memory
+back to the host (this project's), a page freed seconds ago costs ~0.2 s per GiB to touch
+again and one that has stayed free costs ~2.7 s (tools/vm_first_touch.py): each swarm writes
+1 GiB of copies, so without the wait the swarm that runs sooner after the last clean-up, or
+finishes sooner, gets warmer memory and far less kernel time. With ``--settle 8`` every
+swarm starts on settled memory, and the kernel times of the two clients become comparable.
 
 Children run with their bytecode cached in the temporary folder, filled by one untimed
 ``--help`` run first (as in bench_loopback). Only processes this script started are
 stopped, by their PID; temporary folders are removed on the way out, also after an error.
 
-    .venv/bin/python tools/bench_swarm.py [--size 128M] [--leechers 8] [--runs 3] [--json]
+    .venv/bin/python tools/bench_swarm.py [--size 128M] [--leechers 8] [--runs 3] [--settle 8]
+        [--json]
 """
 
 from __future__ import annotations
@@ -169,6 +178,8 @@ class Child:
     code: int | None = None
     cpu: float | None = None  # user + sys of the whole process, from wait4
     sys_cpu: float | None = None  # of cpu, in the kernel
+    max_rss: int | None = None  # peak resident set, KiB (ru_maxrss)
+    minor_faults: int | None = None  # pages first touched (ru_minflt)
     uploaded: int = 0  # payload bytes, from its summary event
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=30))
     listening: threading.Event = field(default_factory=threading.Event)
@@ -195,6 +206,8 @@ class Child:
             self.code = self.proc.returncode = os.waitstatus_to_exitcode(status)
             self.cpu = usage.ru_utime + usage.ru_stime
             self.sys_cpu = usage.ru_stime
+            self.max_rss = usage.ru_maxrss
+            self.minor_faults = usage.ru_minflt
         self.listening.set()
         self.ready.set()
 
@@ -322,6 +335,11 @@ class Swarm:
     done: list[float]
     #: each leecher's (user, sys) CPU-seconds, in start order
     leecher_cpus: list[tuple[float, float]]
+    #: each leecher's peak resident set in MiB, in start order: on a VM every page first
+    #: touched can cost far more kernel time than its use (see the README)
+    leecher_rss_mib: list[float]
+    #: each leecher's minor page faults (pages it touched first), in start order
+    leecher_minor_faults: list[int]
 
 
 def cli(*args: str) -> list[str]:
@@ -359,6 +377,10 @@ def run_swarm(
     children = Children(child_env(work), logs)
     try:
         os.sync()  # start without the last swarm's dirty pages being written back
+        if args.settle:
+            # Let the memory the last swarm freed go cold, so no swarm starts on warmer
+            # memory than another (--settle, and the README on this VM's first-touch cost).
+            time.sleep(args.settle)
         tracker = children.start("tracker", cli("tracker", "--bind", LOOPBACK, "--port", "0"))
         wait_event(tracker, tracker.listening, "listening", 30)
         assert tracker.announce is not None
@@ -476,6 +498,8 @@ def run_swarm(
             (round((x.cpu or 0.0) - (x.sys_cpu or 0.0), 3), round(x.sys_cpu or 0.0, 3))
             for x in leechers
         ],
+        leecher_rss_mib=[round((x.max_rss or 0) / 1024, 1) for x in leechers],
+        leecher_minor_faults=[x.minor_faults or 0 for x in leechers],
     )
 
 
@@ -544,6 +568,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--no-netns", action="store_true", help="run on the host's loopback, no namespace"
     )
     p.add_argument("--dir", help="where to make the temporary folder")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before each swarm (after the last one's copies were deleted): on "
+        "a VM that hands freed memory back to its host, pages freed moments ago are cheap to "
+        "touch again and older ones cost ~10 us each, so without a wait the swarm that runs "
+        "sooner after a clean-up, or finishes faster, gets warmer memory (default 0)",
+    )
     p.add_argument(
         "--keep",
         action="store_true",
@@ -631,7 +665,9 @@ def main(argv: list[str]) -> int:
                     f"{s.all_exited:6.2f} s; cpu {s.cpu_seconds:6.2f} s (leechers "
                     f"{s.leechers_cpu:.2f}, kernel {s.leechers_sys:.2f}, + seeder "
                     f"{s.seeder_cpu:.2f}); "
-                    f"{s.leecher_upload_share:.0%} of the copies came from other leechers"
+                    f"{s.leecher_upload_share:.0%} of the copies came from other leechers; "
+                    f"leecher peak RSS {statistics.median(s.leecher_rss_mib):.0f} MiB median, "
+                    f"{statistics.median(s.leecher_minor_faults) / 1000:.0f}k page faults"
                 )
         if args.only:
             result["swarms"] = [asdict(s) for s in swarms]
