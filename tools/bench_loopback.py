@@ -234,8 +234,11 @@ def timed_run(
     log: Path,
     size: int,
     timeout: float,
+    settle: float = 0.0,
 ) -> Run:
     os.sync()  # start each run without the last copy's dirty pages being written back
+    if settle:
+        time.sleep(settle)  # freed memory settles: no run starts warmer (--settle)
     with open(log, "wb") as out:
         t0 = time.perf_counter()
         c0 = time.process_time()  # this process: the libtorrent seeder's threads
@@ -504,6 +507,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dir", help="where to make the temporary folder")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before each download: on a VM that hands freed memory to its "
+        "host, the download run right after the last copy was deleted gets warm page-cache "
+        "memory (tools/vm_first_touch.py); with a wait both start on settled memory",
+    )
+    p.add_argument(
         "--profile",
         metavar="DIR",
         help="run our leecher under tools/cpu_profile.py (cProfile, main-thread CPU clock); "
@@ -654,7 +666,14 @@ def speed_runs(
                     *([str(args.lt_tick_ms)] if args.lt_tick_ms else []),
                 ]
             run = timed_run(
-                children, client, k, cmd, work / f"{client}-{k}.log", size, args.timeout + 30
+                children,
+                client,
+                k,
+                cmd,
+                work / f"{client}-{k}.log",
+                size,
+                args.timeout + 30,
+                args.settle,
             )
             check_copy(dest / "bench.bin", size, digest)
             shutil.rmtree(dest)
