@@ -19,6 +19,7 @@ import trio.testing
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
 from torrentkit.engine.torrent import TorrentOptions
+from torrentkit.events import OptimisticUnchoke
 from torrentkit.ids import InfoHash
 from torrentkit.testing.network import SimNetwork
 from torrentkit.testing.swarm import SimTracker, make_torrent, payload_of, setup_swarm
@@ -127,9 +128,10 @@ async def test_seed_and_20_leechers_with_mixed_upload_rates(
 
 async def _one_seed_twenty_peers(
     upload_slots: int, minutes: int
-) -> tuple[list[float], list[float], float]:
+) -> tuple[list[float], list[float], float, list[int]]:
     """A slow seed and 20 peers that know only the seed, for ``minutes`` simulated minutes.
-    Returns each peer's (optimistic, total) unchoked seconds as the seed gave them."""
+    Returns each peer's optimistic and total unchoked seconds as the seed gave them, the
+    time elapsed, and each peer's count of optimistic turns begun."""
     rng = random.Random(7)
     info, payload = make_torrent(rng, 4 * 1024 * KIB, 64 * KIB)
     net = SimNetwork(rng, latency=0.02)
@@ -165,7 +167,9 @@ async def _one_seed_twenty_peers(
         nursery.cancel_scope.cancel()
     optimistic = [given.get(pid, (0.0, 0.0))[1] for pid in peer_ids]
     total = [given.get(pid, (0.0, 0.0))[0] for pid in peer_ids]
-    return optimistic, total, elapsed
+    begun = [e.peer.rpartition(":")[0] for e in seed.events if isinstance(e, OptimisticUnchoke)]
+    turns = [begun.count(f"127.2.0.{n + 1}") for n in range(20)]
+    return optimistic, total, elapsed, turns
 
 
 @pytest.mark.slow
@@ -175,7 +179,7 @@ async def test_optimistic_unchoke_time_is_shared_evenly(
     """libtorrent's simulation/test_optimistic_unchoke: 20 interested peers for 30 simulated
     minutes with only the optimistic slot; each peer ends near the average (90 s)."""
     with trio.fail_after(3600):
-        optimistic, _, elapsed = await _one_seed_twenty_peers(upload_slots=0, minutes=30)
+        optimistic, _, elapsed, _ = await _one_seed_twenty_peers(upload_slots=0, minutes=30)
     mean = statistics.mean(optimistic)
     assert sum(optimistic) >= 0.95 * elapsed  # the slot was never left empty
     assert 80 <= mean <= 95
@@ -187,8 +191,13 @@ async def test_seed_slots_rotate_evenly(autojump_clock: trio.testing.MockClock) 
     """With the default 4 seed slots (round robin) plus the optimistic one, every peer gets
     about the same unchoked time, and an optimistic turn of its own."""
     with trio.fail_after(3600):
-        optimistic, total, elapsed = await _one_seed_twenty_peers(upload_slots=4, minutes=30)
+        optimistic, total, elapsed, turns = await _one_seed_twenty_peers(upload_slots=4, minutes=30)
     mean = statistics.mean(total)
     assert sum(total) >= 0.95 * 5 * elapsed  # five slots, always filled
     assert all(abs(t - mean) <= 0.25 * mean for t in total), total
-    assert all(o >= 25 for o in optimistic), optimistic
+    # Every peer began an optimistic turn. Not "held one >= 25 s": a turn ends early when the
+    # peer's round-robin seed turn comes up (promoted, it stays unchoked), and trio's task
+    # order (random by design, so runs differ) decides whether a peer's only turn was such
+    # a one; a CI run once failed that way.
+    assert all(n >= 1 for n in turns), (turns, optimistic)
+    assert sum(optimistic) >= 0.9 * elapsed  # the optimistic slot was kept busy
