@@ -449,19 +449,13 @@ class LazyHttpClient:
     """A tracker HTTP client made on first use (see :data:`HttpClient`), closed by
     :meth:`aclose` if it was ever made."""
 
-    def __init__(
-        self,
-        config: TrackerClientConfig | None = None,
-        *,
-        ca_file: str | os.PathLike[str] | None = None,
-    ) -> None:
+    def __init__(self, config: TrackerClientConfig | None = None) -> None:
         self._config = config
-        self._ca_file = ca_file
         self.client: httpx.AsyncClient | None = None
 
     def __call__(self) -> httpx.AsyncClient:
         if self.client is None:
-            self.client = new_http_client(self._config, ca_file=self._ca_file)
+            self.client = new_http_client(self._config)
         return self.client
 
     async def aclose(self) -> None:
