@@ -65,8 +65,10 @@ def test_every_strategy_on_a_small_swarm(tool: ModuleType) -> None:
         rider = by[name]
         assert rider.cheater_up == 0, name  # never unchoked anyone
         assert rider.cheater_s is not None and rider.cheater_first_piece_s is not None
-        # Part of what it got came from leechers, although it gave them nothing.
-        assert rider.cheater_from_seed is not None and rider.cheater_from_seed < 0.9, name
+        # Part of what it got came from leechers, although it gave them nothing. (The share
+        # from the seed varies with trio's random task order: 0.80-0.88 in 16 runs of this
+        # swarm, and 0.94 once in CI, so the claim is asserted as it is stated: not all.)
+        assert rider.cheater_from_seed is not None and rider.cheater_from_seed < 1.0, name
     assert by["honest"].cheater_up > 0
     assert by["large_view"].cheater_peers > by["free_rider"].cheater_peers
 
