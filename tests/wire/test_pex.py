@@ -129,3 +129,42 @@ def test_any_dictionary_parses(d: dict[bytes, object]) -> None:
     """Invariant: a dictionary is always a PEX message (bad fields are skipped, not fatal)."""
     msg = pex.parse(bencoding.encode(d))
     assert all(p.addr.port for p in msg.added)
+
+
+# IPv4 entries: a few addresses the rule is about, and any others.
+_V4_EDGES = [
+    b"\0\0\0\0",  # unspecified
+    b"\xff\xff\xff\xff",  # broadcast
+    b"\xe0\0\0\1",  # multicast, first and last
+    b"\xef\xff\xff\xff",
+    b"\xdf\xff\xff\xff",  # just below and above multicast
+    b"\xf0\0\0\0",
+    b"\x7f\0\0\1",
+    b"\0\0\0\1",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_V4_EDGES) | st.binary(min_size=4, max_size=4),
+            st.sampled_from([0, 1, 6881, 65535]) | st.integers(0, 65535),
+        ),
+        max_size=60,
+    )
+)
+def test_ipv4_entries_read_as_ipaddress_reads_them(entries: list[tuple[bytes, int]]) -> None:
+    """The IPv4 fast path (no address objects) keeps and drops exactly what the general one
+    (``ipaddress`` and ``_usable``) does, and names each address alike."""
+    import ipaddress
+
+    raw = b"".join(ip + port.to_bytes(2, "big") for ip, port in entries)
+    expected = []
+    for n, (ip, port) in enumerate(entries):
+        addr = ipaddress.ip_address(ip)
+        if pex._usable(addr, port):
+            expected.append((PeerAddr(str(addr), port), n))
+    got, bad = pex._addresses({b"added": raw}, b"added", 6)
+    assert got == expected
+    assert bad == len(entries) - len(expected)
