@@ -46,12 +46,17 @@ again and one that has stayed free costs ~2.7 s (tools/vm_first_touch.py): each 
 finishes sooner, gets warmer memory and far less kernel time. With ``--settle 8`` every
 swarm starts on settled memory, and the kernel times of the two clients become comparable.
 
+Each client runs with its defaults for the page cache: ours releases the pieces it wrote
+(``--page-cache drop``), libtorrent leaves them to the OS (``enable_os_cache``). ``--page-cache
+keep`` runs ours as libtorrent; ``--lt-write-through`` runs libtorrent with
+``disk_io_write_mode = write_through`` (which, measured here, did not lower its kernel time).
+
 Children run with their bytecode cached in the temporary folder, filled by one untimed
 ``--help`` run first (as in bench_loopback). Only processes this script started are
 stopped, by their PID; temporary folders are removed on the way out, also after an error.
 
     .venv/bin/python tools/bench_swarm.py [--size 128M] [--leechers 8] [--runs 3] [--settle 8]
-        [--json]
+        [--page-cache keep] [--lt-write-through] [--json]
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ REPO = Path(__file__).resolve().parent.parent
 CLIENTS = ("torrentkit", "libtorrent")
 NETNS_ENV = "BENCH_SWARM_NETNS"  # set once this process runs inside its own namespace
 PAYLOAD = "bench.bin"
+LT_WRITE_THROUGH_ENV = "BENCH_SWARM_LT_WRITE_THROUGH"
 
 
 # --------------------------------------------------------------------------- libtorrent peer
@@ -113,6 +119,8 @@ def lt_peer_main(argv: list[str]) -> int:
     ses = lt_session()
     mask = lt.alert.category_t.status_notification | lt.alert.category_t.error_notification
     ses.apply_settings({"alert_mask": int(mask)})
+    if os.environ.get(LT_WRITE_THROUGH_ENV) == "1":  # --lt-write-through
+        ses.apply_settings({"disk_io_write_mode": int(lt.io_buffer_mode_t.write_through)})
     try:
         handle = lt_add(ses, torrent, save)
         deadline = time.monotonic() + 30
@@ -374,7 +382,10 @@ def run_swarm(
     swarm_dir = work / f"{client}-{round_no}"
     logs = swarm_dir / "logs"
     logs.mkdir(parents=True)
-    children = Children(child_env(work), logs)
+    env = child_env(work)
+    if args.lt_write_through:
+        env[LT_WRITE_THROUGH_ENV] = "1"
+    children = Children(env, logs)
     try:
         os.sync()  # start without the last swarm's dirty pages being written back
         if args.settle:
@@ -432,6 +443,8 @@ def run_swarm(
                     "--no-dht",
                     "--encryption",
                     "disable",
+                    "--page-cache",
+                    args.page_cache,
                     "--json",
                     "--no-ui",
                     "--timeout",
@@ -577,6 +590,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "a VM that hands freed memory back to its host, pages freed moments ago are cheap to "
         "touch again and older ones cost ~10 us each, so without a wait the swarm that runs "
         "sooner after a clean-up, or finishes faster, gets warmer memory (default 0)",
+    )
+    p.add_argument(
+        "--page-cache",
+        choices=["drop", "keep"],
+        default="drop",
+        help="our leechers' --page-cache (default drop, their default): keep leaves the "
+        "pages they write to the OS, as libtorrent's default does",
+    )
+    p.add_argument(
+        "--lt-write-through",
+        action="store_true",
+        help="libtorrent's peers with disk_io_write_mode = write_through (default: its "
+        "default, enable_os_cache)",
     )
     p.add_argument(
         "--keep",

@@ -870,7 +870,9 @@ class _TorrentJob:
             self.meta = await self._fetch_metadata()
         meta = self.meta
         if self.storage is None:
-            self.storage = FileStorage(meta.info, self.save_path)
+            self.storage = FileStorage(
+                meta.info, self.save_path, page_cache=self.session.settings.page_cache
+            )
         if self.have is None or self.recheck_wanted:
             self._set_state("checking")
             if not await self._check(force=self.recheck_wanted):
@@ -881,7 +883,9 @@ class _TorrentJob:
         """Check the data on disk (fast resume unless ``force``); False on a disk error."""
         assert self.meta is not None
         if self.storage is None:
-            self.storage = FileStorage(self.meta.info, self.save_path)
+            self.storage = FileStorage(
+                self.meta.info, self.save_path, page_cache=self.session.settings.page_cache
+            )
         settings = self.session.settings
         loaded = None
         problem = None

@@ -167,6 +167,11 @@ class Settings:
     #: The mainline DHT for public torrents (never private ones, BEP 27), on by default as
     #: in libtorrent and aria2; None: off.
     dht: DhtSettings | None = DhtSettings()
+    #: Downloaded pieces in the OS page cache: ``drop`` (written back at once and released
+    #: a few pieces later: a download holds a few MiB of page cache, not its size, and
+    #: costs less kernel CPU; uploads of released pieces read the disk) or ``keep`` (the
+    #: OS decides, as libtorrent's default ``enable_os_cache``). See the README, issue 15.
+    page_cache: Literal["drop", "keep"] = "drop"
     #: 20 bytes; None: a fresh ``-TK....-`` id.
     peer_id: bytes | None = None
     #: Advanced: the transport (simulations pass the in-memory network).
@@ -200,6 +205,8 @@ class Settings:
             raise SettingsError("resume_interval: must be positive")
         if self.encryption not in ("prefer", "require", "disable"):
             raise SettingsError(f"encryption: prefer, require or disable, got {self.encryption!r}")
+        if self.page_cache not in ("drop", "keep"):
+            raise SettingsError(f"page_cache: drop or keep, got {self.page_cache!r}")
         if self.peer_id is not None and len(self.peer_id) != 20:
             raise SettingsError("peer_id: must be 20 bytes")
 

@@ -45,10 +45,11 @@ def torrent() -> tuple[Info, bytes]:
 Maker = Callable[[Info], PieceStorage]
 
 
-@pytest.fixture(params=["file", "memory", "file-small-chunks"])
+@pytest.fixture(params=["file", "memory", "file-small-chunks", "file-drop"])
 def make(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Maker:
     """A storage factory. ``file-small-chunks`` shrinks the read buffer and batch sizes so
-    pieces are hashed incrementally across several reads and many batches run on 3 workers."""
+    pieces are hashed incrementally across several reads and many batches run on 3 workers;
+    ``file-drop`` releases written pieces from the page cache (``page_cache="drop"``)."""
     if request.param == "memory":
         return MemoryStorage
     root = tmp_path / "dl"
@@ -57,6 +58,8 @@ def make(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
         monkeypatch.setattr(storage_mod, "READ_CHUNK", 3000)
         monkeypatch.setattr(storage_mod, "BATCH_BYTES", 2 * PLEN)
         return lambda info: FileStorage(info, root, workers=3, max_open_files=2)
+    if request.param == "file-drop":
+        return lambda info: FileStorage(info, root, page_cache="drop", max_open_files=2)
     return lambda info: FileStorage(info, root)
 
 

@@ -62,6 +62,13 @@ def add_common_arguments(
         add_chord_arguments(p)
     if not seeding:
         p.add_argument("--down-limit", default="0", metavar="RATE", help="download limit")
+        p.add_argument(
+            "--page-cache",
+            choices=["drop", "keep"],
+            default="drop",
+            help="downloaded pieces in the OS page cache: drop (written back at once and "
+            "released; default) or keep (left to the OS)",
+        )
 
 
 def add_web_seed_argument(p: argparse.ArgumentParser) -> None:
@@ -130,6 +137,7 @@ def settings_from_args(args: argparse.Namespace, **more: Any) -> Settings:
             lsd=getattr(args, "lsd", False),
             ca_file=getattr(args, "ca_file", None),
             encryption=args.encryption,
+            page_cache=getattr(args, "page_cache", "drop"),
             **more,
         )
     except SettingsError as exc:

@@ -64,11 +64,11 @@ import queue
 import stat
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Generic, Literal, Protocol, Self, TypeVar
 
 import trio
 
@@ -86,6 +86,13 @@ READ_CHUNK = 2 * 1024 * 1024
 #: Payload bytes one recheck thread call covers (at least one piece).
 BATCH_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_OPEN_FILES = 64
+#: ``page_cache="drop"``: a written piece's pages are released once this many later pieces
+#: have been written (its writeback, started when it was written, has finished by then on
+#: any disk that keeps up with the download; pages still dirty are simply kept).
+DROP_LAG = 4
+
+_FADVISE = getattr(os, "posix_fadvise", None)  # not on macOS or Windows
+_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 0)
 
 ProgressFn = Callable[[int, bool], None]
 Buffer = bytes | bytearray | memoryview
@@ -365,7 +372,12 @@ class PieceStorage:
                     self._pwrite(s.file_index, s.offset, view[pos : pos + s.length])
                     self._written[s.file_index] = time.monotonic()
                 pos += s.length
+            self._piece_written(spans)
         return True
+
+    def _piece_written(self, spans: Sequence[Span]) -> None:
+        """A verified piece was just written (``_write_lock`` held): a storage that manages
+        the OS page cache does it here."""
 
     def written_within(self, seconds: float) -> tuple[int, ...]:
         """The files (indexes, ascending) written through this storage in the last
@@ -777,6 +789,16 @@ class FileStorage(PieceStorage):
     closed first) and shared by the worker threads; a descriptor in use by a thread is
     closed only once that thread is done with it. ``workers`` threads recheck in parallel
     (default: up to 4, one per CPU); pass 1 for a spinning disk.
+
+    ``page_cache`` (``Settings.page_cache``): ``"drop"`` starts the writeback of each
+    verified piece as it is written (``POSIX_FADV_DONTNEED`` on dirty pages only starts
+    it) and asks again :data:`DROP_LAG` pieces later, when the pages are clean and the
+    kernel releases them. A download then holds a few MiB of page cache instead of its
+    whole size, and the memory its next writes need is the memory just released, not
+    memory the system has to find (on a VM whose free memory goes back to the host, the
+    first touch of such memory costs ~15x more: README, issue 15). Dirty pages are never
+    dropped, so nothing is lost; reads of a released piece (an upload) come from the disk.
+    ``"keep"`` leaves the pages to the OS, as libtorrent's default does.
     """
 
     def __init__(
@@ -786,8 +808,16 @@ class FileStorage(PieceStorage):
         *,
         max_open_files: int = DEFAULT_MAX_OPEN_FILES,
         workers: int | None = None,
+        page_cache: Literal["drop", "keep"] = "keep",
     ) -> None:
         super().__init__(info)
+        if page_cache not in ("drop", "keep"):
+            raise LocalProtocolError(f"page_cache: drop or keep, got {page_cache!r}")
+        #: The spans of each of the last pieces written, oldest first, while pages are
+        #: being dropped (guarded by ``_write_lock``); None: the pages are left to the OS.
+        self._drop_queue: deque[list[Span]] | None = (
+            deque() if page_cache == "drop" and _FADVISE is not None else None
+        )
         self.root = Path(os.path.abspath(root))
         for f in info.files:
             if not f.pad:
@@ -1004,6 +1034,36 @@ class FileStorage(PieceStorage):
             raise StorageError(f"{self._describe(file_index)}: {_reason(exc)}") from None
         finally:
             self._release(h)
+
+    def _piece_written(self, spans: Sequence[Span]) -> None:
+        queue_ = self._drop_queue
+        if queue_ is None:
+            return
+        written = [s for s in spans if not s.pad and s.length]
+        if not self._advise_dontneed(written):  # starts their writeback
+            return
+        queue_.append(written)
+        if len(queue_) > DROP_LAG:
+            self._advise_dontneed(queue_.popleft())  # written back by now: released
+
+    def _advise_dontneed(self, spans: Sequence[Span]) -> bool:
+        """``POSIX_FADV_DONTNEED`` on each span whose file is open; False (and no more
+        dropping) where the system refuses the advice."""
+        assert _FADVISE is not None
+        for s in spans:
+            with self._lock:
+                h = self._handles.get(s.file_index)
+                if h is None:
+                    continue  # closed since: its pages are the OS's business now
+                h.refs += 1
+            try:
+                _FADVISE(h.fd, s.offset, s.length, _DONTNEED)
+            except OSError:  # advice only: e.g. a file system that takes none
+                self._drop_queue = None
+                return False
+            finally:
+                self._release(h)
+        return True
 
     def _pwrite(self, file_index: int, offset: int, data: memoryview) -> None:
         h = self._acquire(file_index, write=True)
