@@ -529,6 +529,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="MSE/PE on every side: disable (default, the plain peer wire) or require (RC4)",
     )
     p.add_argument(
+        "--page-cache",
+        choices=["drop", "keep"],
+        default="drop",
+        help="our leecher's --page-cache (default drop, its default; keep: the pages it "
+        "writes stay with the OS, as libtorrent's do)",
+    )
+    p.add_argument(
         "--lt-tick-ms",
         type=int,
         metavar="MS",
@@ -648,6 +655,8 @@ def speed_runs(
                     str(work / "state"),
                     "--encryption",
                     args.encryption,
+                    "--page-cache",
+                    args.page_cache,
                 ]
                 if args.profile:
                     out = Path(args.profile) / f"leecher-{k}.prof"
