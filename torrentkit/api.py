@@ -35,7 +35,6 @@ import trio
 from torrentkit.discovery.base import DiscoveryNetwork, TorrentDiscovery, TransferTotals
 from torrentkit.discovery.networks import NetworkError, open_chord, open_other_networks
 from torrentkit.engine import resume as resume_data
-from torrentkit.engine.metadata_fetch import MetadataFetcher
 from torrentkit.engine.session import Session as EngineSession
 from torrentkit.engine.session import SessionOptions
 from torrentkit.engine.snapshot import TorrentSnapshot
@@ -928,6 +927,9 @@ class _TorrentJob:
         self._notify()
 
     async def _fetch_metadata(self) -> Metainfo:
+        # Only a magnet link needs ut_metadata: imported here, not at start-up.
+        from torrentkit.engine.metadata_fetch import MetadataFetcher
+
         magnet = self.magnet
         assert magnet is not None
         session = self.session

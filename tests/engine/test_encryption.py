@@ -17,17 +17,21 @@ from torrentkit.engine.encryption import (
     REFUSALS_TO_GIVE_UP,
     PeerEncryption,
     RC4Stream,
+    dial_peer,
 )
 from torrentkit.engine.session import Session, SessionOptions
 from torrentkit.engine.storage import MemoryStorage
 from torrentkit.engine.torrent import HANDSHAKE_TIMEOUT, Torrent, TorrentOptions
+from torrentkit.errors import HandshakeRefused
 from torrentkit.events import Event as EngineEvent
 from torrentkit.events import PeerConnected
 from torrentkit.ids import PeerAddr
+from torrentkit.net import Listener
 from torrentkit.testing.network import SimNetwork
 from torrentkit.testing.swarm import make_torrent
 from torrentkit.wire import mse
 from torrentkit.wire.codec import encode_handshake
+from torrentkit.wire.connection import PeerConnection
 from torrentkit.wire.events import Handshake
 from torrentkit.wire.mse import CRYPTO_PLAINTEXT, CRYPTO_RC4, KEY_BYTES
 
@@ -326,3 +330,79 @@ def test_all_refused_needs_every_address_twice() -> None:
     assert why is not None and why.endswith("last: b refused")
     enc.connected(a)  # a connection resets a's count
     assert enc.all_refused([a, b]) is None
+
+
+# ---------------------------------------------------------------- a hostile listener
+
+
+async def dial_a_bad_key_answerer(policy: str) -> tuple[object, list[str]]:
+    """``dial_peer`` (policy ``policy``) to a listener that answers an encrypted handshake
+    with a degenerate key (the initiator's MSE raises MSEError) and a plaintext one with a
+    good handshake: what dial_peer returned or raised, and what each connection began as."""
+    net = SimNetwork(random.Random(12), latency=0.01)
+    kinds: list[str] = []
+    ours = Handshake(info_hash=INFO.info_hash, peer_id=b"-TK0001-" + bytes(12))
+
+    async def answer(listener: Listener) -> None:
+        while True:
+            stream, _ = await listener.accept()
+            first = await stream.receive_some(68)
+            if first.startswith(encode_handshake(ours)[:20]):
+                kinds.append("plaintext")
+                await stream.send_all(
+                    encode_handshake(
+                        Handshake(info_hash=INFO.info_hash, peer_id=b"-XX" + bytes(17))
+                    )
+                )
+            else:
+                kinds.append("encrypted")
+                await stream.send_all((1).to_bytes(KEY_BYTES, "big"))
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            listener = await net.view(EVIL_HOST).listen_tcp(EVIL_HOST, 6881)
+            nursery.start_soon(answer, listener)
+            result: object
+            try:
+                result = await dial_peer(
+                    net.view(LEECH_HOST),
+                    PeerAddr(EVIL_HOST, 6881),
+                    lambda: PeerConnection(
+                        initiator=True, info_hash=INFO.info_hash, our_peer_id=ours.peer_id
+                    ),
+                    ours,
+                    PeerEncryption(policy),  # type: ignore[arg-type]
+                    connect_timeout=5,
+                    handshake_timeout=5,
+                )
+            except HandshakeRefused as exc:
+                result = exc
+            nursery.cancel_scope.cancel()
+    return result, kinds
+
+
+async def test_a_broken_encryption_exchange_is_a_refusal(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """MSEError from our side of the exchange counts as the peer refusing our encrypted
+    handshake: ``prefer`` dials again in plaintext, ``require`` gives up naming why."""
+    result, kinds = await dial_a_bad_key_answerer("prefer")
+    assert kinds == ["encrypted", "plaintext"]
+    assert isinstance(result, tuple) and result[3] == "none"
+    result, kinds = await dial_a_bad_key_answerer("require")
+    assert kinds == ["encrypted"]
+    assert isinstance(result, HandshakeRefused) and "refused our encrypted handshake" in str(result)
+    assert isinstance(result.__cause__, mse.MSEError)
+
+
+@pytest.mark.parametrize(
+    ("policy", "provide"),
+    [
+        ("prefer", CRYPTO_RC4 | CRYPTO_PLAINTEXT),
+        ("require", CRYPTO_RC4),
+        ("disable", CRYPTO_RC4 | CRYPTO_PLAINTEXT),  # never sent: disable never encrypts
+    ],
+)
+def test_crypto_provide_follows_the_policy(policy: str, provide: int) -> None:
+    assert PeerEncryption(policy).provide == provide  # type: ignore[arg-type]

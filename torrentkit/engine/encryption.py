@@ -22,12 +22,15 @@
 
 Every bound (pads, search windows, the one time-out for the whole exchange) is in
 docs/limits.md, "Encryption handshake"; a failed incoming handshake is closed without a word.
+
+:mod:`torrentkit.wire.mse` is imported by the first encrypted handshake, sent or received: a
+run with encryption disabled (or whose peers all talk plaintext to it) never loads it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 import trio
 
@@ -37,16 +40,9 @@ from torrentkit.net import Network, close_quietly, read_handshake
 from torrentkit.wire.codec import HANDSHAKE_PREFIX
 from torrentkit.wire.connection import PeerConnection
 from torrentkit.wire.events import Handshake
-from torrentkit.wire.mse import (
-    CRYPTO_PLAINTEXT,
-    CRYPTO_RC4,
-    RC4,
-    Initiator,
-    MSEError,
-    MSEResult,
-    Responder,
-    req2_hash,
-)
+
+if TYPE_CHECKING:
+    from torrentkit.wire.mse import RC4, Initiator, MSEResult, Responder
 
 Encryption = Literal["prefer", "require", "disable"]
 ENCRYPTION_POLICIES: Final[tuple[str, ...]] = get_args(Encryption)
@@ -112,10 +108,14 @@ async def _exchange(
 
 
 def _select_rc4(provide: int) -> int:
+    from torrentkit.wire.mse import CRYPTO_RC4
+
     return CRYPTO_RC4 if provide & CRYPTO_RC4 else 0
 
 
 def _select_any(provide: int) -> int:
+    from torrentkit.wire.mse import CRYPTO_PLAINTEXT, CRYPTO_RC4
+
     return CRYPTO_PLAINTEXT if provide & CRYPTO_PLAINTEXT else CRYPTO_RC4
 
 
@@ -153,6 +153,8 @@ async def accept_incoming(
     else:
         if policy == "disable":
             raise RemoteProtocolError("an encrypted handshake, but encryption is disabled")
+        from torrentkit.wire.mse import Responder
+
         select = _select_rc4 if policy == "require" else _select_any
         result = await _exchange(stream, Responder(find_skey, select), head)
         stream, kind = _wrap(stream, result)
@@ -169,6 +171,8 @@ class ServedHashes:
         self._req2: dict[bytes, bytes] = {}
 
     def find(self, req2: bytes, served: Iterable[bytes]) -> bytes | None:
+        from torrentkit.wire.mse import req2_hash
+
         memo = self._req2
         if len(memo) > 4096:
             memo.clear()
@@ -189,9 +193,16 @@ class PeerEncryption:
         if policy not in ENCRYPTION_POLICIES:
             raise ValueError(f"encryption: prefer, require or disable, got {policy!r}")
         self.policy: Encryption = policy
-        self.provide = CRYPTO_RC4 if policy == "require" else CRYPTO_RC4 | CRYPTO_PLAINTEXT
         self._plain_first: dict[PeerAddr, None] = {}
         self._refusals: dict[PeerAddr, tuple[int, str]] = {}
+
+    @property
+    def provide(self) -> int:
+        """crypto_provide of our encrypted handshakes: RC4 only under ``require``, else RC4
+        or plaintext."""
+        from torrentkit.wire.mse import CRYPTO_PLAINTEXT, CRYPTO_RC4
+
+        return CRYPTO_RC4 if self.policy == "require" else CRYPTO_RC4 | CRYPTO_PLAINTEXT
 
     def encrypt_first(self, addr: PeerAddr) -> bool:
         if self.policy == "prefer":
@@ -236,6 +247,10 @@ class PeerEncryption:
         return f"every peer refused our handshake ({hint}); last: {why}"
 
 
+#: What makes an attempt a refusal (see :func:`_attempt`); an encrypted one adds MSEError.
+_REFUSALS: Final = (HandshakeRefused, trio.TooSlowError, trio.BrokenResourceError)
+
+
 async def _attempt(
     network: Network,
     addr: PeerAddr,
@@ -243,21 +258,27 @@ async def _attempt(
     handshake: Handshake,
     *,
     encrypt: bool,
-    provide: int,
+    encryption: PeerEncryption,
     connect_timeout: float,
     handshake_timeout: float,
 ) -> tuple[trio.abc.Stream, Handshake, Kind]:
     """One connection: connect (errors as they come), then both handshakes (a refusal --
     the peer closed, reset, stalled or broke the encryption exchange -- is HandshakeRefused
     naming the kind; anything else, e.g. HandshakeRejected, as it comes)."""
+    refusals: tuple[type[BaseException], ...] = _REFUSALS
     with trio.fail_after(connect_timeout):
         stream = await network.connect_tcp(addr)
     try:
         with trio.fail_after(handshake_timeout):
             ours = conn.send(handshake)
             if encrypt:
+                from torrentkit.wire.mse import Initiator, MSEError
+
+                refusals = (*_REFUSALS, MSEError)  # only an encrypted handshake raises it
                 # Our BitTorrent handshake rides in the encryption handshake (IA).
-                initiator = Initiator(handshake.info_hash, provide=provide, initial_payload=ours)
+                initiator = Initiator(
+                    handshake.info_hash, provide=encryption.provide, initial_payload=ours
+                )
                 result = await _exchange(stream, initiator)
                 conn.receive_data(result.payload)
                 stream, kind = _wrap(stream, result)
@@ -265,7 +286,7 @@ async def _attempt(
                 await stream.send_all(ours)
                 kind = "none"
             return stream, await read_handshake(stream, conn), kind
-    except (HandshakeRefused, MSEError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+    except refusals as exc:
         await close_quietly(stream)
         what = "encrypted" if encrypt else "plaintext"
         raise HandshakeRefused(f"{addr} refused our {what} handshake: {_why(exc)}") from exc
@@ -309,7 +330,7 @@ async def dial_peer(
                 conn,
                 handshake,
                 encrypt=encrypt,
-                provide=encryption.provide,
+                encryption=encryption,
                 connect_timeout=connect_timeout,
                 handshake_timeout=handshake_timeout,
             )

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import trio
 
@@ -52,8 +52,6 @@ from torrentkit.engine.storage import Outcome, PieceStorage, PieceWriter
 from torrentkit.engine.tick import TickWheel
 from torrentkit.engine.trust import Trust
 from torrentkit.engine.upload_cache import UploadCache
-from torrentkit.engine.webseed import WebSeedKey, usable_url
-from torrentkit.engine.webseed_link import WEB_SEED_CLIENT, WebSeedLink
 from torrentkit.errors import HandshakeRefused, RemoteProtocolError, StorageError
 from torrentkit.events import (
     Choked,
@@ -77,7 +75,6 @@ from torrentkit.events import NotInterested as NotInterestedEvent
 from torrentkit.ids import PeerAddr
 from torrentkit.metainfo import Info
 from torrentkit.net import Network, close_quietly
-from torrentkit.wire import metadata
 from torrentkit.wire import pex as pex_wire
 from torrentkit.wire.connection import (
     HandshakeRejected,
@@ -120,7 +117,12 @@ from torrentkit.wire.fast import ALLOWED_FAST_K, allowed_fast_set
 from torrentkit.wire.peer_id import CLIENT_VERSION
 
 if TYPE_CHECKING:
-    import httpx  # loaded only by runs with web seeds (engine/webseed_link.py)
+    # Imported where used: only a torrent with web seeds (url-list) runs WebSeedLinks (and
+    # httpx under them), only a peer asking for the info dictionary needs ut_metadata.
+    import httpx
+
+    from torrentkit.engine.webseed import WebSeedKey
+    from torrentkit.engine.webseed_link import WebSeedLink
 
 CONNECT_TIMEOUT = 15.0
 HANDSHAKE_TIMEOUT = 10.0
@@ -155,7 +157,7 @@ _OPEN_GATE.set()
 
 EventSink = Callable[[EngineEvent], None]
 #: Who sent a block: a peer (address and listen port) or a web seed (its URL).
-SenderKey = PeerAddr | WebSeedKey
+SenderKey: TypeAlias = "PeerAddr | WebSeedKey"
 
 #: BEP 6 events -> their name in ``fast`` engine events (docs/cli.md).
 _FAST_NAMES: dict[type, str] = {
@@ -977,6 +979,8 @@ class Torrent:
             return
         if name != UT_METADATA:
             return  # an extension we offered no id for: ignore
+        from torrentkit.wire import metadata
+
         msg = metadata.parse(event.payload)
         if isinstance(msg, metadata.MetadataRequest):
             reply_id = link.conn.peer_extension_id(UT_METADATA)
@@ -1075,7 +1079,8 @@ class Torrent:
             self.emit(HashFailed, index=index, peers=tuple(sorted(str(k) for k in senders)))
             # A web seed that alone sent a piece failing its hash is dropped for good
             # (BEP 19); one that shares the piece with peers is judged by trust like them.
-            if len(senders) == 1 and isinstance(key := next(iter(senders)), WebSeedKey):
+            # (A sender that is no PeerAddr is a WebSeedKey: see SenderKey.)
+            if len(senders) == 1 and not isinstance(key := next(iter(senders)), PeerAddr):
                 banned.add(key)
             self._web_work.set()
         self.assemblies.recycle(assembly)  # its buffer receives a later piece
@@ -1087,7 +1092,7 @@ class Torrent:
             self.fill_requests(link, trio.current_time())
 
     def _ban(self, key: SenderKey, reason: str) -> None:
-        if isinstance(key, WebSeedKey):
+        if not isinstance(key, PeerAddr):  # a WebSeedKey
             self._drop_web_seed(key, reason)
             return
         self.peers.ban(key)
@@ -1409,6 +1414,8 @@ class Torrent:
         ignored, as BEP 19 allows). Each runs as a :class:`WebSeedLink` in our nursery
         while pieces are wanted: it leaves once the download is complete (as libtorrent's
         do) and comes back if more is wanted (file priorities)."""
+        from torrentkit.engine.webseed import usable_url
+
         self._web_http = http
         for url in urls:
             if url not in self._web_urls and usable_url(url):
@@ -1419,6 +1426,8 @@ class Torrent:
         nursery, http = self._nursery, self._web_http
         if nursery is None or http is None or self.picker.is_finished():
             return
+        from torrentkit.engine.webseed_link import WebSeedLink
+
         running = {seed.url for seed in self.web_seeds}
         for url in self._web_urls:
             if url in running or url in self.dropped_web_seeds:
@@ -1430,6 +1439,8 @@ class Torrent:
     async def _run_web_seed(self, seed: WebSeedLink) -> None:
         """One web seed's life; it counts as a link for the torrent's activity (the
         resume saver and the tick wheel wake for it)."""
+        from torrentkit.engine.webseed_link import WEB_SEED_CLIENT
+
         self.picker.peer_have_all(seed)
         if self.idle_since is not None:
             self._became_active()
@@ -1496,6 +1507,8 @@ class Torrent:
 
     @staticmethod
     def _web_seed_snapshot(seed: WebSeedLink, now: float) -> PeerSnapshot:
+        from torrentkit.engine.webseed_link import WEB_SEED_CLIENT
+
         return PeerSnapshot(
             addr=seed.url,
             client=WEB_SEED_CLIENT,
