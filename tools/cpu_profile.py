@@ -13,6 +13,7 @@ uses this for its first leecher. The stats are saved when the module exits (sys.
 from __future__ import annotations
 
 import cProfile
+import os
 import runpy
 import sys
 import time
@@ -24,6 +25,9 @@ def main(argv: list[str]) -> int:
         return 2
     out, module = argv[0], argv[2]
     sys.argv = [module, *argv[3:]]
+    # As ``python -m`` does: the current folder first on the path (not this script's), so
+    # a run from a git worktree profiles that worktree's package, not the installed one.
+    sys.path[0] = os.getcwd()
     profile = cProfile.Profile(time.thread_time)
     code = 0
     profile.enable()
