@@ -25,7 +25,7 @@ from torrentkit.errors import LocalProtocolError
 class RollingRate:
     """Bytes per second over the last ``window`` seconds; every call takes ``now``."""
 
-    __slots__ = ("_buckets", "_second", "_start", "_sum", "total", "window")
+    __slots__ = ("_buckets", "_next", "_second", "_start", "_sum", "total", "window")
 
     def __init__(self, *, now: float, window: int = 20) -> None:
         if window < 1:
@@ -34,14 +34,15 @@ class RollingRate:
         self._buckets = [0] * window
         self._start = now
         self._second = math.floor(now)  # the second the newest bucket stands for
+        self._next = self._second + 1  # where the next second begins
         self._sum = 0
         self.total = 0  # every byte ever added
 
     def _advance(self, now: float) -> int:
+        if now < self._next:  # same second, or a clock that went back: count it in the newest
+            return self._second
         second = math.floor(now)
         gap = second - self._second
-        if gap <= 0:  # same second, or a clock that went back: count it in the newest
-            return self._second
         buckets, window = self._buckets, self.window
         if gap >= window:
             buckets[:] = [0] * window
@@ -52,20 +53,25 @@ class RollingRate:
                 self._sum -= buckets[slot]
                 buckets[slot] = 0
         self._second = second
+        self._next = second + 1
         return second
 
     def add(self, now: float, nbytes: int) -> None:
         """Count ``nbytes`` transferred at time ``now``."""
         if nbytes < 0:
             raise LocalProtocolError(f"negative byte count {nbytes}")
-        second = self._advance(now)
+        second = self._second if now < self._next else self._advance(now)
         self._buckets[second % self.window] += nbytes
         self._sum += nbytes
         self.total += nbytes
 
     def rate(self, now: float) -> float:
         """Bytes per second over the window ending at ``now``."""
-        second = self._advance(now)
-        window_start = max(second - self.window + 1, self._start)
-        covered = max(now - window_start, 1.0)
-        return self._sum / covered
+        # (called per receive and per upload batch: the same second needs no advance, and
+        # plain comparisons instead of max())
+        second = self._second if now < self._next else self._advance(now)
+        window_start: float = second - self.window + 1
+        if window_start < self._start:
+            window_start = self._start
+        covered = now - window_start
+        return self._sum / (covered if covered > 1.0 else 1.0)
