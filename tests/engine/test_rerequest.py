@@ -10,6 +10,7 @@ leechers holding the last blocks complete and leave together: that second was th
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 import trio
@@ -24,7 +25,15 @@ from torrentkit.metainfo import Info
 from torrentkit.testing.network import SimNetwork
 from torrentkit.testing.swarm import make_torrent
 from torrentkit.wire.connection import NEED_DATA, PeerConnection, PieceGeometry
-from torrentkit.wire.events import Bitfield, Choke, Handshake, Request, Unchoke
+from torrentkit.wire.events import (
+    DEFAULT_RESERVED,
+    Bitfield,
+    Choke,
+    Handshake,
+    RejectRequest,
+    Request,
+    Unchoke,
+)
 from torrentkit.wire.peer_id import generate_peer_id
 
 KIB = 1024
@@ -42,7 +51,9 @@ class Seed:
         self.first_request_at: float | None = None
 
     @classmethod
-    async def connect(cls, net: SimNetwork, host: str, addr: PeerAddr, info: Info) -> Seed:
+    async def connect(
+        cls, net: SimNetwork, host: str, addr: PeerAddr, info: Info, *, fast: bool = False
+    ) -> Seed:
         stream = await net.view(host).connect_tcp(addr)
         peer_id = generate_peer_id(random.Random(host))
         conn = PeerConnection(
@@ -51,7 +62,9 @@ class Seed:
             our_peer_id=peer_id,
             geometry=PieceGeometry(piece_length=info.piece_length, total_length=info.total_length),
         )
-        await stream.send_all(conn.send(Handshake(info_hash=info.info_hash, peer_id=peer_id)))
+        reserved = DEFAULT_RESERVED if fast else bytes(8)
+        hs = Handshake(info_hash=info.info_hash, peer_id=peer_id, reserved=reserved)
+        await stream.send_all(conn.send(hs))
         seed = cls(stream, conn)
         full = bytearray(b"\xff" * ((info.num_pieces + 7) // 8))
         if info.num_pieces % 8:
@@ -75,6 +88,7 @@ class Seed:
             raise RemoteProtocolError("closed")
         self.conn.receive_data(data)
         while (event := self.conn.next_event()) is not NEED_DATA:
+            assert not isinstance(event, RejectRequest)  # (we never choke the leecher)
             if isinstance(event, Request):
                 self.requests.append(event)
                 if self.first_request_at is None:
@@ -82,8 +96,9 @@ class Seed:
 
 
 async def held_blocks_move_to(how: str) -> float:
-    """Seconds from A giving its requests back (``how``: "choke" or "leave") until B has
-    been asked for them."""
+    """Seconds from A giving its requests back (``how``: "choke", "leave", or "reject": a
+    fast peer's choke, which rejects the four requests in the same send) until B has been
+    asked for them."""
     rng = random.Random(3)
     info, _ = make_torrent(rng, 64 * KIB, 64 * KIB)  # one piece, four blocks
     net = SimNetwork(rng, latency=LATENCY)
@@ -98,27 +113,41 @@ async def held_blocks_move_to(how: str) -> float:
             await nursery.start(session.run)
             torrent: Torrent = await session.add_torrent(info, MemoryStorage(info))
             torrent.picker.endgame_requesters = 1  # B gets no duplicates: only A's release
-            a = await Seed.connect(net, "127.3.0.3", session.address, info)
+            rounds = 0
+            rerequest = torrent._rerequest
+
+            def counted(gone: Any, now: float) -> None:
+                nonlocal rounds
+                rounds += 1
+                rerequest(gone, now)
+
+            torrent._rerequest = counted  # type: ignore[method-assign]
+            fast = how == "reject"
+            a = await Seed.connect(net, "127.3.0.3", session.address, info, fast=fast)
             nursery.start_soon(a.read)
             while len(a.requests) < 4:
                 await trio.sleep(0.01)
-            b = await Seed.connect(net, "127.3.0.4", session.address, info)
+            b = await Seed.connect(net, "127.3.0.4", session.address, info, fast=fast)
             nursery.start_soon(b.read)
             await trio.sleep(2.5)  # B unchokes us, is interesting, yet has nothing to send
             assert not b.requests
             released_at = trio.current_time()
-            if how == "choke":
+            if how in ("choke", "reject"):
+                # (a fast connection appends a REJECT for every request it holds)
                 await a.stream.send_all(a.conn.send(Choke()))
             else:
                 await a.stream.aclose()
             while b.first_request_at is None:
                 await trio.sleep(0.001)
+            rounds_then = rounds
             nursery.cancel_scope.cancel()
     assert sorted((r.index, r.begin) for r in b.requests) == [(0, i * 16 * KIB) for i in range(4)]
+    # One round of asking the others per release, not one per REJECT of the burst.
+    assert rounds_then == 1
     return b.first_request_at - released_at
 
 
-@pytest.mark.parametrize("how", ["choke", "leave"])
+@pytest.mark.parametrize("how", ["choke", "leave", "reject"])
 async def test_released_requests_go_to_other_peers_at_once(
     autojump_clock: trio.testing.MockClock, how: str
 ) -> None:

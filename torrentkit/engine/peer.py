@@ -65,6 +65,10 @@ class LinkOwner(Protocol):
         """Top up our outstanding requests to the peer."""
         ...
 
+    def after_receive(self, link: PeerLink, now: float) -> None:
+        """The events of one receive were handled (before the link tops up its requests)."""
+        ...
+
     @property
     def receive_gate(self) -> trio.Event:
         """Set while received pieces can be taken: the reader waits on it before each
@@ -281,6 +285,7 @@ class PeerLink:
                 torrent.on_event(self, event, now)
                 if self._closed:
                     return
+            torrent.after_receive(self, now)
             if self._refill_due(now):
                 torrent.fill_requests(self, now)
             gate = torrent.receive_gate

@@ -279,6 +279,9 @@ class Torrent:
         self._fast_refused: dict[PeerLink, set[int]] = {}
         self._reject_pause: dict[PeerLink, float] = {}
         self._fast_events: dict[PeerLink, int] = {}
+        #: a link whose REJECTs released requests while its received events were handled:
+        #: the other peers are asked once for them all, after that receive (after_receive)
+        self._rerequest_pending: PeerLink | None = None
         #: hosts that are us (peers' ``yourip``), for ignoring our own address in PEX
         self._own_hosts: set[str] = set()
         self.uploaded = 0
@@ -743,7 +746,7 @@ class Torrent:
         self._account_unchoke(link, trio.current_time())
         # Its outstanding requests go back to the picker; blocks it already sent stay in
         # their assemblies (trust needs to know who sent them when the piece is checked).
-        if self.picker.remove_peer(link):
+        if self.picker.remove_peer(link) or self._rerequest_pending is link:
             self._rerequest(link, trio.current_time())
         self.emit(
             PeerDisconnected,
@@ -866,7 +869,9 @@ class Torrent:
             else:
                 self._reject_pause[link] = now + REJECT_PAUSE
             if self.picker.request_released(link, event.index, event.begin):
-                self._rerequest(link, now)
+                # A peer that chokes us rejects every request it held, in one burst: the
+                # others are asked once for the lot (after_receive), not once per REJECT.
+                self._rerequest_pending = link
         elif isinstance(event, AllowedFast):
             if link.conn.peer_choking:
                 self.fill_requests(link, now)
@@ -1088,8 +1093,9 @@ class Torrent:
             self.assemblies.drop_spares()  # nothing more to receive
         for key in banned:
             self._ban(key, "sent corrupt data")
+        now = trio.current_time()
         for link in list(self.links):
-            self.fill_requests(link, trio.current_time())
+            self.fill_requests(link, now)
 
     def _ban(self, key: SenderKey, reason: str) -> None:
         if not isinstance(key, PeerAddr):  # a WebSeedKey
@@ -1155,14 +1161,21 @@ class Torrent:
             link.send(NotInterested())
             self.emit(NotInterestedEvent, peer=str(link.addr), direction="ours")
 
+    def after_receive(self, link: PeerLink, now: float) -> None:
+        """The events of one receive from ``link`` were handled: if its REJECTs released
+        requests, ask the other peers for them now (one round for the whole burst)."""
+        if self._rerequest_pending is link:
+            self._rerequest(link, now)
+
     def _rerequest(self, gone: PeerLink, now: float) -> None:
         """``gone`` gave its requests back (it choked us or left): ask the peers that unchoke
         us for those blocks now. A peer with nothing outstanding (everything else was asked
         of others) would otherwise sit idle until the next tick, up to a second: at the end of
         a swarm, when the leechers that held the last blocks complete and leave at once, that
         second was most of the tail."""
+        self._rerequest_pending = None
         for link in list(self.links):
-            if link is not gone:
+            if link is not gone and link.conn.am_interested:  # (fill_requests' first test)
                 self.fill_requests(link, now)
         self._web_work.set()
 
@@ -1171,11 +1184,14 @@ class Torrent:
         if not conn.am_interested:
             return
         if conn.peer_choking:
-            # BEP 6: a peer that chokes us still serves its allowed-fast pieces.
-            if conn.fast and conn.allowed_fast_in and conn.outstanding_requests < 4:
-                pieces = sorted(conn.allowed_fast_in - self._fast_refused.get(link, set()))
-                room = 4 - conn.outstanding_requests
-                link.send_requests(self.picker.pick_blocks_in(link, room, pieces))
+            # BEP 6: a peer that chokes us still serves its allowed-fast pieces. (Called for
+            # every link whenever requests are released: the cheapest tests first.)
+            outstanding = conn.outstanding_requests
+            if outstanding < 4 and conn.fast:
+                allowed = conn.allowed_fast_in
+                if allowed:
+                    pieces = sorted(allowed - self._fast_refused.get(link, set()))
+                    link.send_requests(self.picker.pick_blocks_in(link, 4 - outstanding, pieces))
             return
         if self._reject_pause and self._reject_pause.get(link, 0.0) > now:
             return
