@@ -32,9 +32,21 @@ class Event:
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` form: ``{"event": kind, "t": ..., <fields>...}``."""
         out: dict[str, Any] = {"event": self.kind}
-        for f in dataclasses.fields(self):
-            out[f.name] = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            out[name] = getattr(self, name)
         return out
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    """An event class's field names in order, remembered (``dataclasses.fields`` rebuilds
+    the tuple on every call; a leecher prints hundreds of events)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

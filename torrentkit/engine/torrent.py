@@ -219,6 +219,7 @@ class Torrent:
         session's DHT node, told to peers and told of theirs (never for a private torrent,
         BEP 27: no DHT bit, no PORT sent, PORT messages ignored)."""
         self.info = info
+        self._info_hash_hex = info.info_hash.hex()  # every engine event carries it
         self.storage = storage
         self.network = network
         self.peer_id = peer_id
@@ -352,7 +353,7 @@ class Torrent:
         """Build a typed event (``t`` and ``info_hash`` filled in) and hand it on."""
         event = kind(
             t=round(trio.current_time() - self.started_at, 3),
-            info_hash=self.info_hash.hex(),
+            info_hash=self._info_hash_hex,
             **fields,
         )
         if kind is not PieceVerified:
