@@ -168,3 +168,30 @@ def test_ipv4_entries_read_as_ipaddress_reads_them(entries: list[tuple[bytes, in
     got, bad = pex._addresses({b"added": raw}, b"added", 6)
     assert got == expected
     assert bad == len(entries) - len(expected)
+
+
+def _pack_reference(addr: PeerAddr) -> tuple[bool, bytes] | None:
+    """``pex._pack`` before its per-host cache: an ipaddress object per call."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(addr.host)
+    except ValueError:
+        return None
+    return ip.version == 6, ip.packed + addr.port.to_bytes(2, "big")
+
+
+_hosts = st.one_of(
+    st.ip_addresses().map(str),
+    st.sampled_from(["example.org", "1.2.3", "01.2.3.4", "::ffff:1.2.3.4", "fe80::1%eth0", ""]),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_hosts, st.integers(0, 65535)), max_size=30))
+def test_packing_is_the_ipaddress_packing(addrs: list[tuple[str, int]]) -> None:
+    """The cached packing gives what a fresh ipaddress object per address gives, host names
+    (left out) and IPv6 scopes included, asked once or again."""
+    for host, port in addrs + addrs:
+        assert pex._pack(PeerAddr(host, port)) == _pack_reference(PeerAddr(host, port))

@@ -16,6 +16,7 @@ and entries with port 0, or an unspecified, multicast or broadcast address are s
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
@@ -56,11 +57,22 @@ class PexMessage:
 
 def _pack(addr: PeerAddr) -> tuple[bool, bytes] | None:
     """(is IPv6, compact bytes) of an IP-literal address; None for a host name."""
+    packed = _pack_host(addr.host)
+    if packed is None:
+        return None
+    return packed[0], packed[1] + addr.port.to_bytes(2, "big")
+
+
+@functools.lru_cache(maxsize=4096)
+def _pack_host(host: str) -> tuple[bool, bytes] | None:
+    """(is IPv6, packed address) of an IP literal, None for a host name; remembered: our
+    messages name the same few dozen connected peers to every ut_pex peer each minute, and
+    parsing the text into an ipaddress object was most of building one."""
     try:
-        ip = ipaddress.ip_address(addr.host)
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return None
-    return ip.version == 6, ip.packed + addr.port.to_bytes(2, "big")
+    return ip.version == 6, ip.packed
 
 
 def encode(added: Sequence[PexPeer], dropped: Sequence[PeerAddr]) -> bytes:
