@@ -79,6 +79,10 @@ class LinkOwner(Protocol):
         """Data for an upload (a view is not copied before it is sent)."""
         ...
 
+    def cached_block(self, index: int, begin: int, length: int) -> bytes | memoryview | None:
+        """What :meth:`read_block` would return, if it can without waiting; else None."""
+        ...
+
     def count_upload(self, nbytes: int) -> None: ...
 
     def storage_failed(self, message: str) -> None: ...
@@ -361,7 +365,7 @@ class PeerLink:
 
     async def _uploader(self) -> None:
         torrent, conn, uploads = self.owner, self.conn, self._uploads
-        pending = conn.peer_request_pending
+        pending, cached = conn.peer_request_pending, torrent.cached_block
         while True:
             if not uploads:
                 await self._uploads_ready.wait()
@@ -386,18 +390,27 @@ class PeerLink:
                     room -= req.length
             if not batch:
                 continue
+            # Blocks of cached pieces are taken without a coroutine each (most are: a
+            # piece is read whole, its blocks are asked for together).
             blocks: list[tuple[int, int, bytes | memoryview]] = []
+            waited = False
             for req in batch:
-                data = await torrent.read_block(req.index, req.begin, req.length)
-                blocks.append((req.index, req.begin, data))
+                index, begin, length = req.index, req.begin, req.length
+                data = cached(index, begin, length)
+                if data is None:
+                    data = await torrent.read_block(index, begin, length)
+                    waited = True
+                blocks.append((index, begin, data))
             if limits:
                 await acquire_all(limits, sum(r.length for r in batch))
+                waited = True
             if self._closed:
                 continue  # (choked: the pending check below drops what the choke voided)
-            # The peer may have cancelled some while we read or waited.
-            blocks = [b for b in blocks if pending(b[0], b[1], len(b[2]))]
-            if not blocks:
-                continue
+            if waited:
+                # The peer may have cancelled some while we read or waited.
+                blocks = [b for b in blocks if pending(b[0], b[1], len(b[2]))]
+                if not blocks:
+                    continue
             size = sum(len(b[2]) for b in blocks)
             self._outbox.extend(conn.send_pieces(blocks))
             self._outbox_bytes += size + 13 * len(blocks)

@@ -1222,6 +1222,13 @@ class Torrent:
             self._suggest_cached(index)
         return memoryview(piece)[begin : begin + length]
 
+    def cached_block(self, index: int, begin: int, length: int) -> memoryview | None:
+        """:meth:`read_block` for a piece in the upload cache (no coroutine); else None."""
+        piece = self.upload_cache.get(index)
+        if piece is None:
+            return None
+        return memoryview(piece)[begin : begin + length]
+
     def count_upload(self, nbytes: int) -> None:
         self.uploaded += nbytes
 
