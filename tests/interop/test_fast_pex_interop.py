@@ -165,12 +165,19 @@ def test_libtorrent_leecher_reads_our_have_all_and_allowed_fast(tmp_path: Path) 
         handle = lt_add(ses, torrent, tmp_path / "lt")
         handle.connect_peer((LOOPBACK, ours.port))
         lt_wait_finished(handle, 60)
+        n = lt.torrent_info(str(torrent)).num_pieces()
+        expected = allowed_fast_set(LOOPBACK, ih, n)
+
+        def logged() -> bool:  # our seeder writes its JSON lines every 50 ms, off the engine
+            sent = [e["message"] for e in _fast_events(ours, "ours")]
+            return "have_all" in sent and sent.count("allowed_fast") >= len(expected)
+
+        wait_until(logged, 10, "our seeder's fast events in its log")
         # No bitfield went out: libtorrent knew we had every piece from HAVE ALL alone.
         sent = _fast_events(ours, "ours")
         assert [e["message"] for e in sent].count("have_all") == 1, ours.logs()
         allowed = [e["index"] for e in sent if e["message"] == "allowed_fast"]
-        n = lt.torrent_info(str(torrent)).num_pieces()
-        assert allowed == allowed_fast_set(LOOPBACK, ih, n), ours.logs()
+        assert allowed == expected, ours.logs()
     assert (tmp_path / "lt" / "payload.bin").read_bytes() == payload.read_bytes()
 
 
