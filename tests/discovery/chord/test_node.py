@@ -90,6 +90,29 @@ def test_keys_move_to_a_joining_node_and_back_on_graceful_leave() -> None:
     assert nodes[100].predecessor is not None and nodes[100].predecessor.id == 10
 
 
+def test_a_put_that_reached_a_newcomer_before_its_predecessor_reaches_the_owner() -> None:
+    """A node that has joined (successors known) but has no predecessor yet can be sent a
+    put by a view that did not know its predecessor: when it adopts one, what is not in
+    (predecessor, self] goes to the predecessor, which owns it (else nobody's lookup would
+    ever find the value: they all end at the owner)."""
+    wire = Wire()
+    nodes = {n.id: n for n in wire.ring(10, 100, 200)}
+    newcomer = wire.node(70)
+    newcomer.join(addr(10), wire.now)
+    wire.flush()
+    assert newcomer.predecessor is None and newcomer.successors
+    key = key_at(5)  # (200, 10]: node 10's
+    peer = PeerAddr(addr(200).host, 6881)
+    newcomer._store_and_replicate(key, peer, wire.now, addr(200))  # as a put does
+    assert key not in nodes[10].store
+    wire.advance(20.0)
+    assert newcomer.predecessor is not None and newcomer.predecessor.id == 10
+    op = nodes[100].get_peers(key, wire.now)
+    wire.flush()
+    got = next(e for e in wire.events if isinstance(e, GetPeersDone) and e.op == op)
+    assert got.ok and got.owner == addr(10) and got.peers == (peer,)
+
+
 def test_lookups_route_around_a_dead_node() -> None:
     wire = Wire()
     nodes = {n.id: n for n in wire.ring(10, 50, 100, 150, 200, 250)}

@@ -47,7 +47,8 @@ State and rules (all of them live here)
 - Storage: the owner keeps the primary copy; it pushes replicas (``rep``) to its first
   ``r - 1`` successors when a value arrives and when its successor window gains a member.
   When a new predecessor P is adopted, the keys in ``(old predecessor, P]`` are handed to P
-  (and dropped here if ``r == 1``); when the predecessor moves back (it died or left), the
+  (and dropped here if ``r == 1``); with no old predecessor (we were alone, or have just
+  joined and a put came by a view that did not know P yet), every key not in ``(P, self]``; when the predecessor moves back (it died or left), the
   gained keys are pushed to the window. A ``put`` for a key behind our predecessor (sent
   by a node whose view predates that predecessor) is also pushed to the predecessor, which
   owns it now. Graceful leave hands all keys to the successor and
@@ -1074,14 +1075,15 @@ class ChordNode:
         self._dirty()
         m = self.config.m
         if old is None:
-            if not self.successors:
-                # We were alone and owned everything: what is not in (ref, self] is ref's.
-                give = [
-                    k
-                    for k in self.store
-                    if not in_half_open(key_position(k, m), ref.id, self.id, self.size)
-                ]
-                self._hand_over(ref, give, now, drop=self.config.r == 1)
+            # What is not in (ref, self] is not ours: ref's, or behind it. Alone, we owned
+            # everything; just joined, a put may have come by a view that did not know ref
+            # yet (the owner then is ref, which would otherwise never hear of the key).
+            give = [
+                k
+                for k in self.store
+                if not in_half_open(key_position(k, m), ref.id, self.id, self.size)
+            ]
+            self._hand_over(ref, give, now, drop=self.config.r == 1)
             # Our predecessor had gone: what we own now (maybe more than before) to the window.
             self._push_keys(self._window(), self._owned_keys(), now)
             if not self.successors:
