@@ -67,11 +67,16 @@ class ChordSettings:
     stabilize_interval: float = 5.0
     #: The address other ring nodes reach us at (needed when listening on 0.0.0.0).
     advertise: str | None = None
+    #: Announce each torrent again this often (the ring keeps a value 30 minutes): a value
+    #: that went astray while the ring was settling is back at its owner by then.
+    announce_interval: float = 600.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bootstrap", parse_addresses(self.bootstrap, "chord bootstrap"))
         if not 0.05 <= self.stabilize_interval <= 600:
             raise SettingsError("chord stabilize_interval: must be 0.05-600 seconds")
+        if not 1 <= self.announce_interval <= 1500:
+            raise SettingsError("chord announce_interval: must be 1-1500 seconds")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

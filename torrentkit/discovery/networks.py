@@ -90,7 +90,9 @@ async def open_chord(
         network, host, port, config=config, advertise=settings.advertise, endpoint=endpoint
     )
     async with ctx as chord:
-        ring = ChordRing(chord, bootstrap=settings.bootstrap)
+        ring = ChordRing(
+            chord, bootstrap=settings.bootstrap, announce_interval=settings.announce_interval
+        )
         await ring.join()
         yield ring
 

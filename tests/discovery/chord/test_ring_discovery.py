@@ -110,3 +110,34 @@ async def test_join_fails_with_network_error_when_no_bootstrap_node_answers(
                 with pytest.raises(NetworkError, match=r"10\.5\.0\.2:6881"):
                     await ring.join()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_shorter_announce_interval_announces_that_often(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``ChordSettings.announce_interval`` (the demo's 5 s): the ring re-announces each
+    torrent that often instead of every 10 minutes."""
+    net = SimNetwork(random.Random(4), latency=0.01)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            async with open_chord_node(
+                net.view("10.5.0.1"), "10.5.0.1", 6881, config=FAST, rng=random.Random(1)
+            ) as driver:
+                ring = ChordRing(driver, announce_interval=5.0)
+                await ring.join()
+                loop = ring.torrent_source(IH, port=7001, sink=Sink(), publish=True)
+                await nursery.start(loop.run)
+                await trio.sleep(22)
+                assert loop.publishes == ring.announces == 5  # at 0, 5, 10, 15 and 20 s
+                nursery.cancel_scope.cancel()
+
+
+def test_chord_settings_check_the_announce_interval() -> None:
+    from torrentkit.settings import ChordSettings, SettingsError
+
+    assert ChordSettings().announce_interval == ANNOUNCE_INTERVAL
+    assert ChordSettings(announce_interval=5).announce_interval == 5
+    for bad in (0, 0.5, 1501):
+        with pytest.raises(SettingsError, match="announce_interval"):
+            ChordSettings(announce_interval=bad)

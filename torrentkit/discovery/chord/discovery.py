@@ -14,9 +14,10 @@ search).
 
 A torrent's presence on the ring (:meth:`ChordRing.torrent_source`) is the one
 :class:`~torrentkit.discovery.base.SearchLoop`: searches at 1, 2, 4, 8 s then every 30 s,
-re-announces every :data:`ANNOUNCE_INTERVAL` (well inside the TTL), and our own address is
-never fed to the engine. Private torrents (BEP 27) are never announced to the ring:
-:meth:`ChordRing.torrent_source` refuses to make a presence for one.
+re-announces every ``announce_interval`` (:data:`ANNOUNCE_INTERVAL` by default; well inside
+the TTL), and our own address is never fed to the engine. Private torrents (BEP 27) are
+never announced to the ring: :meth:`ChordRing.torrent_source` refuses to make a presence for
+one.
 """
 
 from __future__ import annotations
@@ -47,9 +48,16 @@ class ChordRing:
 
     name = "chord"
 
-    def __init__(self, driver: ChordDriver, *, bootstrap: Sequence[PeerAddr] = ()) -> None:
+    def __init__(
+        self,
+        driver: ChordDriver,
+        *,
+        bootstrap: Sequence[PeerAddr] = (),
+        announce_interval: float = ANNOUNCE_INTERVAL,
+    ) -> None:
         self.driver = driver
         self.bootstrap = tuple(bootstrap)
+        self.announce_interval = announce_interval
         self.announces = 0
         self.searches = 0
 
@@ -116,5 +124,5 @@ class ChordRing:
             sink=sink,
             publish=publish,
             exclude=[ours],
-            republish=ANNOUNCE_INTERVAL,
+            republish=self.announce_interval,
         )

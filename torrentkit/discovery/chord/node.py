@@ -48,8 +48,9 @@ State and rules (all of them live here)
   ``r - 1`` successors when a value arrives and when its successor window gains a member.
   When a new predecessor P is adopted, the keys in ``(old predecessor, P]`` are handed to P
   (and dropped here if ``r == 1``); with no old predecessor (we were alone, or have just
-  joined and a put came by a view that did not know P yet), every key not in ``(P, self]``; when the predecessor moves back (it died or left), the
-  gained keys are pushed to the window. A ``put`` for a key behind our predecessor (sent
+  joined and a put came by a view that did not know P yet), every key not in ``(P, self]``;
+  when the predecessor moves back (it died or left), the gained keys are pushed to the
+  window. A ``put`` for a key behind our predecessor (sent
   by a node whose view predates that predecessor) is also pushed to the predecessor, which
   owns it now. Graceful leave hands all keys to the successor and
   tells predecessor and successor about each other. Values expire after their TTL.
