@@ -11,7 +11,7 @@ from torrentkit.engine.peer import PeerLink
 from torrentkit.engine.ratelimit import RateLimiter
 from torrentkit.ids import PeerAddr
 from torrentkit.wire.codec import encode
-from torrentkit.wire.connection import NEED_DATA
+from torrentkit.wire.connection import NEED_DATA, PeerConnection
 from torrentkit.wire.events import Cancel, Request, Unchoke
 
 KIB = 1024
@@ -40,17 +40,23 @@ class Owner:
         self.uploaded += nbytes
 
 
-async def test_cached_blocks_skip_the_read_and_cancelled_ones_are_not_sent() -> None:
+def unchoked_link(asked: list[Request]) -> tuple[Owner, PeerConnection, PeerLink]:
+    """A link we unchoked whose peer has asked for ``asked`` (queued for the uploader)."""
     owner = Owner()
     conn = open_connection()
     conn.send(Unchoke())
     stream, _ = trio.testing.memory_stream_pair()
     link = PeerLink(owner, stream, conn, PeerAddr("10.0.0.2", 6881), outgoing=True, now=0.0)  # type: ignore[arg-type]
-    asked = [Request(index=0, begin=0, length=16 * KIB), Request(index=1, begin=0, length=16 * KIB)]
     conn.receive_data(b"".join(encode(r) for r in asked))
     for r in asked:
         assert conn.next_event() == r
         link.queue_upload(r)
+    return owner, conn, link
+
+
+async def test_cached_blocks_skip_the_read_and_cancelled_ones_are_not_sent() -> None:
+    asked = [Request(index=0, begin=0, length=16 * KIB), Request(index=1, begin=0, length=16 * KIB)]
+    owner, conn, link = unchoked_link(asked)
     assert conn.next_event() is NEED_DATA
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
@@ -71,16 +77,8 @@ async def test_cached_blocks_skip_the_read_and_cancelled_ones_are_not_sent() -> 
 
 
 async def test_cached_blocks_go_out_in_one_batch_without_waiting() -> None:
-    owner = Owner()
-    conn = open_connection()
-    conn.send(Unchoke())
-    stream, _ = trio.testing.memory_stream_pair()
-    link = PeerLink(owner, stream, conn, PeerAddr("10.0.0.2", 6881), outgoing=True, now=0.0)  # type: ignore[arg-type]
     asked = [Request(index=0, begin=b * 16 * KIB, length=16 * KIB) for b in range(2)]
-    conn.receive_data(b"".join(encode(r) for r in asked))
-    for r in asked:
-        assert conn.next_event() == r
-        link.queue_upload(r)
+    owner, conn, link = unchoked_link(asked)
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(link._uploader)
