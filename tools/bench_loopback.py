@@ -521,6 +521,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run our leecher under tools/cpu_profile.py (cProfile, main-thread CPU clock); "
         "stats saved in DIR",
     )
+    p.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="sample our leecher with py-spy (every thread, native frames off, 500 Hz, "
+        "without pausing it); collapsed stacks saved in DIR",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument(
         "--encryption",
@@ -547,6 +553,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.size_bytes = parse_size(args.size, "--size")
     except UsageError as exc:
         p.error(str(exc))
+    if args.py_spy and not Path(sys.executable).with_name("py-spy").exists():
+        p.error("--py-spy: py-spy is not installed next to this Python (pip install py-spy)")
     if args.size_bytes < PIECE_LENGTH or args.runs < 1 or args.idle_peers < 0:
         p.error("--size must be at least 1M, --runs at least 1, --idle-peers >= 0")
     return args
@@ -662,6 +670,23 @@ def speed_runs(
                     out = Path(args.profile) / f"leecher-{k}.prof"
                     cpu_profile = str(Path(__file__).with_name("cpu_profile.py"))
                     cmd = [cmd[0], cpu_profile, str(out), *cmd[1:]]
+                if args.py_spy:
+                    out = Path(args.py_spy) / f"leecher-{k}.txt"
+                    spy = str(Path(sys.executable).with_name("py-spy"))
+                    cmd = [
+                        spy,
+                        "record",
+                        "--nonblocking",
+                        "--threads",
+                        "--rate",
+                        "500",
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(out),
+                        "--",
+                        *cmd,
+                    ]
             else:
                 cmd = [
                     sys.executable,
