@@ -172,10 +172,11 @@ class Settings:
     #: The mainline DHT for public torrents (never private ones, BEP 27), on by default as
     #: in libtorrent and aria2; None: off.
     dht: DhtSettings | None = DhtSettings()
-    #: Downloaded pieces in the OS page cache: ``drop`` (written back at once and released
-    #: a few pieces later: a download holds a few MiB of page cache, not its size, and
-    #: costs less kernel CPU; uploads of released pieces read the disk) or ``keep`` (the
-    #: OS decides, as libtorrent's default ``enable_os_cache``). See the README, issue 15.
+    #: Downloaded pieces in the OS page cache: ``drop`` (aligned pieces written around it
+    #: with O_DIRECT, the rest written back at once and released a few pieces later: a
+    #: download holds a few MiB of page cache, not its size, and costs less kernel CPU;
+    #: uploads of such pieces read the disk) or ``keep`` (the OS decides, as libtorrent's
+    #: default ``enable_os_cache``). See docs/cli.md ``--page-cache``, issue 15.
     page_cache: Literal["drop", "keep"] = "drop"
     #: 20 bytes; None: a fresh ``-TK....-`` id.
     peer_id: bytes | None = None

@@ -3,11 +3,22 @@ block, and the hash outcome goes to trust from that record."""
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import mmap
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torrentkit.engine.assembly import MIN_SPARE, SPARE_BYTES, Assemblies
+from torrentkit.engine.assembly import (
+    MIN_SPARE,
+    PAGE_ALIGNED_FROM,
+    SPARE_BYTES,
+    Assemblies,
+    Assembly,
+    piece_buffer,
+)
 from torrentkit.engine.trust import BAN_THRESHOLD, Trust
 from torrentkit.errors import LocalProtocolError
 from torrentkit.metainfo import BLOCK_SIZE as B
@@ -223,3 +234,91 @@ def test_add_blocks_writes_only_the_accepted_blocks() -> None:
     assert a.take(2).data == tail
     with pytest.raises(LocalProtocolError):
         a.add_blocks([(1, 100, b"x" * B)], b"\x01", "p")
+
+
+def finish(piece: Assembly[str]) -> bytes:
+    """The piece's SHA-1 as the piece writer completes it from ``prefix``."""
+    prefix = piece.prefix
+    if prefix is None:
+        return hashlib.sha1(piece.data).digest()
+    hasher, n = prefix
+    hasher.update(piece.data[n:])
+    return hasher.digest()
+
+
+def test_blocks_in_order_are_hashed_as_they_arrive() -> None:
+    """The whole piece is hashed by the time its last block is in (the writer thread only
+    compares); the short last piece too."""
+    a = assemblies()
+    assert not a.add_block(0, 0, block(GOOD, 0), "a")
+    assert a._pieces[0].hashed == B
+    a.add_blocks([(0, i * B, block(GOOD, i)) for i in (1, 2, 3)], b"\x01\x01\x01", "a")
+    piece = a.take(0)
+    assert piece.hashed == PIECE and finish(piece) == hashlib.sha1(GOOD).digest()
+    last = bytes(range(250)) * ((2 * B + B // 2) // 250) + bytes((2 * B + B // 2) % 250)
+    a.add_blocks([(2, i * B, last[i * B : (i + 1) * B]) for i in range(3)], b"\x01" * 3, "b")
+    tail = a.take(2)
+    assert tail.hashed == len(last) and finish(tail) == hashlib.sha1(last).digest()
+
+
+def test_a_gap_stops_the_hash_until_it_is_filled() -> None:
+    a = assemblies()
+    a.add_blocks([(0, 0, block(GOOD, 0)), (0, 2 * B, block(GOOD, 2))], b"\x01\x01", "a")
+    assert a._pieces[0].hashed == B  # block 1 missing: block 2 waits
+    a.add_block(0, 3 * B, block(GOOD, 3), "a")
+    assert a._pieces[0].hashed == B
+    a.add_block(0, B, block(GOOD, 1), "b")  # the gap is filled: on to the end
+    piece = a.take(0)
+    assert piece.hashed == PIECE and finish(piece) == hashlib.sha1(GOOD).digest()
+
+
+def test_a_block_written_again_below_the_hashed_part_restarts_the_hash() -> None:
+    a = assemblies()
+    receive(a, 0, corrupt(GOOD, 1)[: 3 * B], "aaa")
+    assert a._pieces[0].hashed == 3 * B
+    a.add_blocks([(0, B, block(GOOD, 1))], b"\x01", "b")  # replaces hashed bytes
+    a.add_block(0, 3 * B, block(GOOD, 3), "a")
+    piece = a.take(0)
+    assert bytes(piece.data) == GOOD and finish(piece) == hashlib.sha1(GOOD).digest()
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 3), st.booleans(), st.booleans()), min_size=1, max_size=24
+    )
+)
+def test_the_prefix_hash_always_matches_the_buffer(steps: list[tuple[int, bool, bool]]) -> None:
+    """Blocks in any order, some sent again with other bytes, one at a time or in batches:
+    completing the hash from ``prefix`` always gives the SHA-1 of the bytes in the buffer
+    (a recycled buffer's stale bytes included)."""
+    a = assemblies()
+    receive(a, 0, bytes(reversed(GOOD)), "zzzz")
+    a.recycle(a.take(0))  # the next piece gets this buffer, stale bytes and all
+    batch: list[tuple[int, int, bytes]] = []
+    for blk, bad, batched in steps:
+        data = block(corrupt(GOOD, blk) if bad else GOOD, blk)
+        if batched:
+            batch.append((0, blk * B, data))
+            continue
+        if batch:
+            a.add_blocks(batch, b"\x01" * len(batch), "b")
+            batch = []
+        a.add_block(0, blk * B, data, "a")
+    if batch:
+        a.add_blocks(batch, b"\x01" * len(batch), "b")
+    for blk in range(4):  # complete it
+        if blk * B not in a._pieces[0].senders:
+            a.add_block(0, blk * B, block(GOOD, blk), "c")
+    piece = a.take(0)
+    assert finish(piece) == hashlib.sha1(bytes(piece.data)).digest()
+
+
+def test_large_piece_buffers_start_on_a_page() -> None:
+    """So the storage can write them around the page cache (O_DIRECT)."""
+    for size in (PAGE_ALIGNED_FROM, 1 << 20, (1 << 20) + 5):
+        buf = piece_buffer(size)
+        assert len(buf) == size and not buf.readonly and bytes(buf[:64]) == bytes(64)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        assert address % mmap.PAGESIZE == 0
+    small = piece_buffer(PAGE_ALIGNED_FROM - 1)
+    assert len(small) == PAGE_ALIGNED_FROM - 1 and not small.readonly

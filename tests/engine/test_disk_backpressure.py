@@ -13,7 +13,7 @@ import trio.testing
 from torrentkit.engine import storage as storage_mod
 from torrentkit.engine.peer import RECEIVE_SIZE
 from torrentkit.engine.session import Session, SessionOptions
-from torrentkit.engine.storage import Buffer, MemoryStorage, PieceWriter
+from torrentkit.engine.storage import Buffer, HashPrefix, MemoryStorage, PieceWriter
 from torrentkit.testing.network import SimNetwork
 from torrentkit.testing.swarm import make_torrent, payload_of
 
@@ -29,9 +29,9 @@ class SlowStorage(MemoryStorage):
     """Each piece write takes WRITE_SECONDS of the virtual clock (inline: no thread, so the
     run is deterministic)."""
 
-    async def write_piece(self, index: int, data: Buffer) -> bool:
+    async def write_piece(self, index: int, data: Buffer, prefix: HashPrefix | None = None) -> bool:
         await trio.sleep(WRITE_SECONDS)
-        return await super().write_piece(index, data)
+        return await super().write_piece(index, data, prefix)
 
 
 async def start_session(nursery: trio.Nursery, net: SimNetwork, host: str) -> Session:
@@ -100,10 +100,10 @@ class StallingStorage(MemoryStorage):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.writes = 0
 
-    async def write_piece(self, index: int, data: Buffer) -> bool:
+    async def write_piece(self, index: int, data: Buffer, prefix: HashPrefix | None = None) -> bool:
         self.writes += 1
         await trio.sleep(self.STALL if self.writes == 3 else 0.001)
-        return await super().write_piece(index, data)
+        return await super().write_piece(index, data, prefix)
 
 
 async def test_a_peer_is_not_blamed_for_the_time_our_readers_were_paused(

@@ -13,16 +13,18 @@ import errno
 import mmap
 import os
 import sys
+from collections import deque
 from pathlib import Path
 
 import pytest
 import trio
 
 import torrentkit
-from tests.engine.helpers_storage import build_single, pattern
+from tests.engine.helpers_storage import build, build_single, pattern
 from torrentkit.cli.main import build_parser
 from torrentkit.cli.swarm_flags import settings_from_args
 from torrentkit.engine import storage as storage_mod
+from torrentkit.engine.assembly import piece_buffer
 from torrentkit.engine.storage import DROP_LAG, FileStorage
 from torrentkit.errors import LocalProtocolError
 
@@ -128,6 +130,99 @@ async def test_a_refused_advice_turns_dropping_off_and_writes_go_on(
             await write_pieces(st, payload, range(PIECES))
             assert st._drop_queue is None
     assert len(calls) == 1  # asked once, then never again
+    assert (tmp_path / info.name).read_bytes() == payload
+
+
+def aligned_piece(payload: bytes, i: int) -> memoryview:
+    """Piece ``i`` in a page-aligned buffer, as the engine's assemblies hold it."""
+    buf = piece_buffer(PLEN)
+    buf[:] = payload[i * PLEN : (i + 1) * PLEN]
+    return buf
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("mode", ["drop", "keep"])
+async def test_aligned_pieces_are_written_around_the_page_cache(tmp_path: Path, mode: str) -> None:
+    """With ``drop``, a piece whose offset, length and buffer are page-aligned goes to the
+    disk with O_DIRECT: none of its pages is cached even before any fsync or later advice,
+    and nothing waits in the drop queue. ``keep`` writes through the cache as ever."""
+    if on_tmpfs(tmp_path):
+        pytest.skip("tmpfs has no page cache to leave")
+    payload = pattern(PLEN * PIECES, 9)
+    info = build_single(payload, PLEN)
+    path = tmp_path / info.name
+    fds = open_fds()
+    with trio.fail_after(20):
+        async with FileStorage(info, tmp_path, page_cache=mode) as st:  # type: ignore[arg-type]
+            for i in range(PIECES):
+                assert await st.write_piece(i, aligned_piece(payload, i)) is True
+            cached = pieces_resident(path, 0, PIECES - 1)
+            if mode == "drop":
+                assert cached == 0 and st._direct and st._drop_queue == deque()
+            else:
+                assert cached == PIECES * PLEN // mmap.PAGESIZE
+            for i in range(PIECES):
+                assert await st.read_piece(i) == payload[i * PLEN : (i + 1) * PLEN]
+    assert path.read_bytes() == payload
+    assert open_fds() == fds  # the O_DIRECT descriptors were closed with the files
+
+
+async def test_unaligned_spans_go_through_the_cache_and_evicted_files_close(
+    tmp_path: Path,
+) -> None:
+    """Spans of a multi-file torrent that start or end off a page boundary are written the
+    usual way (and dropped by advice); the aligned ones go around the cache. With one open
+    file at a time, every eviction closes the O_DIRECT descriptor too."""
+    if on_tmpfs(tmp_path):
+        pytest.skip("tmpfs has no page cache to leave")
+    files = [("a.bin", pattern(2 * PLEN, 1)), ("b.bin", pattern(PLEN + 1000, 2))]
+    files += [("c.bin", pattern(3 * PLEN - 1000, 3))]
+    info, payload = build(files, PLEN)
+    fds = open_fds()
+    with trio.fail_after(20):
+        async with FileStorage(info, tmp_path, page_cache="drop", max_open_files=1) as st:
+            for i in range(info.num_pieces):
+                size = info.piece_size(i)
+                buf = piece_buffer(PLEN)[:size]
+                buf[:] = payload[i * PLEN : i * PLEN + size]
+                assert await st.write_piece(i, buf) is True
+            assert st._direct  # misaligned spans are no refusal
+            written_around = [pieces_resident(tmp_path / info.name / "a.bin", 0, 1)]
+            assert written_around == [0]  # a.bin: two aligned pieces, never cached
+            assert st._drop_queue  # b.bin's and c.bin's misaligned spans went through it
+            assert await st.recheck() == [True] * info.num_pieces
+    assert open_fds() == fds
+    for name, content in files:
+        assert (tmp_path / info.name / name).read_bytes() == content
+
+
+@pytest.mark.parametrize("where", ["open", "write"])
+async def test_a_refused_o_direct_turns_it_off_and_writes_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A file system that will not open a file with O_DIRECT, or refuses the alignment of
+    a write (EINVAL): the storage stops trying, and every piece is written the usual way,
+    with the advice."""
+    calls: list[int] = []
+
+    def refuse(*args: object) -> int:
+        calls.append(1)
+        raise OSError(errno.EINVAL, "no O_DIRECT here")
+
+    monkeypatch.setattr(storage_mod, "_open_direct" if where == "open" else "_write_direct", refuse)
+    payload = pattern(PLEN * PIECES, 10)
+    info = build_single(payload, PLEN)
+    fds = open_fds()
+    with trio.fail_after(20):
+        async with FileStorage(info, tmp_path, page_cache="drop") as st:
+            for i in range(PIECES):
+                assert await st.write_piece(i, aligned_piece(payload, i)) is True
+            assert not st._direct and st._drop_queue is not None
+    assert len(calls) == 1  # tried once
+    assert open_fds() == fds
     assert (tmp_path / info.name).read_bytes() == payload
 
 

@@ -14,6 +14,7 @@ from tests.engine.helpers_storage import build, pattern, piece
 from torrentkit.engine import storage as storage_mod
 from torrentkit.engine.storage import (
     FileStorage,
+    HashPrefix,
     MemoryStorage,
     Outcome,
     PieceStorage,
@@ -30,6 +31,7 @@ FILES = [("a.bin", pattern(70_000, 1)), ("b.bin", pattern(50_000, 2))]  # 8 piec
 class Job:
     index: int
     data: bytearray
+    prefix: HashPrefix | None = None
 
 
 def jobs(info: Info, payload: bytes) -> list[Job]:
@@ -127,10 +129,10 @@ async def test_cancelled_work_is_dropped_and_threads_end(
     started, release = threading.Event(), threading.Event()
     real = storage._write_piece_sync
 
-    def slow(index: int, data: storage_mod.Buffer) -> bool:
+    def slow(index: int, data: storage_mod.Buffer, prefix: HashPrefix | None = None) -> bool:
         started.set()
         release.wait(10)
-        return real(index, data)
+        return real(index, data, prefix)
 
     monkeypatch.setattr(storage, "_write_piece_sync", slow)
     reported: list[int] = []

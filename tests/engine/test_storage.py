@@ -8,6 +8,7 @@ kernel enforces it for root as well; Python ignores SIGXFSZ, so the write just f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import tempfile
@@ -137,6 +138,26 @@ async def test_a_wrong_piece_is_refused_and_nothing_written(
             assert await st.recheck() == [False] * 7
             with pytest.raises(LocalProtocolError, match="piece 2 is 16384 bytes, got 16383"):
                 await st.write_piece(2, bad[:-1])
+
+
+async def test_a_piece_hashed_in_part_as_it_arrived_is_finished_here(
+    make: Maker, torrent: tuple[Info, bytes]
+) -> None:
+    """``prefix``: the engine hashed the piece's first bytes as they arrived; the storage
+    hashes only the rest, and still refuses a piece whose bytes do not match the hash."""
+    info, payload = torrent
+    data = piece(info, payload, 2)
+    with trio.fail_after(10):
+        async with make(info) as st:
+            for n in (0, 5000, len(data)):
+                assert await st.write_piece(2, data, (hashlib.sha1(data[:n]), n)) is True
+            other = piece(info, payload, 3)
+            stale = hashlib.sha1(b"x" + other[1:5000])  # not the bytes in the buffer
+            assert await st.write_piece(3, other, (stale, 5000)) is False
+            assert await st.recheck() == [False, False, True, False, False, False, False]
+            for n in (-1, len(data) + 1):
+                with pytest.raises(LocalProtocolError, match="hash prefix"):
+                    await st.write_piece(2, data, (hashlib.sha1(), n))
 
 
 async def test_recheck_flags_exactly_the_corrupted_piece(

@@ -66,8 +66,8 @@ def add_common_arguments(
             "--page-cache",
             choices=["drop", "keep"],
             default="drop",
-            help="downloaded pieces in the OS page cache: drop (written back at once and "
-            "released; default) or keep (left to the OS)",
+            help="downloaded pieces in the OS page cache: drop (kept out of it: O_DIRECT "
+            "writes, else written back at once and released; default) or keep (left to the OS)",
         )
 
 

@@ -32,14 +32,19 @@ done).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import mmap
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from torrentkit.engine.trust import Trust
 from torrentkit.errors import LocalProtocolError
 from torrentkit.metainfo import BLOCK_SIZE
+
+if TYPE_CHECKING:
+    from torrentkit.engine.storage import HashPrefix, Sha1
 
 S = TypeVar("S", bound=Hashable)
 
@@ -48,14 +53,56 @@ SPARE_BYTES = 32 * 1024 * 1024
 MIN_SPARE = 4
 
 
+#: Buffers of at least this many bytes are whole pages of their own (see piece_buffer).
+PAGE_ALIGNED_FROM = 64 * 1024
+
+_EMPTY = memoryview(b"")
+
+
+def piece_buffer(size: int) -> memoryview:
+    """A zeroed, writable buffer of ``size`` bytes for a piece. From
+    :data:`PAGE_ALIGNED_FROM` up it starts on a page boundary (an anonymous mapping of its
+    own, returned to the system when the last view goes): the storage can then write it
+    with ``O_DIRECT``, around the page cache."""
+    if size < PAGE_ALIGNED_FROM:
+        return memoryview(bytearray(size))
+    return memoryview(mmap.mmap(-1, size))
+
+
 @dataclass(slots=True)
 class Assembly(Generic[S]):
     """One piece being received."""
 
     index: int
-    data: bytearray
+    data: memoryview
     #: block offset -> who sent that block (the one record)
     senders: dict[int, S] = field(default_factory=dict)
+    #: SHA-1 of ``data[:hashed]``, taken as the blocks arrived (see the module): every
+    #: block below ``hashed`` is in and unchanged since
+    hasher: Sha1 = field(default_factory=hashlib.sha1)
+    hashed: int = 0
+
+    @property
+    def prefix(self) -> HashPrefix | None:
+        """The hashing done so far, for the piece writer to finish (None: nothing yet)."""
+        return (self.hasher, self.hashed) if self.hashed else None
+
+    def _hash_forward(self) -> None:
+        """Hash the blocks that follow ``hashed`` without a gap, while they are likely
+        still in the CPU's cache."""
+        start = end = self.hashed
+        senders, size = self.senders, len(self.data)
+        while end < size and end in senders:
+            end += BLOCK_SIZE
+        end = min(end, size)
+        if end > start:
+            self.hasher.update(self.data[start:end])
+            self.hashed = end
+
+    def _rewrite(self) -> None:
+        """A block below ``hashed`` is about to be written again: start the hash over."""
+        self.hasher = hashlib.sha1()
+        self.hashed = 0
 
     @property
     def num_blocks(self) -> int:
@@ -105,7 +152,7 @@ class Assemblies(Generic[S]):
         self._last_size = total_length - self._last * piece_length
         self._pieces: dict[int, Assembly[S]] = {}
         #: full-size piece buffers handed back by recycle(), at most spare_buffers
-        self._spare: list[bytearray] = []
+        self._spare: list[memoryview] = []
         self._max_spare = (
             spare_buffers
             if spare_buffers is not None
@@ -130,11 +177,15 @@ class Assemblies(Generic[S]):
             )
         if assembly is None:
             spare = self._spare
-            buf = spare.pop() if spare and size == self.piece_length else bytearray(size)
+            buf = spare.pop() if spare and size == self.piece_length else piece_buffer(size)
             assembly = self._pieces[index] = Assembly(index, buf)
+        if begin < assembly.hashed:
+            assembly._rewrite()
         assembly.data[begin : begin + n] = data
         senders = assembly.senders
         senders[begin] = sender
+        if begin <= assembly.hashed:
+            assembly._hash_forward()
         return len(senders) == -(-size // BLOCK_SIZE)
 
     def add_blocks(
@@ -145,13 +196,15 @@ class Assemblies(Generic[S]):
     ) -> None:
         """:meth:`add_block` for the blocks of one receive whose byte in ``accepted`` (the
         picker's mask, one byte per block) is set; whether a piece is complete is asked
-        afterwards with :meth:`is_complete` (only for the pieces the picker completed)."""
+        afterwards with :meth:`is_complete` (only for the pieces the picker completed).
+        Each piece's hash moves on once per call, over all of its new blocks at once."""
         pieces, plen, spare = self._pieces, self.piece_length, self._spare
+        touched: dict[int, Assembly[S]] = {}  # pieces whose hash can move on
         for index, begin, data in itertools.compress(blocks, accepted):
             assembly = pieces.get(index)
             if assembly is None:
                 size = self.piece_size(index)
-                buf = spare.pop() if spare and size == plen else bytearray(size)
+                buf = spare.pop() if spare and size == plen else piece_buffer(size)
                 assembly = pieces[index] = Assembly(index, buf)
             buf = assembly.data
             size = len(buf)
@@ -160,8 +213,15 @@ class Assemblies(Generic[S]):
                 raise LocalProtocolError(
                     f"block ({index}, {begin}, {n}) is not on piece {index}'s block grid"
                 )
+            hashed = assembly.hashed
+            if begin <= hashed:
+                if begin < hashed:
+                    assembly._rewrite()
+                touched[index] = assembly
             buf[begin : begin + n] = data
             assembly.senders[begin] = sender
+        for assembly in touched.values():
+            assembly._hash_forward()
 
     def is_complete(self, index: int) -> bool:
         """Every block of piece ``index`` is in (it can be taken)."""
@@ -188,7 +248,7 @@ class Assemblies(Generic[S]):
         data = assembly.data
         if len(data) == self.piece_length and len(self._spare) < self._max_spare:
             self._spare.append(data)
-        assembly.data = bytearray()
+        assembly.data = _EMPTY
         assembly.senders = {}
 
     def drop_spares(self) -> None:

@@ -61,7 +61,7 @@ class Trust:
     def piece_passed(
         self,
         index: int,
-        data: bytes | bytearray,
+        data: bytes | bytearray | memoryview,
         senders: Mapping[int, Hashable],
         block_size: int,
     ) -> set[Hashable]:
