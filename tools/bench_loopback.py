@@ -36,6 +36,13 @@ libtorrent dials peers on its session tick (``tick_interval``, 500 ms by default
 leecher's first byte comes about half a second after it starts; ``--lt-tick-ms 100``
 shortens that for a stricter reference.
 
+Seeding (``--seeding``, instead of the speed runs). Our seeder (``torrentkit seed``, one
+process for the whole invocation, its data checked first) and libtorrent's (in this process)
+serve the same file; per round a fresh libtorrent leecher (``_lt_leech``) downloads from
+each in turn, alternating which goes first. Each seeder's CPU during each download (ours:
+user + sys from /proc/PID/stat, every thread; libtorrent's: this process's CPU clock) and
+the median of the per-round ratios ours / libtorrent (issue 15, item 3: target <= 1.2).
+
 Memory. ``torrentkit seed`` serves the same torrent; once it has checked its data, its
 VmRSS is read from /proc (baseline) and its peak-RSS counter reset (/proc/PID/clear_refs).
 Then this process opens ``--idle-peers`` (default 200) TCP connections to it, each
@@ -44,6 +51,7 @@ the seeder's handshake and bitfield, and stays idle. A few seconds later: VmHWM 
 and VmRSS. Per peer: (peak - baseline) / peers (target <= 64 KiB).
 
     .venv/bin/python tools/bench_loopback.py [--size 1G] [--runs 3] [--encryption require] [--json]
+    .venv/bin/python tools/bench_loopback.py --seeding --idle-peers 0 [--size 1G] [--runs 3]
 
 Only processes this script started are stopped (by their PID); temporary folders are
 removed on the way out, also after an error or Ctrl-C.
@@ -235,17 +243,20 @@ def timed_run(
     size: int,
     timeout: float,
     settle: float = 0.0,
+    seeder_clock: Callable[[], float] = time.process_time,
 ) -> Run:
+    """Run one leecher to completion. ``seeder_clock``: the seeder's CPU seconds so far
+    (default: this process's, where libtorrent's seeder runs)."""
     os.sync()  # start each run without the last copy's dirty pages being written back
     if settle:
         time.sleep(settle)  # freed memory settles: no run starts warmer (--settle)
     with open(log, "wb") as out:
         t0 = time.perf_counter()
-        c0 = time.process_time()  # this process: the libtorrent seeder's threads
+        c0 = seeder_clock()
         proc = children.start(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         code, usage = children.wait_rusage(proc, timeout)
         took = time.perf_counter() - t0
-        seeder_cpu = time.process_time() - c0
+        seeder_cpu = seeder_clock() - c0
     if code != 0:
         tail = log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{client} leecher exited {code} (round {round_no}):\n{tail}")
@@ -333,6 +344,12 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + sys CPU seconds of ``pid`` so far, every thread (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def read_message(sock: socket.socket, buf: bytearray) -> int:
     """Read one peer wire message from ``sock`` (after the handshake); its id (-1: keep-alive)."""
     while True:
@@ -381,16 +398,11 @@ def open_idle_peer(addr: tuple[str, int], info_hash: bytes, num_pieces: int) -> 
     return sock
 
 
-def idle_peer_memory(
-    children: Children,
-    torrent: Path,
-    data_dir: Path,
-    work: Path,
-    peers: int,
-    info_hash: bytes,
-    num_pieces: int,
-) -> dict[str, Any]:
-    state = work / "seed-state"
+def start_our_seeder(
+    children: Children, torrent: Path, data_dir: Path, state: Path, extra: list[str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``torrentkit seed`` on 127.0.0.1 (no tracker, no DHT); returns once its data is
+    checked: the process and its port. Its JSON events are read (and dropped) in a thread."""
     proc = children.start(
         [
             sys.executable,
@@ -404,10 +416,9 @@ def idle_peer_memory(
             "--no-tracker",
             "--no-dht",
             "--json",
-            "--max-peers",
-            str(peers + 50),
             "--state-dir",
             str(state),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -426,7 +437,21 @@ def idle_peer_memory(
         if event.get("event") == "listening":
             port = int(event["port"])
         elif event.get("event") == "checked" and port is not None:
-            break
+            return proc, port
+
+
+def idle_peer_memory(
+    children: Children,
+    torrent: Path,
+    data_dir: Path,
+    work: Path,
+    peers: int,
+    info_hash: bytes,
+    num_pieces: int,
+) -> dict[str, Any]:
+    proc, port = start_our_seeder(
+        children, torrent, data_dir, work / "seed-state", ["--max-peers", str(peers + 50)]
+    )
     time.sleep(1.0)
     base = proc_status(proc.pid)["VmRSS"]
     reset = True
@@ -527,6 +552,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="sample our leecher with py-spy (every thread, native frames off, 500 Hz, "
         "without pausing it); collapsed stacks saved in DIR",
     )
+    p.add_argument(
+        "--seeding",
+        action="store_true",
+        help="the seeding path instead: a libtorrent leecher downloads in turn from our "
+        "seeder (torrentkit seed) and from libtorrent's; each seeder's CPU per download, and "
+        "ours / libtorrent's (target <= 1.2)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument(
         "--encryption",
@@ -591,7 +623,13 @@ def main(argv: list[str]) -> int:
             meta = parse_torrent(torrent.read_bytes())
             digest = file_sha1(payload)
             say(f"payload: {size / 2**20:.0f} MiB, {meta.info.num_pieces} pieces of 1 MiB")
-            if not args.no_speed:
+            if args.seeding and not args.no_speed:
+                seeder = LtSeeder(torrent, seed_dir, args.encryption)
+                runs = seeding_runs(args, children, work, torrent, seed_dir, seeder, digest, say)
+                seeder.close()
+                seeder = None
+                result.update(summarize_seeding(runs, size, say))
+            elif not args.no_speed:
                 seeder = LtSeeder(torrent, seed_dir, args.encryption)
                 enc = "RC4 required" if args.encryption == "require" else "encryption off"
                 say(f"seeder: libtorrent on {LOOPBACK}:{seeder.port}, {enc}")
@@ -719,6 +757,111 @@ def speed_runs(
                 f"seeder cpu {run.seeder_cpu_seconds:.2f} s"
             )
     return runs
+
+
+def seeding_runs(
+    args: argparse.Namespace,
+    children: Children,
+    work: Path,
+    torrent: Path,
+    seed_dir: Path,
+    lt_seeder: LtSeeder,
+    digest: str,
+    say: Any,
+) -> list[Run]:
+    """``--seeding``: per round, a fresh libtorrent leecher from our seeder and one from
+    libtorrent's (alternating which goes first); ``Run.client`` names the seeder."""
+    ours, port = start_our_seeder(
+        children,
+        torrent,
+        seed_dir,
+        work / "seed-state",
+        ["--encryption", args.encryption],
+    )
+    say(f"seeder: ours on {LOOPBACK}:{port} (pid {ours.pid}), libtorrent's on {lt_seeder.port}")
+    runs: list[Run] = []
+    size = args.size_bytes
+    for k in range(1, args.runs + 1):
+        order = ("torrentkit", "libtorrent") if k % 2 else ("libtorrent", "torrentkit")
+        for client in order:
+            dest = work / f"dl-from-{client}"
+            dest.mkdir()
+            to_port = port if client == "torrentkit" else lt_seeder.port
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "_lt_leech",
+                str(torrent),
+                str(dest),
+                str(to_port),
+                str(args.timeout),
+                args.encryption,
+                *([str(args.lt_tick_ms)] if args.lt_tick_ms else []),
+            ]
+            clock = (lambda: proc_cpu_seconds(ours.pid)) if client == "torrentkit" else None
+            run = timed_run(
+                children,
+                client,
+                k,
+                cmd,
+                work / f"from-{client}-{k}.log",
+                size,
+                args.timeout + 30,
+                args.settle,
+                **({"seeder_clock": clock} if clock else {}),
+            )
+            if ours.poll() is not None:
+                raise RuntimeError(f"our seeder exited {ours.returncode}")
+            check_copy(dest / "bench.bin", size, digest)
+            shutil.rmtree(dest)
+            runs.append(run)
+            say(
+                f"run {k} seeder {client:<10}: {run.seconds:7.2f} s {run.mb_per_s:7.1f} MB/s  "
+                f"seeder cpu {run.seeder_cpu_seconds:5.2f} s "
+                f"({run.seeder_cpu_seconds / (size / 2**30):.2f} s per GiB); "
+                f"libtorrent leecher cpu {run.cpu_seconds:.2f} s"
+            )
+    ours.send_signal(signal.SIGTERM)  # ours, by its PID
+    try:
+        ours.wait(30)
+    except subprocess.TimeoutExpired:
+        ours.kill()
+        ours.wait(5)
+    return runs
+
+
+def summarize_seeding(runs: list[Run], size: int, say: Callable[[str], None]) -> dict[str, Any]:
+    ours = [r for r in runs if r.client == "torrentkit"]
+    theirs = [r for r in runs if r.client == "libtorrent"]
+    ratios = [
+        a.seeder_cpu_seconds / b.seeder_cpu_seconds
+        for a, b in zip(ours, theirs, strict=True)
+        if b.seeder_cpu_seconds > 0
+    ]
+    gib = size / 2**30
+    out = {
+        "seeding_runs": [asdict(r) for r in runs],
+        "torrentkit_seeder_cpu_s_per_gib": round(
+            statistics.median(r.seeder_cpu_seconds for r in ours) / gib, 3
+        ),
+        "libtorrent_seeder_cpu_s_per_gib": round(
+            statistics.median(r.seeder_cpu_seconds for r in theirs) / gib, 3
+        ),
+        "torrentkit_seeder_mb_s": statistics.median(r.mb_per_s for r in ours),
+        "libtorrent_seeder_mb_s": statistics.median(r.mb_per_s for r in theirs),
+        "seeder_cpu_ratio": round(statistics.median(ratios), 3) if ratios else None,
+    }
+    say(
+        f"median seeder cpu per GiB: ours {out['torrentkit_seeder_cpu_s_per_gib']} s at "
+        f"{out['torrentkit_seeder_mb_s']} MB/s, libtorrent "
+        f"{out['libtorrent_seeder_cpu_s_per_gib']} s at {out['libtorrent_seeder_mb_s']} MB/s"
+    )
+    if ratios:
+        say(
+            f"median ratio of seeder cpu ours / libtorrent: {out['seeder_cpu_ratio']:.2f} "
+            "(target <= 1.2)"
+        )
+    return out
 
 
 def summarize(runs: list[Run], say: Callable[[str], None]) -> dict[str, Any]:
