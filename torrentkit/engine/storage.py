@@ -872,8 +872,9 @@ class FileStorage(PieceStorage):
     memory just released, not memory the system has to find (on a VM whose free memory
     goes back to the host, the first touch of such memory costs ~15x more: README, issue
     15). Dirty pages are never dropped, so nothing is lost; reads of a released piece (an
-    upload) come from the disk. A file system that refuses ``O_DIRECT`` (tmpfs) gets the
-    advice alone. ``"keep"`` leaves the pages to the OS, as libtorrent's default does.
+    upload) come from the disk. A file system that refuses ``O_DIRECT`` (tmpfs before
+    Linux 6.6, some network file systems) gets the advice alone. ``"keep"`` leaves the
+    pages to the OS, as libtorrent's default does.
     """
 
     def __init__(
@@ -894,7 +895,8 @@ class FileStorage(PieceStorage):
             deque() if page_cache == "drop" and _FADVISE is not None else None
         )
         #: write aligned spans with O_DIRECT (``page_cache="drop"``); off for good once
-        #: the system refuses it (a file system without it, such as tmpfs, or no /proc)
+        #: the system refuses it (a file system without it, such as an older tmpfs, or no
+        #: /proc)
         self._direct = page_cache == "drop" and _O_DIRECT != 0
         self.root = Path(os.path.abspath(root))
         for f in info.files:
@@ -1180,7 +1182,7 @@ class FileStorage(PieceStorage):
 
     def _direct_fd(self, h: _Handle) -> int:
         """``h``'s file opened again for writing with O_DIRECT (once per handle, closed
-        with it); -1 where the system refuses (e.g. tmpfs, or no /proc)."""
+        with it); -1 where the system refuses (e.g. an older tmpfs, or no /proc)."""
         if h.direct is None:
             try:
                 fd = _open_direct(h.fd)
