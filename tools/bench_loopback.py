@@ -726,17 +726,7 @@ def speed_runs(
                         *cmd,
                     ]
             else:
-                cmd = [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "_lt_leech",
-                    str(torrent),
-                    str(dest),
-                    str(port),
-                    str(args.timeout),
-                    args.encryption,
-                    *([str(args.lt_tick_ms)] if args.lt_tick_ms else []),
-                ]
+                cmd = lt_leech_command(args, torrent, dest, port)
             run = timed_run(
                 children,
                 client,
@@ -757,6 +747,22 @@ def speed_runs(
                 f"seeder cpu {run.seeder_cpu_seconds:.2f} s"
             )
     return runs
+
+
+def lt_leech_command(args: argparse.Namespace, torrent: Path, dest: Path, port: int) -> list[str]:
+    """A libtorrent leecher (this script as ``_lt_leech``) downloading into ``dest`` from
+    127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "_lt_leech",
+        str(torrent),
+        str(dest),
+        str(port),
+        str(args.timeout),
+        args.encryption,
+        *([str(args.lt_tick_ms)] if args.lt_tick_ms else []),
+    ]
 
 
 def seeding_runs(
@@ -787,17 +793,7 @@ def seeding_runs(
             dest = work / f"dl-from-{client}"
             dest.mkdir()
             to_port = port if client == "torrentkit" else lt_seeder.port
-            cmd = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "_lt_leech",
-                str(torrent),
-                str(dest),
-                str(to_port),
-                str(args.timeout),
-                args.encryption,
-                *([str(args.lt_tick_ms)] if args.lt_tick_ms else []),
-            ]
+            cmd = lt_leech_command(args, torrent, dest, to_port)
             clock = (lambda: proc_cpu_seconds(ours.pid)) if client == "torrentkit" else None
             run = timed_run(
                 children,
