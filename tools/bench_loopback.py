@@ -794,7 +794,11 @@ def seeding_runs(
             dest.mkdir()
             to_port = port if client == "torrentkit" else lt_seeder.port
             cmd = lt_leech_command(args, torrent, dest, to_port)
-            clock = (lambda: proc_cpu_seconds(ours.pid)) if client == "torrentkit" else None
+            clock: Callable[[], float] = (
+                (lambda: proc_cpu_seconds(ours.pid))
+                if client == "torrentkit"
+                else time.process_time
+            )
             run = timed_run(
                 children,
                 client,
@@ -804,7 +808,7 @@ def seeding_runs(
                 size,
                 args.timeout + 30,
                 args.settle,
-                **({"seeder_clock": clock} if clock else {}),
+                clock,
             )
             if ours.poll() is not None:
                 raise RuntimeError(f"our seeder exited {ours.returncode}")
@@ -817,12 +821,7 @@ def seeding_runs(
                 f"({run.seeder_cpu_seconds / (size / 2**30):.2f} s per GiB); "
                 f"libtorrent leecher cpu {run.cpu_seconds:.2f} s"
             )
-    ours.send_signal(signal.SIGTERM)  # ours, by its PID
-    try:
-        ours.wait(30)
-    except subprocess.TimeoutExpired:
-        ours.kill()
-        ours.wait(5)
+    children.stop_all()  # our seeder (the leechers have all ended), by its PID
     return runs
 
 
